@@ -1,0 +1,12 @@
+"""Every check type, in one literal map: adding a type is a module plus one line here."""
+
+from __future__ import annotations
+
+from checks.base import CheckBase
+from checks.http import HttpCheck
+from checks.tcp import TcpCheck
+
+CHECK_TYPES: dict[str, type[CheckBase]] = {
+    "http": HttpCheck,
+    "tcp": TcpCheck,
+}

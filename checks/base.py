@@ -1,0 +1,201 @@
+"""What every check type shares: timing keys, thresholds, and the probe context.
+
+A check module defines one pydantic model (its YAML keys) with an async `probe(ctx)` that
+only measures and judges. The runner in `monitor/runner.py` owns timeout, timing and
+exception handling, so a probe may let unexpected errors escape: they become UNKNOWN there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+from monitor.durations import Duration, format_duration
+from monitor.result import Result, State
+
+if TYPE_CHECKING:
+    import aiohttp
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo in a hospital's config must not silently disable a check."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ValueThresholds(Strict):
+    """`{warn: X, crit: Y}` on a number; `below: true` when smaller is worse (free space)."""
+
+    warn: float | None = None
+    crit: float | None = None
+    below: bool = False
+
+    def judge(self, value: float) -> State:
+        def breached(limit: float | None) -> bool:
+            if limit is None:
+                return False
+            return value < limit if self.below else value > limit
+
+        if breached(self.crit):
+            return State.CRIT
+        if breached(self.warn):
+            return State.WARN
+        return State.OK
+
+    def describe(self, value: float, label: str = "value") -> str:
+        """Says which limit was passed, so the alert shows what was seen against what was wanted."""
+        state = self.judge(value)
+        if state is State.OK:
+            return f"{label} {value:g}"
+        limit = self.crit if state is State.CRIT else self.warn
+        word = "below" if self.below else "above"
+        return f"{label} {value:g} {word} {state.name} limit {limit:g}"
+
+
+class LatencyThresholds(Strict):
+    """`{warn: 800ms, crit: 3s}` on a response time."""
+
+    warn: Duration | None = None
+    crit: Duration | None = None
+
+    def judge(self, seconds: float) -> State:
+        if self.crit is not None and seconds > self.crit:
+            return State.CRIT
+        if self.warn is not None and seconds > self.warn:
+            return State.WARN
+        return State.OK
+
+    def apply(self, result: Result, seconds: float) -> Result:
+        """Degrade an otherwise OK result when it was slow: the early warning before an outage."""
+        state = self.judge(seconds)
+        if state > result.state or (result.state is State.OK and state is not State.OK):
+            limit = self.crit if state is State.CRIT else self.warn
+            assert limit is not None
+            result.state = state
+            result.message = (
+                f"{result.message}, slow: {format_duration(seconds)} > {format_duration(limit)}"
+            )
+            result.cause = result.cause or "capacity"
+        return result
+
+
+class TrendConfig(Strict):
+    """Early warning from a check's own history, before any threshold or hard failure."""
+
+    window: PositiveInt = 20
+    baseline: PositiveInt = 100
+    latency_factor: float | None = Field(default=3.0, gt=1)
+    failure_ratio: float | None = Field(default=None, gt=0, le=1)
+
+
+class CheckBase(Strict):
+    """Keys every check has; timing keys left unset inherit from the config's `defaults`."""
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    system: str
+    type: str
+    name: str | None = None
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    retry_interval: Duration | None = None
+    confirm: PositiveInt | None = None
+    recover: PositiveInt | None = None
+    trend: TrendConfig | None = None
+
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    """Keys whose values must never reach logs, API answers or messages."""
+
+    @model_validator(mode="after")
+    def _timeout_within_interval(self) -> CheckBase:
+        if self.timeout is not None and self.interval is not None and self.timeout > self.interval:
+            raise ValueError(
+                f"timeout {format_duration(self.timeout)} is longer than interval "
+                f"{format_duration(self.interval)}"
+            )
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    async def probe(self, ctx: ProbeContext) -> Result:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def public_config(self) -> dict[str, Any]:
+        """The check's settings with secrets masked, for the API and `hismon probe -v`."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        for key in self.secret_fields:
+            if key in data:
+                data[key] = "***"
+        return data
+
+
+class ProbeContext:
+    """Resources probes share: one HTTP session per TLS setup, a bounded pool for sync drivers.
+
+    Building a TLS context costs about 25 ms, so one per probe would dominate the CPU budget;
+    a session per distinct TLS configuration keeps that cost at start-up.
+    """
+
+    def __init__(self, blocking_threads: int = 8) -> None:
+        self._sessions: dict[tuple[Any, ...], aiohttp.ClientSession] = {}
+        self._ssl_contexts: dict[tuple[Any, ...], ssl.SSLContext] = {}
+        self.blocking_pool = ThreadPoolExecutor(
+            max_workers=blocking_threads, thread_name_prefix="hismon-driver"
+        )
+        self.heartbeats: dict[str, float] = {}
+        self.app_state: dict[str, Any] = {}
+
+    def ssl_context(
+        self,
+        verify: bool = True,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+    ) -> ssl.SSLContext:
+        key = (verify, ca_file, cert_file, key_file)
+        ctx = self._ssl_contexts.get(key)
+        if ctx is None:
+            ctx = ssl.create_default_context(cafile=ca_file)
+            if not verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            if cert_file:
+                ctx.load_cert_chain(cert_file, key_file)
+            self._ssl_contexts[key] = ctx
+        return ctx
+
+    def http_session(self, tls_key: tuple[Any, ...], ctx: ssl.SSLContext) -> aiohttp.ClientSession:
+        import aiohttp
+
+        session = self._sessions.get(tls_key)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                ssl=ctx, force_close=True, limit=0, ttl_dns_cache=10
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+                headers={"User-Agent": "hismon"},
+            )
+            self._sessions[tls_key] = session
+        return session
+
+    async def run_blocking(self, func: Any, *args: Any) -> Any:
+        """Run a sync driver call in the bounded pool so a stuck driver cannot starve the loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.blocking_pool, func, *args)
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+        self.blocking_pool.shutdown(wait=False, cancel_futures=True)
+
+
+Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

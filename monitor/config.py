@@ -1,0 +1,239 @@
+"""The configuration model: every key of SPEC §2, validated by pydantic, unknown keys refused.
+
+Check and notifier types come from the registries in `checks/` and `notifiers/`, so the
+model never needs editing when a type is added.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+from checks import CHECK_TYPES
+from checks.base import CheckBase
+from monitor.durations import Duration
+from notifiers import NOTIFIER_TYPES
+from notifiers.base import NotifierBase
+
+MESSAGE_KINDS = (
+    "early_warning", "outage_it", "department_outage", "leadership_report",
+    "vendor_escalation", "progress_update", "recovery", "acknowledged",
+    "maintenance_notice", "maintenance_over",
+)
+MessageKind = Literal[
+    "early_warning", "outage_it", "department_outage", "leadership_report",
+    "vendor_escalation", "progress_update", "recovery", "acknowledged",
+    "maintenance_notice", "maintenance_over",
+]
+Language = Literal["zh", "en"]
+Id = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Site(Strict):
+    name: str = "hismon"
+    timezone: str = "UTC"
+    language: Language = "zh"
+    campuses: list[str] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'unknown time zone "{value}"') from None
+        return value
+
+    @property
+    def tz(self) -> dt.tzinfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class Server(Strict):
+    listen: str = Field(default="127.0.0.1:9464", pattern=r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$")
+    api_tokens: list[str] = Field(default_factory=list)
+    public_url: str | None = None
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.listen}"
+
+
+class StateConfig(Strict):
+    url: str = Field(default="sqlite:///./hismon-state.db", pattern=r"^(sqlite|postgresql)://")
+
+
+class Flapping(Strict):
+    """Nagios method: percent state change over the last 21 results, with hysteresis."""
+
+    high: float = Field(default=50.0, gt=0, le=100)
+    low: float = Field(default=25.0, ge=0, le=100)
+
+
+class Defaults(Strict):
+    interval: Duration = 30.0
+    timeout: Duration = 5.0
+    retry_interval: Duration = 5.0
+    confirm: PositiveInt = 3
+    recover: PositiveInt = 2
+    flapping: Flapping = Field(default_factory=Flapping)
+
+
+class Department(Strict):
+    id: Id
+    name: str
+    campus: str | None = None
+    notify: list[str] = Field(default_factory=list)
+    language: Language | None = None
+
+
+class Vendor(Strict):
+    name: str
+    notify: list[str] = Field(default_factory=list)
+    response_sla: Duration | None = None
+    contact: str | None = None
+
+
+class System(Strict):
+    id: Id
+    name: str
+    criticality: Literal["critical", "high", "normal"] = "normal"
+    departments: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list)
+    vendor: Vendor | None = None
+    plan: str | None = None
+    downtime_procedure: str | None = None
+    still_works: str | None = None
+
+
+class Step(Strict):
+    after: Duration | None = None
+    every: Duration | None = None
+    notify: list[str] = Field(min_length=1)
+    message: MessageKind
+    unless: Literal["acknowledged"] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_timing(self) -> Step:
+        if (self.after is None) == (self.every is None):
+            raise ValueError("a step needs exactly one of `after` or `every`")
+        if self.every is not None and self.every <= 0:
+            raise ValueError("`every` must be longer than 0s")
+        return self
+
+
+class Plan(Strict):
+    id: Id
+    early_warning: list[str] = Field(default_factory=list)
+    steps: list[Step] = Field(default_factory=list)
+    on_recovery: list[str] = Field(default_factory=list)
+
+
+class Maintenance(Strict):
+    systems: list[str] = Field(min_length=1)
+    start: dt.datetime
+    end: dt.datetime
+    reason: str
+    announce: list[Duration] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Maintenance:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end need a UTC offset, e.g. 2026-12-01T22:00:00+08:00")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+def _tagged_union(registry: dict[str, type[Any]]) -> Any:
+    members = tuple(registry.values())
+    union = members[0] if len(members) == 1 else Union[members]  # noqa: UP007
+    return Annotated[union, Field(discriminator="type")]
+
+
+CheckConfig = _tagged_union(CHECK_TYPES)
+NotifierConfig = _tagged_union(NOTIFIER_TYPES)
+
+
+class Config(Strict):
+    site: Site = Field(default_factory=Site)
+    server: Server = Field(default_factory=Server)
+    state: StateConfig = Field(default_factory=StateConfig)
+    defaults: Defaults = Field(default_factory=Defaults)
+    roles: dict[str, list[str]] = Field(default_factory=dict)
+    departments: list[Department] = Field(default_factory=list)
+    systems: list[System] = Field(default_factory=list)
+    checks: list[CheckConfig] = Field(default_factory=list)  # type: ignore[valid-type]
+    notifiers: list[NotifierConfig] = Field(default_factory=list)  # type: ignore[valid-type]
+    plans: list[Plan] = Field(default_factory=list)
+    maintenance: list[Maintenance] = Field(default_factory=list)
+    templates: dict[Language, dict[MessageKind, str]] = Field(default_factory=dict)
+    _indexes: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _inherit_defaults(self) -> Config:
+        """Fill each check's unset timing keys from `defaults`, so the scheduler sees one value."""
+        for check in self.checks:
+            for key in ("interval", "timeout", "retry_interval", "confirm", "recover"):
+                if getattr(check, key) is None:
+                    object.__setattr__(check, key, getattr(self.defaults, key))
+        return self
+
+    # Lookups the daemon uses on every decision; built once per loaded config.
+    def system(self, system_id: str) -> System:
+        return self._index("systems")[system_id]
+
+    def department(self, department_id: str) -> Department:
+        return self._index("departments")[department_id]
+
+    def notifier(self, notifier_id: str) -> NotifierBase:
+        return self._index("notifiers")[notifier_id]
+
+    def plan(self, plan_id: str) -> Plan:
+        return self._index("plans")[plan_id]
+
+    def check(self, check_id: str) -> CheckBase:
+        return self._index("checks")[check_id]
+
+    def checks_of(self, system_id: str) -> list[CheckBase]:
+        return [c for c in self.checks if c.system == system_id]
+
+    def _index(self, name: str) -> dict[str, Any]:
+        cache = self._indexes
+        if name not in cache:
+            cache[name] = {item.id: item for item in getattr(self, name)}
+        return cache[name]
+
+    def dependencies(self, system_id: str) -> list[str]:
+        """Every system this one depends on, directly or further down, nearest first."""
+        seen: list[str] = []
+        queue = list(self.system(system_id).depends_on)
+        while queue:
+            current = queue.pop(0)
+            if current in seen or current == system_id:
+                continue
+            seen.append(current)
+            queue.extend(self.system(current).depends_on)
+        return seen

@@ -1,0 +1,52 @@
+"""Durations as operators write them (`500ms`, `30s`, `5m`, `2h`, `7d`), held as float seconds."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: object) -> float:
+    """Accept `1h30m`-style strings; bare numbers are refused so that `30` never means 30 ms."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f'invalid duration "{value}" (write it like 500ms, 30s, 5m, 2h, 7d)')
+    text = value.strip()
+    pos, total = 0, 0.0
+    for match in _PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos == 0 or pos != len(text):
+        raise ValueError(f'invalid duration "{value}" (write it like 500ms, 30s, 5m, 2h, 7d)')
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """Human text for messages: `1h 05m`, `12m 30s`, `800ms`."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    total = int(round(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h {minutes:02d}m"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(lambda s: f"{s}s", return_type=str),
+]
+"""A duration in seconds, parsed from the config's `30s` notation."""

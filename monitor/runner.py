@@ -1,0 +1,36 @@
+"""Run one probe safely: the runner owns timeout, timing and turning surprises into UNKNOWN.
+
+This is the only place that catches a probe's exceptions, so that check modules stay small
+and a bug in one of them can never take the daemon down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+
+from checks.base import CheckBase, ProbeContext
+from monitor.durations import format_duration
+from monitor.result import Result, State
+
+log = structlog.get_logger("hismon.runner")
+
+
+async def run_probe(check: CheckBase, ctx: ProbeContext) -> Result:
+    """Probe `check` within its timeout; never raises (except cancellation of the caller)."""
+    timeout = check.timeout or 5.0
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            result = await check.probe(ctx)
+    except TimeoutError:
+        result = Result(State.CRIT, f"timeout after {format_duration(timeout)}", cause="timeout")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a probe bug or driver surprise must not crash the daemon
+        log.warning("probe_error", check=check.id, system=check.system, error=repr(exc)[:300])
+        result = Result(State.UNKNOWN, f"probe error: {type(exc).__name__}: {str(exc)[:200]}")
+    result.duration = time.perf_counter() - started
+    return result

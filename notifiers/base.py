@@ -1,0 +1,142 @@
+"""What every notifier shares: delivery keys, the message it receives, the error it raises.
+
+Channels only build and send; they raise `DeliveryError` and never retry themselves. The
+outbox (`monitor/outbox.py`) owns retries, backoff, fallback and rate limits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from monitor.durations import Duration
+
+
+class DeliveryError(Exception):
+    """A failed send. `permanent` says that retrying the same message cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def raise_for_http_status(response: httpx.Response, channel: str) -> None:
+    """Alertmanager's rule: 2xx succeeds, 5xx and 429 retry, other 4xx are permanent."""
+    if response.is_success:
+        return
+    permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
+    snippet = response.text[:200].replace("\n", " ")
+    raise DeliveryError(f"{channel} answered HTTP {response.status_code}: {snippet}",
+                        permanent=permanent)
+
+
+class RetryPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    initial: Duration = 1.0
+    max_delay: Duration = 60.0
+    max_age: Duration = 86400.0
+
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """`20/min` → (20, 60.0): at most 20 messages in any 60 seconds."""
+    match = _RATE.match(text)
+    if not match:
+        raise ValueError(f'invalid rate_limit "{text}" (write it like 20/min)')
+    per = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
+           "h": 3600.0, "hour": 3600.0}[match.group(2)]
+    return int(match.group(1)), per
+
+
+class NotifierBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    type: str
+    timeout: Duration = 10.0
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    fallback: str | None = None
+    rate_limit: str | None = None
+    drill: bool = False
+    max_length: int | None = Field(default=None, gt=100)
+
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    default_max_length: ClassVar[int] = 100_000
+    """Longest text the channel accepts; longer messages are trimmed with a status-page link."""
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate(value)
+        return value
+
+    @property
+    def text_limit(self) -> int:
+        return self.max_length or self.default_max_length
+
+    async def send(self, message: OutgoingMessage, ctx: NotifyContext) -> str:
+        """Deliver one message; return the channel's answer in a few words."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def secrets(self) -> list[str]:
+        """Values to scrub from any error text before it is logged or stored."""
+        values: list[str] = []
+        for name in self.secret_fields:
+            value = getattr(self, name, None)
+            if isinstance(value, str) and value:
+                values.append(value)
+        return values
+
+
+@dataclass(slots=True)
+class OutgoingMessage:
+    """One rendered message for one recipient, as stored in the outbox."""
+
+    kind: str
+    idempotency_key: str
+    recipient: str
+    title: str
+    text: str
+    incident: dict[str, Any] | None = None
+    drill: bool = False
+    status_url: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def webhook_body(self) -> dict[str, Any]:
+        """The generic JSON body of SPEC §6 (version 1)."""
+        body: dict[str, Any] = {
+            "version": 1,
+            "kind": self.kind,
+            "idempotency_key": self.idempotency_key,
+            "recipient": self.recipient,
+            "title": self.title,
+            "text": self.text,
+            "incident": self.incident,
+        }
+        if self.drill:
+            body["drill"] = True
+        return body
+
+    def trimmed_text(self, limit: int) -> str:
+        """Fit the channel's length limit, pointing at the status page for the rest."""
+        encoded = self.text.encode("utf-8")
+        if len(encoded) <= limit:
+            return self.text
+        tail = f"\n…\n{self.status_url}" if self.status_url else "\n…"
+        room = max(limit - len(tail.encode("utf-8")), 0)
+        return encoded[:room].decode("utf-8", errors="ignore") + tail
+
+
+@dataclass(slots=True)
+class NotifyContext:
+    """Shared by every channel: one HTTP client (connection reuse) and the site's facts."""
+
+    http: httpx.AsyncClient
+    site_name: str = "hismon"
