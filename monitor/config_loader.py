@@ -189,7 +189,8 @@ def _check_references(source: _Source) -> None:
         fallback = notifier.get("fallback")
         if isinstance(fallback, str):
             if fallback == notifier.get("id"):
-                source.report(("notifiers", index, "fallback"), "a notifier cannot fall back to itself")
+                source.report(("notifiers", index, "fallback"),
+                              "a notifier cannot fall back to itself")
             else:
                 need(("notifiers", index, "fallback"), fallback, notifiers, "notifier")
     for index, window in _items(data, "maintenance"):
@@ -335,7 +336,8 @@ def load_config_text(text: str, file: str, env: dict[str, str] | None = None) ->
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
-        raise ConfigError([Problem(file, line, "(yaml)", str(getattr(exc, "problem", exc)))])
+        problem = str(getattr(exc, "problem", exc))
+        raise ConfigError([Problem(file, line, "(yaml)", problem)]) from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError([Problem(file, 1, "(top level)", "the config must be a YAML mapping")])
     source = _Source(file, data or {}, _line_map(node))

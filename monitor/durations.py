@@ -31,7 +31,7 @@ def format_duration(seconds: float) -> str:
     """Human text for messages: `1h 05m`, `12m 30s`, `800ms`."""
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
-    total = int(round(seconds))
+    total = round(seconds)
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)

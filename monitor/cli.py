@@ -1,0 +1,239 @@
+"""The `hismon` command (SPEC §1). Each subcommand is a small function; exit codes are contract."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:9464"
+
+
+def _load(path: str) -> Any:
+    from monitor.config_loader import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in {path}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    print(f"{args.config}: OK ({len(config.checks)} checks, {len(config.systems)} systems, "
+          f"{len(config.notifiers)} notifiers, {len(config.plans)} plans)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.daemon import Daemon
+    from monitor.logs import configure
+
+    configure(args.log_level)
+    config = _load(args.config)
+    shard = _parse_shard(args.shard) if args.shard else None
+    daemon = Daemon(config, config_path=args.config, shard=shard)
+    try:
+        asyncio.run(daemon.run_forever())
+    except OSError as exc:
+        print(f"hismon: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, total = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"--shard must look like 0/3, got {text!r}") from None
+    if not 0 <= index < total:
+        raise SystemExit(f"--shard index must be in 0..{total - 1}")
+    return index, total
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from checks.base import ProbeContext
+    from monitor.logs import configure
+    from monitor.runner import run_probe
+
+    configure("error")
+    config = _load(args.config)
+    wanted = args.checks or [c.id for c in config.checks]
+    known = {c.id: c for c in config.checks}
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        print(f"unknown check: {', '.join(unknown)}", file=sys.stderr)
+        return 3
+
+    async def probe_all() -> list[Any]:
+        ctx = ProbeContext()
+        try:
+            return await asyncio.gather(*(run_probe(known[c], ctx) for c in wanted))
+        finally:
+            await ctx.close()
+
+    results = asyncio.run(probe_all())
+    for check_id, result in zip(wanted, results, strict=True):
+        numbers = " ".join(f"{k}={v:g}" for k, v in result.numbers.items())
+        print(f"{result.state.name:<7} {check_id}: {result.message}"
+              f" ({result.duration * 1000:.0f}ms){' | ' + numbers if numbers else ''}")
+    from monitor.result import State
+
+    worst = max((r.state for r in results), default=State.OK)
+    return int(worst)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    return run_demo(port=args.port, speed=args.speed, duration=args.duration)
+
+
+# ---- commands that talk to a running daemon ------------------------------------------
+
+def _client(args: argparse.Namespace) -> Any:
+    import httpx
+
+    token = args.token or os.environ.get("HISMON_API_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=args.url, headers=headers, timeout=10, trust_env=False)
+
+
+def _call(args: argparse.Namespace, method: str, path: str,
+          body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    import httpx
+
+    try:
+        with _client(args) as client:
+            response = client.request(method, path, json=body)
+    except httpx.HTTPError as exc:
+        print(f"cannot reach hismon at {args.url}: {exc}", file=sys.stderr)
+        return 0, None
+    try:
+        data = response.json()
+    except ValueError:
+        data = {"error": response.text[:200]}
+    return response.status_code, data
+
+
+def _refused(status: int, data: Any) -> int:
+    if status:
+        print(f"refused ({status}): {(data or {}).get('error', data)}", file=sys.stderr)
+    return 1
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    status, data = _call(args, "POST", f"/api/v1/incidents/{args.incident}/ack",
+                         {"by": args.by, "note": args.note})
+    if status != 200:
+        return _refused(status, data)
+    print(f"{args.incident} acknowledged by {data['acknowledged_by']}")
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    status, data = _call(args, "POST", f"/api/v1/incidents/{args.incident}/updates",
+                         {"by": args.by, "text": args.text})
+    if status != 200:
+        return _refused(status, data)
+    print(f"note recorded on {args.incident}; the next progress update carries it")
+    return 0
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    body = {"systems": args.system, "end": args.until, "reason": args.reason}
+    if args.start:
+        body["start"] = args.start
+    status, data = _call(args, "POST", "/api/v1/silences", body)
+    if status != 201:
+        return _refused(status, data)
+    print(f"silence {data['id']}: {', '.join(data['systems'])} until {data['end']}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status, checks = _call(args, "GET", "/api/v1/checks")
+    if status != 200:
+        return _refused(status, checks) if status else 1
+    _, incidents = _call(args, "GET", "/api/v1/incidents?status=open")
+    if args.json:
+        print(json.dumps({"checks": checks["checks"], "incidents": incidents["incidents"]},
+                         ensure_ascii=False, indent=2))
+        return 0
+    print(f"{'STATE':<8} {'HARD':<5} {'SYSTEM':<22} {'CHECK':<28} MESSAGE")
+    for c in sorted(checks["checks"], key=lambda c: (c["state"] == "OK", c["system"], c["id"])):
+        flag = "~" if c["flapping"] else ""
+        print(f"{c['state'] + flag:<8} {'yes' if c['hard'] else 'no':<5} {c['system']:<22} "
+              f"{c['id']:<28} {c['message']}")
+    open_incidents = incidents["incidents"]
+    print(f"\n{len(open_incidents)} open incident(s)")
+    for i in open_incidents:
+        ack = f"acked by {i['acknowledged_by']}" if i["acknowledged_by"] else "NOT ACKNOWLEDGED"
+        cause = f" caused by {i['caused_by']}" if i["caused_by"] else ""
+        print(f"  {i['id']:<10} {i['severity']:<9} {i['system_name']} since {i['started_at']} "
+              f"cause={i['suspected_cause']}{cause} {ack}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hismon", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str,
+            config: bool = False, url: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(func=func)
+        if config:
+            p.add_argument("-c", "--config", required=True, help="config file (YAML)")
+        if url:
+            p.add_argument("--url", default=os.environ.get("HISMON_URL", DEFAULT_URL))
+            p.add_argument("--token", default=None, help="API token (or HISMON_API_TOKEN)")
+        return p
+
+    p = add("run", cmd_run, "run the daemon in the foreground", config=True)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--shard", help="I/N: run only this instance's share of the checks")
+    add("validate", cmd_validate, "validate a config file", config=True)
+    p = add("probe", cmd_probe, "run checks once and print one line each", config=True)
+    p.add_argument("checks", nargs="*", metavar="CHECK_ID")
+    p = add("demo", cmd_demo, "run a simulated hospital and the daemon against it")
+    p.add_argument("--port", type=int, default=9464)
+    p.add_argument("--speed", type=float, default=1.0, help="compress the demo timeline N×")
+    p.add_argument("--duration", type=float, default=None,
+                   help="stop after this many seconds (default: run until Ctrl-C)")
+    p = add("status", cmd_status, "checks and open incidents of a running daemon", url=True)
+    p.add_argument("--json", action="store_true")
+    p = add("ack", cmd_ack, "acknowledge an incident", url=True)
+    p.add_argument("incident")
+    p.add_argument("--by", required=True)
+    p.add_argument("--note")
+    p = add("update", cmd_update, "record the incident lead's progress note", url=True)
+    p.add_argument("incident")
+    p.add_argument("--text", required=True)
+    p.add_argument("--by", default=os.environ.get("USER", "incident lead"))
+    p = add("silence", cmd_silence, "maintenance window at run time", url=True)
+    p.add_argument("--system", action="append", required=True)
+    p.add_argument("--until", required=True, help="RFC 3339 time or a duration like 2h")
+    p.add_argument("--start", help="RFC 3339 time (default now)")
+    p.add_argument("--reason", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except KeyboardInterrupt:
+        code = 0
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Build what a message template sees (documented in docs/messages.md) and the SPEC §6 payload."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import OrderedDict
+from typing import Any
+
+from monitor.config import Config
+from monitor.durations import format_duration
+from monitor.models import Incident, iso
+
+
+def local(ts: float | None, tz: dt.tzinfo) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M")
+
+
+def incident_payload(incident: Incident, config: Config) -> dict[str, Any]:
+    """The `incident` object of the webhook body and the API (SPEC §6, §7)."""
+    tz = config.site.tz
+    system = config.system(incident.system) if incident.system in _ids(config) else None
+    return {
+        "id": incident.id,
+        "system": incident.system,
+        "system_name": system.name if system else incident.system,
+        "severity": incident.severity,
+        "status": incident.status,
+        "started_at": iso(incident.started_at, tz),
+        "acknowledged_by": incident.acknowledged_by,
+        "acknowledged_at": iso(incident.acknowledged_at, tz),
+        "resolved_at": iso(incident.resolved_at, tz),
+        "suspected_cause": incident.suspected_cause,
+        "cause_evidence": list(incident.cause_evidence),
+        "caused_by": incident.caused_by,
+        "caused_by_system": incident.caused_by_system,
+        "affected_departments": list(incident.affected_departments),
+        "failing_checks": [dict(c) for c in incident.failing_checks],
+        "held": incident.held,
+        "drill": incident.drill,
+    }
+
+
+def _ids(config: Config) -> set[str]:
+    return {s.id for s in config.systems}
+
+
+def message_context(
+    kind: str,
+    incident: Incident,
+    config: Config,
+    now: float,
+    *,
+    department_id: str | None = None,
+    language: str,
+    note: dict[str, Any] | None = None,
+    note_missing: bool = False,
+    affected_systems: list[str] | None = None,
+) -> dict[str, Any]:
+    tz = config.site.tz
+    system = config.system(incident.system)
+    end = incident.resolved_at if incident.resolved_at is not None else now
+    departments = [config.department(d) for d in incident.affected_departments]
+    by_campus: OrderedDict[str, list[str]] = OrderedDict()
+    for dept in departments:
+        by_campus.setdefault(dept.campus or "-", []).append(dept.name)
+    payload = incident_payload(incident, config)
+    payload.update(
+        started_at_local=local(incident.started_at, tz),
+        resolved_at_local=local(incident.resolved_at, tz),
+        acknowledged_at_local=local(incident.acknowledged_at, tz),
+        ack_note=incident.ack_note,
+        duration=format_duration(max(end - incident.started_at, 0)),
+    )
+    vendor = None
+    if system.vendor is not None:
+        vendor = {
+            "name": system.vendor.name,
+            "contact": system.vendor.contact,
+            "response_sla": format_duration(system.vendor.response_sla)
+            if system.vendor.response_sla else None,
+            "sla_status": sla_status(incident, system.vendor.response_sla, now),
+        }
+    base_url = config.server.base_url
+    dept = config.department(department_id) if department_id else None
+    return {
+        "kind": kind,
+        "drill": incident.drill,
+        "language": language,
+        "site": {"name": config.site.name, "timezone": config.site.timezone},
+        "status_url": f"{base_url}/",
+        "incident_url": f"{base_url}/incidents/{incident.id}",
+        "department_url": f"{base_url}/departments/{department_id}" if department_id else None,
+        "department": {"id": dept.id, "name": dept.name, "campus": dept.campus} if dept else None,
+        "incident": payload,
+        "system": {
+            "id": system.id, "name": system.name, "criticality": system.criticality,
+            "downtime_procedure": (system.downtime_procedure or "").strip() or None,
+            "still_works": (system.still_works or "").strip() or None,
+        },
+        "affected_systems": [
+            {"id": s, "name": config.system(s).name}
+            for s in (affected_systems or [incident.system])
+        ],
+        "departments": [{"id": d.id, "name": d.name, "campus": d.campus} for d in departments],
+        "departments_by_campus": dict(by_campus),
+        "cause": {"code": incident.suspected_cause, "evidence": list(incident.cause_evidence)},
+        "vendor": vendor,
+        "note": note,
+        "note_missing": note_missing,
+    }
+
+
+def sla_status(incident: Incident, sla: float | None, now: float) -> str | None:
+    """Response SLA: acknowledged within `response_sla` of the outage start."""
+    if not sla:
+        return None
+    start = incident.plan_started_at or incident.started_at
+    if incident.acknowledged_at is not None:
+        return "kept" if incident.acknowledged_at - start <= sla else "missed"
+    return "missed" if now - start > sla else "pending"

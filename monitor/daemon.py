@@ -1,0 +1,277 @@
+"""The composition root: wires config → scheduler → state → engine → outbox, plus the API.
+
+Everything runs on one asyncio loop. Signals: SIGTERM/SIGINT stop cleanly, SIGHUP (or a
+changed config file) reloads; a bad reload keeps the running config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from checks.base import ProbeContext
+from monitor.config import Config
+from monitor.config_loader import ConfigError, load_config
+from monitor.engine import Engine
+from monitor.metrics import Metrics, MetricsSource
+from monitor.models import Silence
+from monitor.outbox import Outbox
+from monitor.result import State
+from monitor.scheduler import Scheduler
+from monitor.state import CheckState
+from monitor.store import Store, open_store
+
+log = structlog.get_logger("hismon.daemon")
+PERSISTED_STATE_FIELDS = ("state", "hard", "hard_state", "message", "streak",
+                          "first_failure_at", "recovered_at", "last_hard_change", "last_run")
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        config_path: str | None = None,
+        clock: Callable[[], float] = time.time,
+        shard: tuple[int, int] | None = None,
+        serve_http: bool = True,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.clock = clock
+        self.serve_http = serve_http
+        self.started_at = clock()
+        self.states: dict[str, CheckState] = {}
+        self.source = MetricsSource()
+        self.source.states = self.states
+        self.metrics = Metrics(lambda: self.source)
+        self.ctx = ProbeContext()
+        self.ctx.app_state["started_at"] = self.started_at
+        self.store: Store = open_store(config.state.url)
+        self.outbox = Outbox(config, self.store, clock, self._count_notification)
+        self.engine = Engine(config, self.store, self.states, clock, self.outbox.wake)
+        self.scheduler = Scheduler(config, self.ctx, self.states, self.metrics,
+                                   self._check_changed, clock, shard)
+        self.stop_event = asyncio.Event()
+        self.ready = False
+        self.store_error: str | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._server: Any = None
+        self._config_mtime = self._mtime()
+        self._dirty_states: set[str] = set()
+
+    # ---- wiring ----------------------------------------------------------------------
+
+    def _count_notification(self, notifier: str, kind: str, result: str) -> None:
+        self.metrics.notifications.labels(notifier, kind, result).inc()
+
+    def _check_changed(self, state: CheckState) -> None:
+        self._dirty_states.add(state.check_id)
+        self.engine.system_changed(state.system)
+
+    def _refresh_source(self) -> None:
+        self.source.systems = [s.id for s in self.config.systems]
+        self.source.open_incidents = list(self.engine.open.values())
+        self.source.outbox_pending = self.outbox.pending
+        self.source.store_ok = self.store_error is None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.open()
+        self._restore_states(await self.store.load_check_states())
+        self.ctx.heartbeats.update(await self.store.load_heartbeats())
+        await self.engine.load()
+        await self.engine.restore_notes()
+        await self._sync_config_silences()
+        self.outbox.start()
+        self.scheduler.start()
+        self._tasks.append(asyncio.create_task(self.engine.run(self.stop_event), name="engine"))
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        if self.serve_http:
+            await self._start_http()
+        self.ready = True
+        log.info("daemon_started", checks=len(self.config.checks),
+                 systems=len(self.config.systems), listen=self.config.server.listen)
+
+    def _restore_states(self, saved: dict[str, dict[str, Any]]) -> None:
+        """A restarted daemon keeps confirmed failures, so no incident is lost or reopened."""
+        for check in self.config.checks:
+            record = saved.get(check.id)
+            if record is None:
+                continue
+            state = CheckState(check.id, check.system, check.type)
+            for key in PERSISTED_STATE_FIELDS:
+                if key in record:
+                    value = record[key]
+                    if key in ("state", "hard_state"):
+                        value = State[value]
+                    setattr(state, key, value)
+            self.states[check.id] = state
+
+    async def _save_states(self) -> None:
+        if not self._dirty_states:
+            return
+        dirty, self._dirty_states = self._dirty_states, set()
+        records = {}
+        for check_id in dirty:
+            state = self.states.get(check_id)
+            if state is None:
+                continue
+            record = {k: getattr(state, k) for k in PERSISTED_STATE_FIELDS}
+            record["state"], record["hard_state"] = state.state.name, state.hard_state.name
+            records[check_id] = record
+        try:
+            await self.store.save_check_states(records)
+        except Exception:
+            self._dirty_states |= dirty
+            raise
+
+    async def _housekeeping(self) -> None:
+        """Once a second: persist changed states, refresh metrics, watch the store and config."""
+        while not self.stop_event.is_set():
+            try:
+                await self._save_states()
+                await self.store.ping()
+                self.store_error = self.engine.last_error
+            except Exception as exc:
+                self.store_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.error("store_unavailable", error=self.store_error)
+            self._refresh_source()
+            mtime = self._mtime()
+            if mtime is not None and mtime != self._config_mtime:
+                self._config_mtime = mtime
+                await self.reload(reason="file changed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), 1.0)
+
+    def _mtime(self) -> float | None:
+        if not self.config_path:
+            return None
+        try:
+            return os.stat(self.config_path).st_mtime
+        except OSError:
+            return None
+
+    async def _sync_config_silences(self) -> None:
+        """Maintenance windows from the config become silences with stable ids."""
+        for silence_id in [k for k, s in self.engine.silences.items() if s.source == "config"]:
+            del self.engine.silences[silence_id]
+        for index, window in enumerate(self.config.maintenance):
+            silence = Silence(
+                id=f"config-{index}", systems=list(window.systems),
+                start=window.start.timestamp(), end=window.end.timestamp(),
+                reason=window.reason, created_by="config", announce=list(window.announce),
+                source="config")
+            self.engine.silences[silence.id] = silence
+
+    async def reload(self, reason: str = "SIGHUP") -> bool:
+        if not self.config_path:
+            return False
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            self.metrics.config_reload_ok.set(0)
+            for problem in exc.problems:
+                log.error("config_reload_rejected", problem=str(problem))
+            return False
+        self.config = config
+        self.scheduler.apply_config(config)
+        self.engine.apply_config(config)
+        self.outbox.apply_config(config)
+        await self._sync_config_silences()
+        self.metrics.config_reload_ok.set(1)
+        self.metrics.config_reload_time.set(time.time())
+        log.info("config_reloaded", reason=reason, checks=len(config.checks))
+        return True
+
+    async def _start_http(self) -> None:
+        import uvicorn
+
+        from monitor.api import build_app
+
+        host, port = self.config.server.host_port
+        server_config = uvicorn.Config(build_app(self), host=host, port=port, log_config=None,
+                                       access_log=False, lifespan="off")
+        server = _EmbeddedServer(server_config)
+        self._server = server
+        self._tasks.append(asyncio.create_task(server.serve(), name="http"))
+        for _ in range(200):
+            if server.started or server.failed:
+                break
+            await asyncio.sleep(0.025)
+        if not server.started:
+            raise OSError(f"cannot listen on {self.config.server.listen}")
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        self.scheduler.shutdown()
+        if self._server is not None:
+            self._server.should_exit = True
+        await self.outbox.stop()
+        for task in self._tasks:
+            if task.get_name() != "http":
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._save_states()
+        await self.ctx.close()
+        await self.store.close()
+        log.info("daemon_stopped")
+
+    async def run_forever(self) -> None:
+        """Foreground run: until SIGTERM/SIGINT; SIGHUP reloads."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        try:
+            await self.start()
+            await self.stop_event.wait()
+        finally:
+            await self.stop()
+
+
+class _EmbeddedServer:
+    """uvicorn inside our loop, without uvicorn taking over the process's signals."""
+
+    def __init__(self, config: Any) -> None:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):  # type: ignore[override]
+                yield
+
+        self._server = Server(config)
+        self.failed = False
+
+    @property
+    def started(self) -> bool:
+        return bool(self._server.started)
+
+    @property
+    def should_exit(self) -> bool:
+        return bool(self._server.should_exit)
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._server.should_exit = value
+
+    async def serve(self) -> None:
+        try:
+            await self._server.serve()
+        except (SystemExit, OSError) as exc:
+            self.failed = True
+            log.error("http_failed", error=str(exc))
+
+
+def config_file_path(path: str) -> str:
+    return str(Path(path).resolve())

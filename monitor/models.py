@@ -1,0 +1,94 @@
+"""Records the daemon keeps: incidents, their timeline, outbox messages, silences."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+def iso(ts: float | None, tz: dt.tzinfo | None = None) -> str | None:
+    """RFC 3339 with the site's offset, as the webhook payload shows times."""
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, tz or dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass(slots=True)
+class Incident:
+    id: str
+    system: str
+    severity: str  # warning | critical
+    started_at: float
+    opened_at: float
+    status: str = "open"  # open | resolved
+    plan_started_at: float | None = None
+    """When the plan's clock starts: critical onset, end of a hold (maintenance, caused_by)."""
+    resolved_at: float | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: float | None = None
+    ack_note: str | None = None
+    caused_by: str | None = None
+    caused_by_system: str | None = None
+    suspected_cause: str = "unknown"
+    cause_evidence: list[str] = field(default_factory=list)
+    affected_departments: list[str] = field(default_factory=list)
+    failing_checks: list[dict[str, Any]] = field(default_factory=list)
+    held: str | None = None
+    """Why notifications are held right now (maintenance, flapping, caused_by), or None."""
+    drill: bool = False
+    last_note_at: float | None = None
+    last_update_sent_at: float | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == "open"
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Incident:
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in record.items() if k in known})
+
+
+@dataclass(slots=True)
+class TimelineEntry:
+    incident_id: str
+    at: float
+    kind: str
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class OutboxMessage:
+    """One message for one notifier, persisted before any send attempt."""
+
+    idempotency_key: str
+    notifier: str
+    kind: str
+    payload: dict[str, Any]
+    """OutgoingMessage fields: title, text, incident, drill, status_url, recipient."""
+    incident_id: str | None = None
+    created_at: float = 0.0
+    status: str = "pending"  # pending | sent | failed | undeliverable
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    last_error: str | None = None
+    sent_at: float | None = None
+    answer: str | None = None
+    id: int | None = None
+
+
+@dataclass(slots=True)
+class Silence:
+    id: str
+    systems: list[str]
+    start: float
+    end: float
+    reason: str
+    created_by: str | None = None
+    announce: list[float] = field(default_factory=list)
+    source: str = "api"  # api | config

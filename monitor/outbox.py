@@ -1,0 +1,224 @@
+"""Deliver outbox messages: one sender per notifier, retries with backoff, fallback, max_age.
+
+Every message is in the store before the first attempt, so a crash or restart resumes
+delivery. A sender works through its own notifier's queue only: a channel that hangs
+or fails delays its own messages and nobody else's. Nothing is dropped silently: a
+message that cannot be delivered is marked `undeliverable`, counted, logged, shown by
+the API, and handed to the notifier's `fallback` if it has one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+
+import httpx
+import structlog
+
+from monitor.config import Config
+from monitor.models import OutboxMessage
+from monitor.store.base import Store
+from notifiers.base import DeliveryError, NotifierBase, NotifyContext, OutgoingMessage, parse_rate
+
+log = structlog.get_logger("hismon.outbox")
+Clock = Callable[[], float]
+ResultHook = Callable[[str, str, str], None]
+"""(notifier, kind, result) for hismon_notifications_total."""
+
+
+def backoff(attempts: int, initial: float, max_delay: float, rng: random.Random) -> float:
+    """Exponential backoff with ±20% jitter so retries of many messages do not align."""
+    delay = min(initial * (2 ** max(attempts - 1, 0)), max_delay)
+    return delay * rng.uniform(0.8, 1.2)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+class RateLimiter:
+    """At most `count` sends in any `per` seconds; callers wait instead of dropping."""
+
+    def __init__(self, count: int, per: float) -> None:
+        self.count, self.per = count, per
+        self.sent: deque[float] = deque()
+
+    def wait_time(self, now: float) -> float:
+        while self.sent and now - self.sent[0] >= self.per:
+            self.sent.popleft()
+        if len(self.sent) < self.count:
+            return 0.0
+        return self.per - (now - self.sent[0])
+
+    def record(self, now: float) -> None:
+        self.sent.append(now)
+
+
+class Sender:
+    def __init__(self, outbox: Outbox, notifier: NotifierBase) -> None:
+        self.outbox = outbox
+        self.notifier = notifier
+        self.wakeup = asyncio.Event()
+        self.limiter = RateLimiter(*parse_rate(notifier.rate_limit)) if notifier.rate_limit \
+            else None
+        self.pending = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                wait = await self.pass_once()
+            except Exception as exc:  # store hiccup: keep the sender alive, retry soon
+                log.error("outbox_pass_failed", notifier=self.notifier.id, error=str(exc)[:200])
+                wait = 2.0
+            self.wakeup.clear()
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), timeout=max(wait, 0.05))
+            except TimeoutError:
+                pass
+
+    async def pass_once(self) -> float:
+        """Try every due message once; return how long until the next one is due."""
+        store, clock = self.outbox.store, self.outbox.clock
+        messages = await store.pending_messages(self.notifier.id)
+        self.pending = len(messages)
+        next_due = 60.0
+        for message in messages:
+            now = clock()
+            if message.next_attempt_at > now:
+                next_due = min(next_due, message.next_attempt_at - now)
+                continue
+            if self.limiter is not None:
+                wait = self.limiter.wait_time(now)
+                if wait > 0:
+                    log.info("rate_limited", notifier=self.notifier.id, wait_seconds=round(wait, 1))
+                    return wait
+                self.limiter.record(now)
+            await self.deliver(message)
+            if message.status != "pending":
+                self.pending -= 1
+            else:
+                next_due = min(next_due, message.next_attempt_at - clock())
+        return next_due
+
+    async def deliver(self, message: OutboxMessage) -> None:
+        notifier, outbox = self.notifier, self.outbox
+        outgoing = OutgoingMessage(
+            kind=message.kind, idempotency_key=message.idempotency_key,
+            recipient=message.payload.get("recipient", message.notifier),
+            title=message.payload.get("title", ""), text=message.payload.get("text", ""),
+            incident=message.payload.get("incident"), drill=bool(message.payload.get("drill")),
+            status_url=message.payload.get("status_url"))
+        message.attempts += 1
+        now = outbox.clock()
+        try:
+            async with asyncio.timeout(notifier.timeout + 1):
+                answer = await notifier.send(outgoing, outbox.notify_context)
+        except Exception as exc:
+            permanent = isinstance(exc, DeliveryError) and exc.permanent
+            text = str(exc) if isinstance(exc, DeliveryError) else (
+                f"timeout after {notifier.timeout:g}s" if isinstance(exc, TimeoutError)
+                else f"{type(exc).__name__}: {exc}")
+            message.last_error = scrub(text, notifier.secrets())[:500]
+            await self._failed(message, permanent, now)
+            return
+        message.status, message.sent_at, message.answer = "sent", now, str(answer)[:200]
+        message.last_error = None
+        await outbox.store.update_message(message)
+        outbox.count(notifier.id, message.kind, "sent")
+        log.info("message_sent", notifier=notifier.id, kind=message.kind,
+                 incident=message.incident_id, key=message.idempotency_key,
+                 attempts=message.attempts)
+
+    async def _failed(self, message: OutboxMessage, permanent: bool, now: float) -> None:
+        notifier, outbox = self.notifier, self.outbox
+        too_old = now - message.created_at >= notifier.retry.max_age
+        if permanent or too_old:
+            message.status = "failed" if permanent else "undeliverable"
+            await outbox.store.update_message(message)
+            outbox.count(notifier.id, message.kind, message.status)
+            log.error("message_undeliverable", notifier=notifier.id, kind=message.kind,
+                      incident=message.incident_id, key=message.idempotency_key,
+                      error=message.last_error, attempts=message.attempts,
+                      fallback=notifier.fallback)
+            if notifier.fallback:
+                await outbox.hand_to_fallback(message, notifier.fallback, now)
+            return
+        message.next_attempt_at = now + backoff(
+            message.attempts, notifier.retry.initial, notifier.retry.max_delay, outbox.rng)
+        await outbox.store.update_message(message)
+        outbox.count(notifier.id, message.kind, "retry")
+        log.warning("message_retry", notifier=notifier.id, kind=message.kind,
+                    incident=message.incident_id, error=message.last_error,
+                    attempts=message.attempts,
+                    retry_in=round(message.next_attempt_at - now, 1))
+
+
+class Outbox:
+    def __init__(self, config: Config, store: Store, clock: Clock = time.time,
+                 on_result: ResultHook | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.on_result = on_result or (lambda n, k, r: None)
+        self.rng = random.Random()
+        self.http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        self.notify_context = NotifyContext(http=self.http, site_name=config.site.name)
+        self.senders: dict[str, Sender] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stop = asyncio.Event()
+
+    def count(self, notifier: str, kind: str, result: str) -> None:
+        self.on_result(notifier, kind, result)
+
+    @property
+    def pending(self) -> int:
+        return sum(s.pending for s in self.senders.values())
+
+    def start(self) -> None:
+        for notifier in self.config.notifiers:
+            self._start_sender(notifier)
+
+    def _start_sender(self, notifier: NotifierBase) -> None:
+        sender = Sender(self, notifier)
+        self.senders[notifier.id] = sender
+        self._tasks[notifier.id] = asyncio.create_task(
+            sender.run(self._stop), name=f"outbox-{notifier.id}")
+
+    def apply_config(self, config: Config) -> None:
+        """Reload: new notifiers get a sender, changed ones their new settings."""
+        self.config = config
+        self.notify_context.site_name = config.site.name
+        for notifier in config.notifiers:
+            if notifier.id in self.senders:
+                self.senders[notifier.id].notifier = notifier
+            else:
+                self._start_sender(notifier)
+        self.wake()
+
+    def wake(self) -> None:
+        for sender in self.senders.values():
+            sender.wakeup.set()
+
+    async def hand_to_fallback(self, message: OutboxMessage, fallback: str, now: float) -> None:
+        copy = OutboxMessage(
+            idempotency_key=f"{message.idempotency_key}:fallback:{fallback}",
+            notifier=fallback, kind=message.kind, incident_id=message.incident_id,
+            payload=dict(message.payload), created_at=now, next_attempt_at=now)
+        if await self.store.enqueue([copy]):
+            log.warning("message_fallback", notifier=message.notifier, fallback=fallback,
+                        key=message.idempotency_key)
+            self.wake()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self.wake()
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self.http.aclose()

@@ -1,0 +1,207 @@
+"""Run every check at its interval on APScheduler 3, spread over the interval.
+
+APScheduler owns *when*; `ProbeExecutor` owns *how*: it starts the probe coroutine directly
+(skipping APScheduler's per-run logging and event objects, which cost more than a TCP probe)
+and reports lag and coalesced runs. Nothing is dropped silently: `misfire_grace_time=None`
+and `coalesce=True` turn a backlog into one late run whose lag and missed count are measured,
+and a run skipped because the previous one is still going is counted too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
+from apscheduler.executors.base import BaseExecutor
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from checks.base import CheckBase, ProbeContext
+from monitor.config import Config
+from monitor.metrics import Metrics
+from monitor.runner import run_probe
+from monitor.state import CheckState, advance
+
+log = structlog.get_logger("hismon.scheduler")
+logging.getLogger("apscheduler").setLevel(logging.ERROR)
+
+
+def spread_offset(check_id: str, interval: float) -> float:
+    """A stable offset inside the interval, so 10,000 checks never start in the same second."""
+    return (zlib.crc32(check_id.encode()) / 2**32) * interval
+
+
+def in_shard(check_id: str, shard: tuple[int, int] | None) -> bool:
+    if shard is None:
+        return True
+    index, total = shard
+    return zlib.crc32(check_id.encode()) % total == index
+
+
+class ProbeExecutor(BaseExecutor):
+    """Starts `job.func(*job.args, scheduled, missed)` as a task on the daemon's loop."""
+
+    def start(self, scheduler: Any, alias: str) -> None:
+        super().start(scheduler, alias)
+        self._loop = scheduler._eventloop
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def shutdown(self, wait: bool = True) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+
+    def _do_submit_job(self, job: Any, run_times: list[dt.datetime]) -> None:
+        task = self._loop.create_task(
+            job.func(*job.args, run_times[-1].timestamp(), len(run_times) - 1))
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            if finished.cancelled():
+                self._run_job_success(job.id, [])
+                return
+            error = finished.exception()
+            if error is not None:
+                self._run_job_error(job.id, error, error.__traceback__)
+            else:
+                self._run_job_success(job.id, [])
+
+        task.add_done_callback(done)
+
+    def _run_job_success(self, job_id: str, events: list[JobSubmissionEvent]) -> None:
+        with self._lock:
+            self._instances[job_id] -= 1
+            if self._instances[job_id] == 0:
+                del self._instances[job_id]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        config: Config,
+        ctx: ProbeContext,
+        states: dict[str, CheckState],
+        metrics: Metrics,
+        on_change: Callable[[CheckState], None],
+        clock: Callable[[], float] = time.time,
+        shard: tuple[int, int] | None = None,
+    ) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.states = states
+        self.metrics = metrics
+        self.on_change = on_change
+        self.clock = clock
+        self.shard = shard
+        self.trends: dict[str, Any] = {}
+        self._checks: dict[str, CheckBase] = {}
+        self._aps = AsyncIOScheduler(
+            executors={"default": ProbeExecutor()},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=dt.UTC,
+        )
+        self._aps.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
+
+    def start(self) -> None:
+        self._aps.start()
+        self.apply_config(self.config)
+
+    def shutdown(self) -> None:
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+
+    def apply_config(self, config: Config) -> None:
+        """Add, change and remove jobs to match the config; untouched checks keep their state."""
+        self.config = config
+        wanted = {c.id: c for c in config.checks if in_shard(c.id, self.shard)}
+        for check_id in list(self._checks):
+            if check_id not in wanted:
+                self._aps.remove_job(check_id)
+                del self._checks[check_id]
+                self.states.pop(check_id, None)
+                self.trends.pop(check_id, None)
+        now = dt.datetime.now(dt.UTC)
+        for check_id, check in wanted.items():
+            old = self._checks.get(check_id)
+            self._checks[check_id] = check
+            state = self.states.get(check_id)
+            if state is None or state.system != check.system or state.type != check.type:
+                self.states[check_id] = CheckState(check_id, check.system, check.type)
+            if check.trend is not None:
+                tracker = self.trends.get(check_id)
+                if tracker is None or tracker.config != check.trend:
+                    from monitor.trend import TrendTracker
+
+                    self.trends[check_id] = TrendTracker(check.trend)
+            else:
+                self.trends.pop(check_id, None)
+            if old is not None and old.interval == check.interval:
+                continue
+            assert check.interval is not None
+            trigger = IntervalTrigger(
+                seconds=check.interval,
+                start_date=now + dt.timedelta(seconds=spread_offset(check_id, check.interval)),
+                timezone=dt.UTC)
+            if old is None:
+                self._aps.add_job(self._run, trigger, args=[check_id], id=check_id,
+                                  name=check_id)
+            else:
+                self._aps.reschedule_job(check_id, trigger=trigger)
+
+    def _skipped(self, event: Any) -> None:
+        state = self.states.get(event.job_id)
+        if state is not None:
+            state.missed_runs += 1
+            if state.missed_runs in (1, 10, 100) or state.missed_runs % 1000 == 0:
+                log.warning("run_missed", check=event.job_id, reason="previous run still going",
+                            missed_total=state.missed_runs)
+
+    async def _run(self, check_id: str, scheduled: float = 0.0, missed: int = 0) -> None:
+        started = self.clock()
+        self.metrics.scheduler_lag.observe(max(started - scheduled, 0.0))
+        state = self.states.get(check_id)
+        check = self._checks.get(check_id)
+        if state is None or check is None:
+            return
+        if missed:
+            state.missed_runs += missed
+            log.warning("run_missed", check=check_id, reason="overload", missed=missed)
+        result = await run_probe(check, self.ctx)
+        tracker = self.trends.get(check_id)
+        if tracker is not None:
+            result = tracker.observe(result)
+        self.metrics.observe_probe(check.type, result.duration)
+        flap = self.config.defaults.flapping
+        assert check.confirm is not None and check.recover is not None
+        change = advance(state, result, self.clock(), check.confirm, check.recover,
+                         flap.high, flap.low)
+        if change.hard_changed or change.flapping_changed:
+            log.info("check_state", check=check_id, system=check.system,
+                     state=state.hard_state.name, previous=change.old_hard.name,
+                     flapping=state.flapping, message=state.message)
+            self.on_change(state)
+        if state.unconfirmed or (state.failing and not state.hard):
+            self._retry_soon(check_id, check)
+
+    def _retry_soon(self, check_id: str, check: CheckBase) -> None:
+        """Re-probe at `retry_interval` while a failure or a recovery is unconfirmed."""
+        assert check.retry_interval is not None and check.interval is not None
+        if check.retry_interval >= check.interval:
+            return
+        when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=check.retry_interval)
+        try:
+            self._aps.modify_job(check_id, next_run_time=when)
+        except LookupError:  # removed by a reload meanwhile
+            pass
+
+    async def run_now(self, check_ids: list[str]) -> None:
+        """Probe the given checks immediately, outside the schedule (used by tests and drills)."""
+        await asyncio.gather(*(self._run(c, self.clock(), 0) for c in check_ids))

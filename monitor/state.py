@@ -1,0 +1,133 @@
+"""Soft and hard check states (SPEC §4), Nagios style, and flapping detection.
+
+A failure is *soft* until `confirm` consecutive equal non-OK results make it *hard*; a hard
+failure clears after `recover` consecutive OKs. Only hard changes open or close incidents.
+Everything here is a pure function of (state, result, now): tests drive it with numbers.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from monitor.result import Result, State
+
+FLAP_WINDOW = 21
+
+
+@dataclass(slots=True)
+class CheckState:
+    """Live state of one check. `state` is the last result; `hard_state` is the confirmed one."""
+
+    check_id: str
+    system: str
+    type: str
+    state: State = State.OK
+    hard: bool = True
+    hard_state: State = State.OK
+    message: str = "not probed yet"
+    duration: float = 0.0
+    last_run: float | None = None
+    numbers: dict[str, float] = field(default_factory=dict)
+    cause: str | None = None
+    streak: int = 0
+    """Consecutive results equal to `state` (non-OK) or consecutive OKs while recovering."""
+    first_failure_at: float | None = None
+    """Time of the first failed probe of the current run of failures: the outage start."""
+    recovered_at: float | None = None
+    """Time of the first OK probe of the run of OKs that cleared the hard failure."""
+    last_hard_change: float | None = None
+    history: deque[int] = field(default_factory=lambda: deque(maxlen=FLAP_WINDOW))
+    flapping: bool = False
+    flap_percent: float = 0.0
+    runs: dict[str, int] = field(default_factory=dict)
+    missed_runs: int = 0
+    probed: bool = False
+
+    @property
+    def failing(self) -> bool:
+        """Hard non-OK: what incidents are made of."""
+        return self.hard_state is not State.OK
+
+    @property
+    def unconfirmed(self) -> bool:
+        """A failure seen but not yet hard: re-probe at `retry_interval`."""
+        return self.state is not State.OK and not self.hard
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What a result changed, for the incident engine and the log."""
+
+    hard_changed: bool
+    old_hard: State
+    new_hard: State
+    flapping_changed: bool
+
+
+def advance(
+    cs: CheckState,
+    result: Result,
+    now: float,
+    confirm: int,
+    recover: int,
+    flap_high: float = 50.0,
+    flap_low: float = 25.0,
+) -> Change:
+    """Fold one probe result into the check state."""
+    old_hard = cs.hard_state
+    previous = cs.state
+    new = result.state
+    cs.runs[new.name] = cs.runs.get(new.name, 0) + 1
+    cs.message, cs.duration, cs.numbers, cs.cause = (
+        result.message, result.duration, result.numbers, result.cause)
+    cs.last_run = now
+    cs.probed = True
+
+    if new is State.OK:
+        if cs.hard_state is State.OK:
+            cs.streak, cs.hard, cs.first_failure_at = 0, True, None
+        else:
+            cs.streak = cs.streak + 1 if previous is State.OK else 1
+            if cs.streak == 1:
+                cs.recovered_at = now
+            if cs.streak >= recover:
+                cs.hard_state, cs.hard, cs.first_failure_at = State.OK, True, None
+                cs.last_hard_change = now
+            else:
+                cs.hard = False
+    else:
+        if cs.first_failure_at is None or (previous is State.OK and cs.hard_state is State.OK):
+            cs.first_failure_at = now
+        cs.streak = cs.streak + 1 if previous is new else 1
+        cs.recovered_at = None
+        if cs.hard_state is new or cs.streak >= confirm:
+            if cs.hard_state is not new:
+                cs.last_hard_change = now
+            cs.hard_state, cs.hard = new, True
+        else:
+            cs.hard = False
+    cs.state = new
+
+    was_flapping = cs.flapping
+    cs.history.append(int(new))
+    cs.flap_percent = flap_percent(cs.history)
+    if cs.flapping and cs.flap_percent < flap_low:
+        cs.flapping = False
+    elif not cs.flapping and cs.flap_percent > flap_high:
+        cs.flapping = True
+    return Change(old_hard is not cs.hard_state, old_hard, cs.hard_state,
+                  was_flapping is not cs.flapping)
+
+
+def flap_percent(history: deque[int]) -> float:
+    """Nagios' weighted percent state change: recent changes weigh more (0.8 → 1.2)."""
+    states = list(history)
+    if len(states) < 2:
+        return 0.0
+    changes = len(states) - 1
+    total = 0.0
+    for i in range(1, len(states)):
+        if states[i] != states[i - 1]:
+            total += 0.8 + 0.4 * (i - 1) / max(changes - 1, 1)
+    return 100.0 * total / changes

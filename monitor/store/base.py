@@ -1,0 +1,94 @@
+"""The store interface: what must survive a restart (SPEC §4, §6).
+
+Incidents, their timeline, which plan steps were sent, the outbox, silences, hard check
+states and heartbeats. Recording a plan step and enqueueing its messages is one atomic
+operation, which is what makes "no step sent twice, none skipped" hold across a crash.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from monitor.models import Incident, OutboxMessage, Silence, TimelineEntry
+
+
+class Store(ABC):
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise if the store cannot be reached; used by /readyz."""
+
+    @abstractmethod
+    async def next_incident_number(self) -> int: ...
+
+    @abstractmethod
+    async def save_incident(self, incident: Incident) -> None: ...
+
+    @abstractmethod
+    async def get_incident(self, incident_id: str) -> Incident | None: ...
+
+    @abstractmethod
+    async def list_incidents(
+        self, status: str | None = None, since: float | None = None, limit: int = 500
+    ) -> list[Incident]: ...
+
+    @abstractmethod
+    async def add_timeline(self, entry: TimelineEntry) -> None: ...
+
+    @abstractmethod
+    async def timeline(self, incident_id: str) -> list[TimelineEntry]: ...
+
+    @abstractmethod
+    async def record_step(
+        self, incident_id: str, step_key: str, occurrence: int, at: float, status: str,
+        messages: list[OutboxMessage],
+    ) -> bool:
+        """Atomically mark a step occurrence done and enqueue its messages.
+
+        Returns False (and enqueues nothing) if that occurrence was already recorded.
+        """
+
+    @abstractmethod
+    async def steps_recorded(self, incident_id: str) -> dict[tuple[str, int], str]: ...
+
+    @abstractmethod
+    async def enqueue(self, messages: list[OutboxMessage]) -> int:
+        """Insert messages whose idempotency key is new; returns how many were new."""
+
+    @abstractmethod
+    async def pending_messages(self, notifier: str | None = None) -> list[OutboxMessage]: ...
+
+    @abstractmethod
+    async def update_message(self, message: OutboxMessage) -> None: ...
+
+    @abstractmethod
+    async def list_messages(
+        self, status: str | None = None, incident_id: str | None = None, limit: int = 500
+    ) -> list[OutboxMessage]: ...
+
+    @abstractmethod
+    async def save_silence(self, silence: Silence) -> None: ...
+
+    @abstractmethod
+    async def delete_silence(self, silence_id: str) -> bool: ...
+
+    @abstractmethod
+    async def list_silences(self) -> list[Silence]: ...
+
+    @abstractmethod
+    async def save_check_states(self, states: dict[str, dict[str, Any]]) -> None: ...
+
+    @abstractmethod
+    async def load_check_states(self) -> dict[str, dict[str, Any]]: ...
+
+    @abstractmethod
+    async def save_heartbeat(self, check_id: str, at: float) -> None: ...
+
+    @abstractmethod
+    async def load_heartbeats(self) -> dict[str, float]: ...

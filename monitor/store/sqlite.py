@@ -1,0 +1,274 @@
+"""SQLite store: embedded, nothing to install, one file to back up.
+
+aiosqlite runs every statement on one worker thread, so the event loop never waits on disk.
+WAL mode lets `hismon report` read while the daemon writes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from monitor.models import Incident, OutboxMessage, Silence, TimelineEntry
+from monitor.store.base import Store
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY, system TEXT NOT NULL, status TEXT NOT NULL,
+    started_at REAL NOT NULL, resolved_at REAL, drill INTEGER NOT NULL DEFAULT 0,
+    record TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS incidents_status ON incidents(status);
+CREATE INDEX IF NOT EXISTS incidents_started ON incidents(started_at);
+CREATE TABLE IF NOT EXISTS timeline (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, incident_id TEXT NOT NULL, at REAL NOT NULL,
+    kind TEXT NOT NULL, text TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS timeline_incident ON timeline(incident_id, seq);
+CREATE TABLE IF NOT EXISTS plan_steps (
+    incident_id TEXT NOT NULL, step_key TEXT NOT NULL, occurrence INTEGER NOT NULL,
+    at REAL NOT NULL, status TEXT NOT NULL,
+    PRIMARY KEY (incident_id, step_key, occurrence));
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, idempotency_key TEXT NOT NULL UNIQUE,
+    notifier TEXT NOT NULL, kind TEXT NOT NULL, incident_id TEXT, payload TEXT NOT NULL,
+    created_at REAL NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+    next_attempt_at REAL NOT NULL, last_error TEXT, sent_at REAL, answer TEXT);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status, notifier, id);
+CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS check_states (check_id TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS heartbeats (check_id TEXT PRIMARY KEY, at REAL NOT NULL);
+"""
+
+_OUTBOX_COLUMNS = (
+    "id, idempotency_key, notifier, kind, incident_id, payload, created_at, status, attempts, "
+    "next_attempt_at, last_error, sent_at, answer"
+)
+
+
+def _path_of(url: str) -> str:
+    """`sqlite:///./x.db` → `./x.db`; `sqlite:////abs/x.db` → `/abs/x.db`."""
+    path = url.removeprefix("sqlite://")
+    if path.startswith("/"):
+        path = path[1:]
+    return path or ":memory:"
+
+
+class SqliteStore(Store):
+    def __init__(self, url: str) -> None:
+        self.path = _path_of(url)
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, timeout=10, isolation_level=None)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.executescript(SCHEMA)
+        await self._db.commit()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def ping(self) -> None:
+        await self.db.execute("SELECT 1")
+
+    async def next_incident_number(self) -> int:
+        async with self.db.execute(
+            "INSERT INTO meta(key, value) VALUES('incident_seq', '1') "
+            "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value"
+        ) as cursor:
+            row = await cursor.fetchone()
+        await self.db.commit()
+        assert row is not None
+        return int(row[0])
+
+    async def save_incident(self, incident: Incident) -> None:
+        await self.db.execute(
+            "INSERT INTO incidents(id, system, status, started_at, resolved_at, drill, record) "
+            "VALUES(?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET status=excluded.status, "
+            "resolved_at=excluded.resolved_at, record=excluded.record, "
+            "started_at=excluded.started_at",
+            (incident.id, incident.system, incident.status, incident.started_at,
+             incident.resolved_at, int(incident.drill), json.dumps(incident.to_record())),
+        )
+        await self.db.commit()
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        async with self.db.execute(
+            "SELECT record FROM incidents WHERE id = ?", (incident_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return Incident.from_record(json.loads(row[0])) if row else None
+
+    async def list_incidents(
+        self, status: str | None = None, since: float | None = None, limit: int = 500
+    ) -> list[Incident]:
+        sql, args = "SELECT record FROM incidents WHERE 1=1", []
+        if status:
+            sql += " AND status = ?"
+            args.append(status)
+        if since is not None:
+            sql += " AND (resolved_at IS NULL OR resolved_at >= ?)"
+            args.append(since)
+        sql += " ORDER BY started_at DESC LIMIT ?"
+        args.append(limit)
+        async with self.db.execute(sql, args) as cursor:
+            rows = await cursor.fetchall()
+        return [Incident.from_record(json.loads(r[0])) for r in rows]
+
+    async def add_timeline(self, entry: TimelineEntry) -> None:
+        await self.db.execute(
+            "INSERT INTO timeline(incident_id, at, kind, text, data) VALUES(?,?,?,?,?)",
+            (entry.incident_id, entry.at, entry.kind, entry.text,
+             json.dumps(entry.data, ensure_ascii=False)),
+        )
+        await self.db.commit()
+
+    async def timeline(self, incident_id: str) -> list[TimelineEntry]:
+        async with self.db.execute(
+            "SELECT incident_id, at, kind, text, data FROM timeline WHERE incident_id = ? "
+            "ORDER BY seq", (incident_id,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [TimelineEntry(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    async def record_step(
+        self, incident_id: str, step_key: str, occurrence: int, at: float, status: str,
+        messages: list[OutboxMessage],
+    ) -> bool:
+        db = self.db
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO plan_steps(incident_id, step_key, occurrence, at, status) "
+                "VALUES(?,?,?,?,?)", (incident_id, step_key, occurrence, at, status))
+            if cursor.rowcount == 0:
+                await db.rollback()
+                return False
+            await self._insert_messages(messages)
+            await db.commit()
+            return True
+        except BaseException:
+            await db.rollback()
+            raise
+
+    async def steps_recorded(self, incident_id: str) -> dict[tuple[str, int], str]:
+        async with self.db.execute(
+            "SELECT step_key, occurrence, status FROM plan_steps WHERE incident_id = ?",
+            (incident_id,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return {(r[0], int(r[1])): r[2] for r in rows}
+
+    async def _insert_messages(self, messages: list[OutboxMessage]) -> int:
+        new = 0
+        for m in messages:
+            cursor = await self.db.execute(
+                "INSERT OR IGNORE INTO outbox(idempotency_key, notifier, kind, incident_id, "
+                "payload, created_at, status, attempts, next_attempt_at, last_error, sent_at, "
+                "answer) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                (m.idempotency_key, m.notifier, m.kind, m.incident_id,
+                 json.dumps(m.payload, ensure_ascii=False), m.created_at, m.status, m.attempts,
+                 m.next_attempt_at, m.last_error, m.sent_at, m.answer))
+            if cursor.rowcount:
+                m.id = cursor.lastrowid
+                new += 1
+        return new
+
+    async def enqueue(self, messages: list[OutboxMessage]) -> int:
+        new = await self._insert_messages(messages)
+        await self.db.commit()
+        return new
+
+    async def pending_messages(self, notifier: str | None = None) -> list[OutboxMessage]:
+        sql = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending'"
+        args: list[Any] = []
+        if notifier is not None:
+            sql += " AND notifier = ?"
+            args.append(notifier)
+        async with self.db.execute(sql + " ORDER BY id", args) as cursor:
+            rows = await cursor.fetchall()
+        return [_message(r) for r in rows]
+
+    async def list_messages(
+        self, status: str | None = None, incident_id: str | None = None, limit: int = 500
+    ) -> list[OutboxMessage]:
+        sql, args = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE 1=1", []
+        if status:
+            sql += " AND status = ?"
+            args.append(status)
+        if incident_id:
+            sql += " AND incident_id = ?"
+            args.append(incident_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        async with self.db.execute(sql, args) as cursor:
+            rows = await cursor.fetchall()
+        return [_message(r) for r in rows]
+
+    async def update_message(self, message: OutboxMessage) -> None:
+        await self.db.execute(
+            "UPDATE outbox SET status=?, attempts=?, next_attempt_at=?, last_error=?, sent_at=?, "
+            "answer=? WHERE id=?",
+            (message.status, message.attempts, message.next_attempt_at, message.last_error,
+             message.sent_at, message.answer, message.id))
+        await self.db.commit()
+
+    async def save_silence(self, silence: Silence) -> None:
+        from dataclasses import asdict
+
+        await self.db.execute(
+            "INSERT OR REPLACE INTO silences(id, record) VALUES(?, ?)",
+            (silence.id, json.dumps(asdict(silence), ensure_ascii=False)))
+        await self.db.commit()
+
+    async def delete_silence(self, silence_id: str) -> bool:
+        cursor = await self.db.execute("DELETE FROM silences WHERE id = ?", (silence_id,))
+        await self.db.commit()
+        return cursor.rowcount > 0
+
+    async def list_silences(self) -> list[Silence]:
+        async with self.db.execute("SELECT record FROM silences") as cursor:
+            rows = await cursor.fetchall()
+        return [Silence(**json.loads(r[0])) for r in rows]
+
+    async def save_check_states(self, states: dict[str, dict[str, Any]]) -> None:
+        await self.db.executemany(
+            "INSERT OR REPLACE INTO check_states(check_id, record) VALUES(?, ?)",
+            [(k, json.dumps(v, ensure_ascii=False)) for k, v in states.items()])
+        await self.db.commit()
+
+    async def load_check_states(self) -> dict[str, dict[str, Any]]:
+        async with self.db.execute("SELECT check_id, record FROM check_states") as cursor:
+            rows = await cursor.fetchall()
+        return {r[0]: json.loads(r[1]) for r in rows}
+
+    async def save_heartbeat(self, check_id: str, at: float) -> None:
+        await self.db.execute(
+            "INSERT OR REPLACE INTO heartbeats(check_id, at) VALUES(?, ?)", (check_id, at))
+        await self.db.commit()
+
+    async def load_heartbeats(self) -> dict[str, float]:
+        async with self.db.execute("SELECT check_id, at FROM heartbeats") as cursor:
+            rows = await cursor.fetchall()
+        return {r[0]: float(r[1]) for r in rows}
+
+
+def _message(row: Any) -> OutboxMessage:
+    return OutboxMessage(
+        id=row[0], idempotency_key=row[1], notifier=row[2], kind=row[3], incident_id=row[4],
+        payload=json.loads(row[5]), created_at=row[6], status=row[7], attempts=row[8],
+        next_attempt_at=row[9], last_error=row[10], sent_at=row[11], answer=row[12])
