@@ -1,0 +1,188 @@
+"""Shared fixtures: real servers on 127.0.0.1 and the real daemon as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class HttpTarget:
+    """A hospital system stand-in whose health we break and heal from the test."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.body = "UP"
+        self.delay = 0.0
+        self.hits = 0
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.hits += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return web.Response(status=self.status, text=self.body)
+
+    async def start(self) -> HttpTarget:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/health"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+class Receiver:
+    """A webhook endpoint that records every delivery (and can be told to fail)."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.fail_with: int | None = None
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        if self.fail_with:
+            return web.Response(status=self.fail_with, text="down")
+        body = json.loads(raw)
+        body["_path"] = request.path
+        self.messages.append(body)
+        self.headers.append(dict(request.headers))
+        return web.json_response({"ok": True})
+
+    async def start(self) -> Receiver:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def kinds(self, path: str | None = None) -> list[str]:
+        return [m["kind"] for m in self.messages if path is None or m["_path"] == f"/{path}"]
+
+    async def wait_for(self, predicate: Any, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"timed out; received: {[(m['_path'], m['kind']) for m in self.messages]}")
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def http_target() -> AsyncIterator[HttpTarget]:
+    target = await HttpTarget().start()
+    yield target
+    await target.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    rec = await Receiver().start()
+    yield rec
+    await rec.stop()
+
+
+class DaemonProcess:
+    """`hismon run` in a subprocess, as an operator would start it."""
+
+    def __init__(self, config_text: str, tmp: Path, port: int) -> None:
+        self.config_path = tmp / "hismon.yaml"
+        self.config_path.write_text(textwrap.dedent(config_text))
+        self.port = port
+        self.log_path = tmp / "daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> DaemonProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor.cli", "run", "-c", str(self.config_path)],
+            stdout=log, stderr=log, cwd=self.config_path.parent, env=self.env)
+        deadline = time.monotonic() + 20
+        async with httpx.AsyncClient(trust_env=False) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"daemon exited: {self.log_path.read_text()[-3000:]}")
+                try:
+                    if (await client.get(f"{self.url}/readyz", timeout=1)).status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"daemon not ready: {self.log_path.read_text()[-3000:]}")
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Any:
+    started: list[DaemonProcess] = []
+
+    async def make(config_text: str, port: int) -> DaemonProcess:
+        daemon = DaemonProcess(config_text, tmp_path, port)
+        started.append(daemon)
+        return await daemon.start()
+
+    yield make
+    for daemon in started:
+        daemon.kill()
