@@ -1,21 +1,29 @@
-"""Generic JSON webhook (SPEC §6 body), optionally signed with HMAC-SHA256."""
+"""Generic JSON webhook (SPEC §6 body), optionally signed with HMAC-SHA256.
+
+The signature is `X-Hismon-Signature: sha256=HEX` over the exact body bytes, as GitHub
+signs its webhooks, so receivers verify before parsing. `Idempotency-Key` carries the
+message's key so a receiver can drop the duplicate a retry after a lost answer produces.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from notifiers.base import (
-    DeliveryError,
-    NotifierBase,
-    NotifyContext,
-    OutgoingMessage,
-    raise_for_http_status,
+from notifiers._http import (
+    HttpRequest,
+    header_secrets,
+    http_error,
+    json_request,
+    send_request,
+    url_secrets,
 )
+from notifiers.base import NotifierBase, NotifyContext, OutgoingMessage
+
+RESERVED_HEADERS = frozenset({"x-hismon-signature", "content-length", "host"})
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -24,14 +32,15 @@ def signature(secret: str, body: bytes) -> str:
 
 
 def build_request(
-    message: OutgoingMessage, secret: str | None, headers: dict[str, str]
-) -> tuple[bytes, dict[str, str]]:
-    body = json.dumps(message.webhook_body(), ensure_ascii=False).encode("utf-8")
-    all_headers = {"Content-Type": "application/json; charset=utf-8",
-                   "Idempotency-Key": message.idempotency_key, **headers}
+    message: OutgoingMessage, *, url: str, secret: str | None, headers: dict[str, str]
+) -> HttpRequest:
+    """Pure: the SPEC §6 body, our headers, the operator's headers, then the signature."""
+    request = json_request(url, message.webhook_body(),
+                           {"Idempotency-Key": message.idempotency_key,
+                            "X-Hismon-Kind": message.kind, **headers})
     if secret:
-        all_headers["X-Hismon-Signature"] = signature(secret, body)
-    return body, all_headers
+        request.headers["X-Hismon-Signature"] = signature(secret, request.content)
+    return request
 
 
 class WebhookNotifier(NotifierBase):
@@ -39,15 +48,29 @@ class WebhookNotifier(NotifierBase):
     url: str = Field(pattern=r"^https?://")
     secret: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    """Extra headers, e.g. `Authorization: Bearer ${TOKEN}`; credential-like ones are scrubbed."""
 
     secret_fields = ("secret", "url")
 
+    @field_validator("headers")
+    @classmethod
+    def _not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        clash = sorted(name for name in value if name.lower() in RESERVED_HEADERS)
+        if clash:
+            raise ValueError(f"header {clash[0]} is set by hismon and cannot be overridden")
+        return value
+
+    def secrets(self) -> list[str]:
+        """URL credentials, the signing secret, and the values of credential-like headers."""
+        return [*url_secrets(self.url), *super().secrets(), *header_secrets(self.headers)]
+
+    def build_request(self, message: OutgoingMessage) -> HttpRequest:
+        return build_request(message, url=self.url, secret=self.secret, headers=self.headers)
+
     async def send(self, message: OutgoingMessage, ctx: NotifyContext) -> str:
-        body, headers = build_request(message, self.secret, self.headers)
-        try:
-            response = await ctx.http.post(self.url, content=body, headers=headers,
-                                           timeout=self.timeout)
-        except Exception as exc:  # httpx raises many transport errors; all are retryable
-            raise DeliveryError(f"webhook unreachable: {type(exc).__name__}") from None
-        raise_for_http_status(response, "webhook")
+        secrets = self.secrets()
+        response = await send_request(ctx, self.build_request(message), channel="webhook",
+                                      time_limit=self.timeout, secrets=secrets)
+        if not response.is_success:
+            raise http_error(response, "webhook", secrets)
         return f"HTTP {response.status_code}"
