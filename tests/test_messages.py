@@ -122,8 +122,7 @@ NAMES: dict[str, dict[str, Any]] = {
         "still_works": "Lab (LIS) and imaging (PACS) work normally; hospital phones work.",
         "reg_procedure": "Register patients by hand and hand out paper queue numbers, "
                          "called in order; the cashier issues manual receipts.",
-        "reg_still_works": "Kiosks still print lab reports; the inpatient system is not "
-                           "affected.",
+        "reg_still_works": "Kiosks print lab reports; the inpatient system is not affected.",
         "vendor": "Acme Medical Software",
         "vendor_contact": "Zhang Wei +86 138-0000-0000 (24/7 hotline 400-800-0000)",
         "oncall": "Li Ming",
