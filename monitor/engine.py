@@ -81,13 +81,13 @@ class Engine:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self._wake.clear()  # before the tick, so a change during the tick is not lost
             try:
                 await self.tick()
                 self.last_error = None
             except Exception as exc:  # the store may be locked or down: retry next tick
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.error("engine_tick_failed", error=self.last_error[:300])
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
             except TimeoutError:

@@ -71,12 +71,13 @@ class Sender:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            # Clear before the pass: a wake-up arriving during the pass must not be lost.
+            self.wakeup.clear()
             try:
                 wait = await self.pass_once()
             except Exception as exc:  # store hiccup: keep the sender alive, retry soon
                 log.error("outbox_pass_failed", notifier=self.notifier.id, error=str(exc)[:200])
                 wait = 2.0
-            self.wakeup.clear()
             try:
                 await asyncio.wait_for(self.wakeup.wait(), timeout=max(wait, 0.05))
             except TimeoutError:

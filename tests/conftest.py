@@ -71,12 +71,14 @@ class Receiver:
         self.messages: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.fail_with: int | None = None
+        self.fail_paths: set[str] | None = None
+        """When set, only these paths fail with `fail_with`."""
         self.port = 0
         self._runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        if self.fail_with:
+        if self.fail_with and (self.fail_paths is None or request.path in self.fail_paths):
             return web.Response(status=self.fail_with, text="down")
         body = json.loads(raw)
         body["_path"] = request.path

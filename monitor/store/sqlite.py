@@ -189,7 +189,12 @@ class SqliteStore(Store):
         return new
 
     async def enqueue(self, messages: list[OutboxMessage]) -> int:
-        new = await self._insert_messages(messages)
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            new = await self._insert_messages(messages)
+        except BaseException:
+            await self.db.rollback()
+            raise
         await self.db.commit()
         return new
 

@@ -1,0 +1,208 @@
+"""Delivery: retries, fallback, max_age, isolation between channels, restart, rate limits.
+
+Real webhook receivers on 127.0.0.1 and the real SQLite store; backoff durations are short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from monitor.config_loader import load_config_text
+from monitor.models import OutboxMessage
+from monitor.outbox import Outbox, RateLimiter, backoff
+from monitor.store.sqlite import SqliteStore
+from tests.conftest import Receiver
+
+
+class Hanging:
+    """Accepts the request and never answers."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.calls = 0
+
+    async def start(self) -> Hanging:
+        async def handle(request: web.Request) -> web.Response:
+            self.calls += 1
+            await asyncio.sleep(3600)
+            return web.Response()
+
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", handle)
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+
+def make_config(receiver: Receiver, extra: str = "", hang_port: int = 1) -> str:
+    return f"""
+notifiers:
+  - id: main
+    type: webhook
+    url: "{receiver.url('main')}"
+    retry: {{initial: 100ms, max_delay: 400ms, max_age: 30s}}
+    fallback: backup
+  - id: backup
+    type: webhook
+    url: "{receiver.url('backup')}"
+  - id: slow
+    type: webhook
+    url: "http://127.0.0.1:{hang_port}/slow"
+    timeout: 1s
+    retry: {{initial: 100ms, max_delay: 200ms, max_age: 1h}}
+  - id: limited
+    type: webhook
+    url: "{receiver.url('limited')}"
+    rate_limit: 3/s
+{extra}
+"""
+
+
+def message(key: str, notifier: str, created: float | None = None) -> OutboxMessage:
+    now = time.time() if created is None else created
+    return OutboxMessage(idempotency_key=key, notifier=notifier, kind="outage_it",
+                         payload={"title": "HIS down", "text": "details", "incident": None,
+                                  "recipient": notifier},
+                         incident_id="inc-1", created_at=now, next_attempt_at=now)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(f"sqlite:///{tmp_path}/state.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def run_outbox(store: SqliteStore, config_text: str) -> Outbox:
+    outbox = Outbox(load_config_text(config_text, "t.yaml", {}), store)
+    outbox.start()
+    return outbox
+
+
+async def test_a_receiver_that_is_down_for_a_while_gets_the_message_exactly_once(
+    store: SqliteStore, receiver: Receiver
+) -> None:
+    receiver.fail_with = 503
+    outbox = await run_outbox(store, make_config(receiver))
+    await store.enqueue([message("inc-1:step-0:main:0", "main")])
+    outbox.wake()
+    await asyncio.sleep(0.6)
+    assert receiver.messages == []
+    stored = (await store.list_messages())[0]
+    assert stored.status == "pending" and stored.attempts >= 2
+    assert "HTTP 503" in (stored.last_error or "")
+    receiver.fail_with = None
+    await receiver.wait_for(lambda: len(receiver.messages) >= 1, timeout=5)
+    await asyncio.sleep(0.5)
+    await outbox.stop()
+    assert [m["idempotency_key"] for m in receiver.messages] == ["inc-1:step-0:main:0"]
+    assert (await store.list_messages())[0].status == "sent"
+
+
+async def test_a_hanging_channel_delays_only_its_own_messages(
+    store: SqliteStore, receiver: Receiver
+) -> None:
+    hanging = await Hanging().start()
+    outbox = await run_outbox(store, make_config(receiver, hang_port=hanging.port))
+    await store.enqueue([message("k-slow", "slow"), message("k-main", "main")])
+    outbox.wake()
+    started = time.monotonic()
+    await receiver.wait_for(lambda: len(receiver.messages) == 1, timeout=5)
+    assert time.monotonic() - started < 1.0, "the main channel waited for the hanging one"
+    await asyncio.sleep(1.5)
+    slow = next(m for m in await store.list_messages() if m.notifier == "slow")
+    assert slow.status == "pending" and "no answer" in (slow.last_error or "")
+    await outbox.stop()
+    await hanging.runner.cleanup()
+
+
+async def test_a_permanent_error_hands_the_message_to_the_fallback(
+    store: SqliteStore, receiver: Receiver
+) -> None:
+    receiver.fail_with, receiver.fail_paths = 400, {"/main"}
+    outbox = await run_outbox(store, make_config(receiver))
+    await store.enqueue([message("inc-1:step-0:main:0", "main")])
+    outbox.wake()
+    await receiver.wait_for(lambda: len(receiver.messages) == 1, timeout=5)
+    await outbox.stop()
+    assert receiver.messages[0]["_path"] == "/backup"
+    statuses = {m.notifier: m.status for m in await store.list_messages()}
+    assert statuses == {"main": "failed", "backup": "sent"}
+
+
+async def test_a_message_older_than_max_age_is_undeliverable_not_dropped(
+    store: SqliteStore, receiver: Receiver
+) -> None:
+    receiver.fail_with = 503
+    outbox = await run_outbox(store, make_config(receiver))
+    await store.enqueue([message("old", "main", created=time.time() - 3600)])
+    outbox.wake()
+    await asyncio.sleep(0.5)
+    await outbox.stop()
+    old = next(m for m in await store.list_messages() if m.idempotency_key == "old")
+    assert old.status == "undeliverable" and old.attempts == 1
+    assert any(m.idempotency_key == "old:fallback:backup" for m in await store.list_messages())
+
+
+async def test_a_restart_resumes_pending_messages(store: SqliteStore, receiver: Receiver) -> None:
+    await store.enqueue([message("a", "main"), message("b", "main")])
+    outbox = await run_outbox(store, make_config(receiver))
+    await receiver.wait_for(lambda: len(receiver.messages) == 2, timeout=5)
+    await outbox.stop()
+    assert sorted(m["idempotency_key"] for m in receiver.messages) == ["a", "b"]
+
+
+async def test_a_rate_limited_channel_queues_instead_of_dropping(
+    store: SqliteStore, receiver: Receiver
+) -> None:
+    outbox = await run_outbox(store, make_config(receiver))
+    await store.enqueue([message(f"m{i}", "limited") for i in range(5)])
+    outbox.wake()
+    await asyncio.sleep(0.5)
+    assert len(receiver.messages) == 3
+    await receiver.wait_for(lambda: len(receiver.messages) == 5, timeout=5)
+    await outbox.stop()
+    assert [m["idempotency_key"] for m in receiver.messages] == [f"m{i}" for i in range(5)]
+
+
+async def test_secrets_never_reach_the_stored_error(store: SqliteStore) -> None:
+    config = """
+notifiers:
+  - id: hook
+    type: webhook
+    url: "http://127.0.0.1:1/robot?key=SECRET-KEY-123"
+    retry: {initial: 1h}
+"""
+    outbox = await run_outbox(store, config)
+    await store.enqueue([message("s", "hook")])
+    outbox.wake()
+    await asyncio.sleep(0.5)
+    await outbox.stop()
+    stored = (await store.list_messages())[0]
+    assert stored.last_error and "SECRET-KEY-123" not in stored.last_error
+
+
+def test_backoff_grows_exponentially_up_to_the_cap_with_jitter() -> None:
+    rng = random.Random(1)
+    delays = [backoff(n, 1.0, 60.0, rng) for n in range(1, 10)]
+    assert 0.8 <= delays[0] <= 1.2 and 1.6 <= delays[1] <= 2.4
+    assert all(d <= 72.0 for d in delays) and delays[-1] >= 48.0
+
+
+def test_rate_limiter_counts_a_sliding_window() -> None:
+    limiter = RateLimiter(2, 60.0)
+    limiter.record(0.0)
+    limiter.record(1.0)
+    assert limiter.wait_time(2.0) == pytest.approx(58.0)
+    assert limiter.wait_time(61.0) == 0.0
