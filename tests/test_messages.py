@@ -623,7 +623,7 @@ def test_override_can_use_the_shared_macros() -> None:
     renderer = MessageRenderer({"zh": {"outage_it": override}})
     title, text = renderer.render("outage_it", "zh", realistic_context("outage_it", "zh"))
     assert title == "门诊医生站 故障"
-    assert text == "原因：数据库故障，已持续 4分钟30秒"
+    assert text == "原因：数据库问题，已持续 4分钟30秒"
 
 
 def test_templates_use_chainable_undefined() -> None:
