@@ -5,8 +5,10 @@ from __future__ import annotations
 from checks.base import CheckBase
 from checks.http import HttpCheck
 from checks.tcp import TcpCheck
+from checks.tls import TlsCheck
 
 CHECK_TYPES: dict[str, type[CheckBase]] = {
     "http": HttpCheck,
     "tcp": TcpCheck,
+    "tls": TlsCheck,
 }

@@ -8,6 +8,9 @@ exception handling, so a probe may let unexpected errors escape: they become UNK
 from __future__ import annotations
 
 import asyncio
+import errno
+import importlib
+import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -199,3 +202,60 @@ class ProbeContext:
 
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+DEFAULT_TIMEOUT = 5.0
+"""What the runner uses when a check has no timeout (only outside a loaded config)."""
+
+
+def time_budget(check: CheckBase, share: float = 0.9) -> float:
+    """Seconds a probe may wait in one phase before the runner's own timeout cancels it.
+
+    A probe that stops itself slightly earlier can say *which* phase hung (`connected, but
+    no ACK within 2s`), which is what the on-call needs; the runner's bare `timeout after 2s`
+    cannot.
+    """
+    return (check.timeout or DEFAULT_TIMEOUT) * share
+
+
+def require_driver(module: str, extra: str, check_type: str) -> None:
+    """Refuse the config, not the probe, when an optional driver is missing.
+
+    Called from a pydantic validator, so `hismon validate` prints
+    `checks[3].type: ... pip install 'hismon[oracle]'` instead of a traceback at 3 a.m.
+    """
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ValueError(
+            f"{check_type} checks need the Python package {module!r}, which is not installed: "
+            f"pip install 'hismon[{extra}]'"
+        ) from None
+
+
+_OS_REASONS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset",
+    errno.ECONNABORTED: "connection aborted",
+    errno.EPIPE: "connection closed by peer",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+    errno.ETIMEDOUT: "connection timed out",
+}
+
+
+def network_reason(exc: BaseException | None) -> str:
+    """Short operator wording for a socket error: `connection refused`, `host unreachable`."""
+    if exc is None:
+        return "connection failed"
+    if isinstance(exc, socket.gaierror):
+        return "DNS lookup failed"
+    if isinstance(exc, TimeoutError):
+        return "connection timed out"
+    code = getattr(exc, "errno", None)
+    if code in _OS_REASONS:
+        return _OS_REASONS[code]
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
