@@ -147,6 +147,8 @@ def classify(exc: BaseException, host: str, secrets: list[str]) -> DeliveryError
     if isinstance(exc, TimeoutError):
         return DeliveryError(f"{where}: timed out")
     if isinstance(exc, smtplib.SMTPServerDisconnected):
+        if "timed out" in str(exc):  # smtplib reports a read timeout as a disconnect
+            return DeliveryError(f"{where}: no answer from the server in time")
         return DeliveryError(scrub(f"{where}: connection closed: {exc}", secrets)[:300])
     if isinstance(exc, OSError):
         return DeliveryError(f"{where}: {exc.strerror or exc}")

@@ -206,7 +206,8 @@ async def test_a_receiver_that_never_answers_costs_only_the_timeout(
 ) -> None:
     """Accepts the connection, never answers: a retryable error after `timeout`."""
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(30)
+        await reader.read()  # until the client gives up and closes
+        writer.close()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
