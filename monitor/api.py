@@ -147,10 +147,13 @@ def build_app(daemon: Daemon) -> Starlette:
 
     async def list_silences(request: Request) -> Response:
         tz = daemon.config.site.tz
+        now = daemon.clock()
         return JSONResponse({"silences": [
-            {"id": s.id, "systems": s.systems, "start": iso(s.start, tz), "end": iso(s.end, tz),
-             "reason": s.reason, "created_by": s.created_by, "source": s.source}
-            for s in daemon.engine.silences.values()]})
+            {"id": w.key, "systems": list(w.systems), "start": iso(w.start, tz),
+             "end": iso(w.end, tz), "reason": w.reason,
+             "source": "config" if w.key.startswith("config-") else "api",
+             "active": w.start <= now < w.end}
+            for w in daemon.engine.windows(now) if w.end > now]})
 
     async def add_silence(request: Request) -> Response:
         if not authorized(request):
@@ -164,6 +167,7 @@ def build_app(daemon: Daemon) -> Starlette:
             return error(422, str(exc))
         await daemon.store.save_silence(silence)
         daemon.engine.silences[silence.id] = silence
+        daemon.engine.invalidate_windows()
         daemon.engine.wake()
         return JSONResponse({"id": silence.id, "systems": silence.systems,
                              "start": iso(silence.start, daemon.config.site.tz),
@@ -179,6 +183,7 @@ def build_app(daemon: Daemon) -> Starlette:
         if not await daemon.store.delete_silence(silence_id):
             return error(404, f"no silence {silence_id}")
         daemon.engine.silences.pop(silence_id, None)
+        daemon.engine.invalidate_windows()
         daemon.engine.wake()
         return JSONResponse({"deleted": silence_id})
 

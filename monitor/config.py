@@ -49,6 +49,8 @@ class Site(Strict):
     timezone: str = "UTC"
     language: Language = "zh"
     campuses: list[str] = Field(default_factory=list)
+    it_contact: str | None = None
+    """How clinical staff and vendors reach IT (phone, extension); shown in messages."""
 
     @field_validator("timezone")
     @classmethod
@@ -151,15 +153,43 @@ class Plan(Strict):
     on_recovery: list[str] = Field(default_factory=list)
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Recurrence(Strict):
+    """A repeating window in the site's time zone: `{days: [sun], start: "02:00", end: "04:00"}`.
+
+    An `end` earlier than `start` crosses midnight. No `days` means every day.
+    """
+
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS))
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Recurrence:
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+
 class Maintenance(Strict):
     systems: list[str] = Field(min_length=1)
-    start: dt.datetime
-    end: dt.datetime
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    recurring: Recurrence | None = None
     reason: str
     announce: list[Duration] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _ordered(self) -> Maintenance:
+        if self.recurring is not None:
+            if self.start is not None or self.end is not None:
+                raise ValueError("a window has either start/end or recurring, not both")
+            return self
+        if self.start is None or self.end is None:
+            raise ValueError("a window needs start and end (or recurring)")
         if self.start.tzinfo is None or self.end.tzinfo is None:
             raise ValueError("start and end need a UTC offset, e.g. 2026-12-01T22:00:00+08:00")
         if self.end <= self.start:

@@ -88,8 +88,9 @@ def message_context(
         "kind": kind,
         "drill": incident.drill,
         "language": language,
-        "site": {"name": config.site.name, "timezone": config.site.timezone},
+        "site": site_context(config),
         "status_url": f"{base_url}/",
+        "next_update_local": local(next_update_at(incident, config, now), tz),
         "incident_url": f"{base_url}/incidents/{incident.id}",
         "department_url": f"{base_url}/departments/{department_id}" if department_id else None,
         "department": {"id": dept.id, "name": dept.name, "campus": dept.campus} if dept else None,
@@ -112,11 +113,76 @@ def message_context(
     }
 
 
+def site_context(config: Config) -> dict[str, Any]:
+    return {"name": config.site.name, "timezone": config.site.timezone,
+            "it_contact": config.site.it_contact}
+
+
+def maintenance_context(
+    kind: str,
+    config: Config,
+    systems: list[str],
+    start: float,
+    end: float,
+    reason: str,
+    *,
+    department_id: str | None,
+    language: str,
+) -> dict[str, Any]:
+    """What `maintenance_notice` and `maintenance_over` templates see (no incident)."""
+    tz = config.site.tz
+    base_url = config.server.base_url
+    dept = config.department(department_id) if department_id else None
+    return {
+        "kind": kind,
+        "drill": False,
+        "language": language,
+        "site": site_context(config),
+        "status_url": f"{base_url}/",
+        "department_url": f"{base_url}/departments/{department_id}" if department_id else None,
+        "department": {"id": dept.id, "name": dept.name, "campus": dept.campus} if dept else None,
+        "incident": None,
+        "maintenance": {
+            "reason": reason,
+            "start_local": local(start, tz),
+            "end_local": local(end, tz),
+            "start": iso(start, tz),
+            "end": iso(end, tz),
+            "duration": format_duration(end - start),
+            "systems": [
+                {"id": s.id, "name": s.name,
+                 "downtime_procedure": (s.downtime_procedure or "").strip() or None,
+                 "still_works": (s.still_works or "").strip() or None}
+                for s in (config.system(x) for x in systems)],
+        },
+    }
+
+
 def sla_status(incident: Incident, sla: float | None, now: float) -> str | None:
-    """Response SLA: acknowledged within `response_sla` of the outage start."""
-    if not sla:
+    """The vendor's response SLA counts from the escalation to the vendor.
+
+    The vendor has responded when the incident is acknowledged or a progress note is
+    recorded after the escalation. No escalation (IT handled it first): no SLA to judge.
+    """
+    if not sla or incident.vendor_escalated_at is None:
         return None
-    start = incident.plan_started_at or incident.started_at
-    if incident.acknowledged_at is not None:
-        return "kept" if incident.acknowledged_at - start <= sla else "missed"
+    start = incident.vendor_escalated_at
+    responses = [t for t in (incident.acknowledged_at, incident.last_note_at)
+                 if t is not None and t >= start]
+    if responses:
+        return "kept" if min(responses) - start <= sla else "missed"
     return "missed" if now - start > sla else "pending"
+
+
+def next_update_at(incident: Incident, config: Config, now: float) -> float | None:
+    """When the plan's next `every` step falls due, for the leadership report."""
+    system = config.system(incident.system)
+    if not system.plan or incident.severity != "critical":
+        return None
+    base = incident.plan_started_at or incident.started_at
+    times = []
+    for step in config.plan(system.plan).steps:
+        if step.every:
+            elapsed = max(now - base, 0.0)
+            times.append(base + (int(elapsed // step.every) + 1) * step.every)
+    return min(times) if times else None

@@ -22,7 +22,6 @@ from monitor.config import Config
 from monitor.config_loader import ConfigError, load_config
 from monitor.engine import Engine
 from monitor.metrics import Metrics, MetricsSource
-from monitor.models import Silence
 from monitor.outbox import Outbox
 from monitor.result import State
 from monitor.scheduler import Scheduler
@@ -90,7 +89,6 @@ class Daemon:
         self.ctx.heartbeats.update(await self.store.load_heartbeats())
         await self.engine.load()
         await self.engine.restore_notes()
-        await self._sync_config_silences()
         self.outbox.start()
         self.scheduler.start()
         self._tasks.append(asyncio.create_task(self.engine.run(self.stop_event), name="engine"))
@@ -160,18 +158,6 @@ class Daemon:
         except OSError:
             return None
 
-    async def _sync_config_silences(self) -> None:
-        """Maintenance windows from the config become silences with stable ids."""
-        for silence_id in [k for k, s in self.engine.silences.items() if s.source == "config"]:
-            del self.engine.silences[silence_id]
-        for index, window in enumerate(self.config.maintenance):
-            silence = Silence(
-                id=f"config-{index}", systems=list(window.systems),
-                start=window.start.timestamp(), end=window.end.timestamp(),
-                reason=window.reason, created_by="config", announce=list(window.announce),
-                source="config")
-            self.engine.silences[silence.id] = silence
-
     async def reload(self, reason: str = "SIGHUP") -> bool:
         if not self.config_path:
             return False
@@ -186,7 +172,6 @@ class Daemon:
         self.scheduler.apply_config(config)
         self.engine.apply_config(config)
         self.outbox.apply_config(config)
-        await self._sync_config_silences()
         self.metrics.config_reload_ok.set(1)
         self.metrics.config_reload_time.set(time.time())
         log.info("config_reloaded", reason=reason, checks=len(config.checks))

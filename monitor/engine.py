@@ -15,10 +15,10 @@ from typing import Any
 
 import structlog
 
-from monitor import plans
+from monitor import maintenance, plans
 from monitor.cause import suspect
 from monitor.config import Config
-from monitor.context import local, message_context
+from monitor.context import local, maintenance_context, message_context
 from monitor.messages import MessageRenderer
 from monitor.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.result import State
@@ -52,6 +52,9 @@ class Engine:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._latest_note: dict[str, dict[str, Any]] = {}
+        self._windows: list[maintenance.Window] = []
+        self._windows_at = float("-inf")
+        self._announced: set[str] = set()
         self.last_error: str | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -68,6 +71,7 @@ class Engine:
     def apply_config(self, config: Config) -> None:
         self.config = config
         self.renderer = MessageRenderer(config.templates)
+        self.invalidate_windows()
         self._dirty.update(s.id for s in config.systems)
         self.wake()
 
@@ -99,6 +103,7 @@ class Engine:
         now = self.clock()
         dirty, self._dirty = self._dirty, set()
         try:
+            await self._announce_maintenance(now)
             for system_id in sorted(dirty):
                 if system_id in {s.id for s in self.config.systems}:
                     await self._evaluate_system(system_id, now)
@@ -264,9 +269,63 @@ class Engine:
             return "flapping"
         return None
 
+    def windows(self, now: float) -> list[maintenance.Window]:
+        """Maintenance windows and silences around `now` (recomputed at most every 10 s)."""
+        if not self._windows_at <= now < self._windows_at + 10:
+            self._windows = maintenance.windows(self.config, list(self.silences.values()), now)
+            self._windows_at = now
+        return self._windows
+
+    def invalidate_windows(self) -> None:
+        self._windows_at = float("-inf")
+
     def in_maintenance(self, system_id: str, now: float) -> bool:
-        return any(system_id in s.systems and s.start <= now < s.end
-                   for s in self.silences.values())
+        return any(w.covers(system_id, now) for w in self.windows(now))
+
+    async def _announce_maintenance(self, now: float) -> None:
+        """Planned downtime: tell the departments ahead, and again when it is over."""
+        for window in self.windows(now):
+            lead = maintenance.notice_due(window, now)
+            if lead is not None:
+                await self._maintenance_message(
+                    "maintenance_notice", window, f"{window.key}:notice:{int(lead)}", now)
+            if maintenance.over_due(window, now):
+                await self._maintenance_message(
+                    "maintenance_over", window, f"{window.key}:over", now)
+
+    async def _maintenance_message(self, kind: str, window: maintenance.Window, key: str,
+                                   now: float) -> None:
+        if key in self._announced:
+            return
+        self._announced.add(key)
+        departments: list[str] = []
+        for system_id in window.systems:
+            for dept in self.config.system(system_id).departments:
+                if dept not in departments:
+                    departments.append(dept)
+        messages, seen = [], set()
+        for dept_id in departments:
+            dept = self.config.department(dept_id)
+            language = dept.language or self.config.site.language
+            affected = [s for s in window.systems if dept_id in self.config.system(s).departments]
+            context = maintenance_context(kind, self.config, affected, window.start, window.end,
+                                          window.reason, department_id=dept_id,
+                                          language=language)
+            title, text = self.renderer.render(kind, language, context)
+            for notifier in dept.notify:
+                if notifier in seen:
+                    continue
+                seen.add(notifier)
+                messages.append(OutboxMessage(
+                    idempotency_key=f"maint:{key}:{notifier}", notifier=notifier, kind=kind,
+                    created_at=now, next_attempt_at=now,
+                    payload={"title": title, "text": text, "incident": None,
+                             "maintenance": context["maintenance"],
+                             "status_url": context["status_url"], "recipient": notifier}))
+        if await self.store.enqueue(messages):
+            log.info("maintenance_announced", kind=kind, window=window.key,
+                     recipients=sorted(seen))
+            self.on_enqueued()
 
     async def _run_plan(self, incident: Incident, now: float) -> None:
         plan = self._plan_of(incident)
@@ -306,6 +365,9 @@ class Engine:
                               "recipients": recipients})
         if due.kind == "progress_update":
             incident.last_update_sent_at = now
+            await self.store.save_incident(incident)
+        elif due.kind == "vendor_escalation" and incident.vendor_escalated_at is None:
+            incident.vendor_escalated_at = now
             await self.store.save_incident(incident)
         log.info("step_fired", incident=incident.id, system=incident.system, step=due.key,
                  kind=due.kind, recipients=recipients, reason="due")

@@ -39,6 +39,8 @@ class Incident:
     drill: bool = False
     last_note_at: float | None = None
     last_update_sent_at: float | None = None
+    vendor_escalated_at: float | None = None
+    """When the vendor was escalated to: its response SLA counts from here."""
 
     @property
     def is_open(self) -> bool:

@@ -1,0 +1,87 @@
+"""Maintenance windows as concrete time ranges: one-off, recurring, and run-time silences.
+
+Recurring windows are expanded in the site's time zone around `now`, so "every Sunday
+02:00–04:00" follows daylight-saving changes the way the hospital's clocks do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from monitor.config import WEEKDAYS, Config, Maintenance
+from monitor.models import Silence
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    key: str
+    systems: tuple[str, ...]
+    start: float
+    end: float
+    reason: str
+    announce: tuple[float, ...] = ()
+
+    def covers(self, system: str, now: float) -> bool:
+        return system in self.systems and self.start <= now < self.end
+
+
+def _occurrences(window: Maintenance, tz: dt.tzinfo, now: float,
+                 horizon: float) -> list[tuple[float, float]]:
+    assert window.recurring is not None
+    rec = window.recurring
+    start_h, start_m = (int(x) for x in rec.start.split(":"))
+    end_h, end_m = (int(x) for x in rec.end.split(":"))
+    today = dt.datetime.fromtimestamp(now, tz).date()
+    found = []
+    for offset in range(-2, int(horizon // 86400) + 2):
+        day = today + dt.timedelta(days=offset)
+        if WEEKDAYS[day.weekday()] not in rec.days:
+            continue
+        start = dt.datetime.combine(day, dt.time(start_h, start_m), tz)
+        end_day = day if (end_h, end_m) > (start_h, start_m) else day + dt.timedelta(days=1)
+        end = dt.datetime.combine(end_day, dt.time(end_h, end_m), tz)
+        if end.timestamp() >= now - 86400 and start.timestamp() <= now + horizon:
+            found.append((start.timestamp(), end.timestamp()))
+    return found
+
+
+def windows(config: Config, silences: list[Silence], now: float,
+            horizon: float = 86400.0 * 2) -> list[Window]:
+    """Every window that ended within the last day or starts within `horizon`."""
+    found: list[Window] = []
+    tz = config.site.tz
+    for index, window in enumerate(config.maintenance):
+        announce = tuple(sorted(window.announce))
+        if window.recurring is None:
+            assert window.start is not None and window.end is not None
+            found.append(Window(f"config-{index}", tuple(window.systems),
+                                window.start.timestamp(), window.end.timestamp(),
+                                window.reason, announce))
+            continue
+        for start, end in _occurrences(window, tz, now, horizon + max(announce, default=0)):
+            found.append(Window(f"config-{index}@{int(start)}", tuple(window.systems), start, end,
+                                window.reason, announce))
+    for silence in silences:
+        if silence.source == "config":
+            continue
+        found.append(Window(silence.id, tuple(silence.systems), silence.start, silence.end,
+                            silence.reason, tuple(sorted(silence.announce))))
+    return found
+
+
+def notice_due(window: Window, now: float) -> float | None:
+    """The announcement lead time due now (the shortest one passed), or None.
+
+    After a restart 30 minutes before a window announced at [24h, 1h], only the 1h notice
+    goes out: two notices in a row about the same window would be noise.
+    """
+    if not window.announce or not (window.start - max(window.announce) <= now < window.start):
+        return None
+    due = [lead for lead in window.announce if now >= window.start - lead]
+    return min(due) if due else None
+
+
+def over_due(window: Window, now: float, grace: float = 3600.0) -> bool:
+    """The "resume electronic work" notice is due for an hour after an announced window."""
+    return bool(window.announce) and window.end <= now < window.end + grace
