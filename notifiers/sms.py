@@ -22,6 +22,7 @@ from collections import OrderedDict
 from typing import Any, Literal
 
 import jinja2
+from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
@@ -95,7 +96,7 @@ def build_request(
     try:
         rendered_url = url.render(context).strip()
         rendered_body = body.render(context) if body is not None else None
-    except jinja2.TemplateError as exc:
+    except Exception as exc:  # a template bug must become a verdict, not a crash
         raise ValueError(f"template failed: {exc}") from None
     if not rendered_url.startswith(("http://", "https://")):
         raise ValueError("url template did not render to an http(s) URL")
@@ -138,6 +139,23 @@ class SmsNotifier(NotifierBase):
             raise ValueError("a GET request has no body: put the fields into the url template")
         if self.method != "GET" and self.body is None:
             raise ValueError(f"body is required for method {self.method}")
+        # Render once with a sample so `hismon validate` reports a misspelt variable, not
+        # the first real outage.
+        sample = OutgoingMessage(kind="outage_it", idempotency_key="validate", recipient="-",
+                                 title="title", text="text")
+        context = render_context(sample, "13800000000", 300)
+        for name in ("url", "body"):
+            source = getattr(self, name)
+            if source is None:
+                continue
+            unknown = sorted(meta.find_undeclared_variables(_ENV.parse(source)) - set(context))
+            if unknown:
+                raise ValueError(f"{name} template uses unknown variable {unknown[0]!r} "
+                                 f"(known: {', '.join(context)})")
+            try:
+                compile_template(source).render(context)
+            except Exception as exc:  # any template bug is a config error, found now
+                raise ValueError(f"{name} template: {exc}") from None
         return self
 
     def model_post_init(self, context: Any, /) -> None:
