@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -220,26 +221,53 @@ def build_app(daemon: Daemon) -> Starlette:
         pass
     else:
         routes += page_routes(daemon)
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={HTTPException: api_http_error})
+
+
+async def api_http_error(request: Request, exc: Exception) -> Response:
+    """Unknown API paths and wrong methods answer JSON like every other API error."""
+    assert isinstance(exc, HTTPException)
+    if not request.url.path.startswith("/api/"):
+        return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+    detail = {404: f"no API endpoint {request.url.path}",
+              405: f"{request.method} is not allowed on {request.url.path}"}
+    response = error(exc.status_code, detail.get(exc.status_code, exc.detail))
+    response.headers.update(exc.headers or {})
+    return response
+
+
+MAX_TIME = 253_402_128_000.0
+"""9999-12-30T00:00Z: the last instant every time zone can still write as a date."""
 
 
 def parse_time(value: Any, now: float) -> float:
     """An RFC 3339 time, or a duration from now (`2h`)."""
-    import datetime as dt
-
     if not isinstance(value, str) or not value.strip():
         raise ValueError("time must be a string: RFC 3339 (2026-12-01T22:00:00+08:00) or 2h")
     try:
-        return now + parse_duration(value)
+        ts = now + parse_duration(value)
     except ValueError:
-        pass
+        ts = _absolute_time(value)
+    # A silence is stored and shown on every page and API answer: a time that cannot be
+    # written back as a date (year 1, `99999999999d`) would break those for good.
+    if not 0 <= ts <= MAX_TIME:
+        raise ValueError(f'time "{value}" is out of range (1970 to 9999)')
+    return ts
+
+
+def _absolute_time(value: str) -> float:
+    import datetime as dt
+
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(f'invalid time "{value}"') from None
     if parsed.tzinfo is None:
         raise ValueError(f'time "{value}" needs a UTC offset')
-    return parsed.timestamp()
+    try:
+        return parsed.timestamp()
+    except (OverflowError, ValueError):
+        return float("nan")  # refused as out of range by the caller
 
 
 def parse_silence(body: dict[str, Any], daemon: Daemon) -> Silence:

@@ -1,0 +1,396 @@
+"""The OpenAPI 3 description of hismon's HTTP API (SPEC §7), served at /api/v1/openapi.json.
+
+Written by hand as a Python dict next to `monitor/api.py` rather than generated, so the
+contract is reviewed like code: a change to a handler's answer must change this file too,
+and the schemathesis run in `tests/test_openapi.py` fails when the two disagree.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from monitor import __version__
+
+ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+"""Ids of checks, systems, incidents (`inc-42`) and silences (`sil-1a2b3c4d`, `config-0`)."""
+
+STATES = ["OK", "WARN", "CRIT", "UNKNOWN"]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+DATE_TIME = {"type": "string", "format": "date-time",
+             "description": "RFC 3339 with the site's UTC offset"}
+
+UNAUTHORIZED = _error("Missing or invalid Bearer token; nothing was changed")
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "status"],
+        "properties": {
+            "error": {"type": "string", "description": "What is wrong, for a human"},
+            "status": {"type": "integer", "description": "The HTTP status, repeated"},
+        },
+    },
+    "Check": {
+        "type": "object",
+        "required": ["id", "system", "type", "state", "hard", "hard_state", "message",
+                     "duration_seconds", "last_run", "flapping", "numbers"],
+        "properties": {
+            "id": {"type": "string"},
+            "system": {"type": "string"},
+            "type": {"type": "string", "example": "http"},
+            "state": {"type": "string", "enum": STATES,
+                      "description": "The last probe's result"},
+            "hard": {"type": "boolean",
+                     "description": "False while a failure is not yet confirmed"},
+            "hard_state": {"type": "string", "enum": STATES,
+                           "description": "The confirmed state incidents are made of"},
+            "message": {"type": "string", "example": "HTTP 503 in 120ms"},
+            "duration_seconds": {"type": "number", "minimum": 0},
+            "last_run": _nullable(DATE_TIME),
+            "flapping": {"type": "boolean"},
+            "numbers": {"type": "object", "additionalProperties": {"type": "number"},
+                        "description": "Named measurements (latency, rows, lag...)"},
+        },
+    },
+    "FailingCheck": {
+        "type": "object",
+        "required": ["id", "type", "state", "message"],
+        "properties": {
+            "id": {"type": "string"},
+            "type": {"type": "string"},
+            "state": {"type": "string", "enum": STATES},
+            "message": {"type": "string"},
+        },
+    },
+    "TimelineEntry": {
+        "type": "object",
+        "required": ["at", "kind", "text", "data"],
+        "properties": {
+            "at": DATE_TIME,
+            "kind": {"type": "string", "example": "step_sent",
+                     "description": "opened, escalated, check_failed, check_recovered, "
+                                    "check_state, caused_by, caused_by_cleared, "
+                                    "departments_added, hold, step_sent, step_skipped, "
+                                    "acknowledged, note, resolved"},
+            "text": {"type": "string"},
+            "data": {"type": "object"},
+        },
+    },
+    "Message": {
+        "type": "object",
+        "description": "One outbox message of the incident and its delivery status",
+        "required": ["kind", "notifier", "status", "attempts", "last_error", "sent_at"],
+        "properties": {
+            "kind": {"type": "string", "example": "department_outage"},
+            "notifier": {"type": "string"},
+            "status": {"type": "string",
+                       "enum": ["pending", "sent", "failed", "undeliverable"]},
+            "attempts": {"type": "integer", "minimum": 0},
+            "last_error": _nullable({"type": "string"}),
+            "sent_at": _nullable(DATE_TIME),
+        },
+    },
+    "Incident": {
+        "type": "object",
+        "description": "The `incident` object of the webhook payload (SPEC §6)",
+        "required": ["id", "system", "system_name", "severity", "status", "started_at",
+                     "acknowledged_by", "resolved_at", "suspected_cause", "caused_by",
+                     "affected_departments", "failing_checks"],
+        "properties": {
+            "id": {"type": "string", "example": "inc-42"},
+            "system": {"type": "string"},
+            "system_name": {"type": "string"},
+            "severity": {"type": "string", "enum": ["warning", "critical"]},
+            "status": {"type": "string", "enum": ["open", "resolved"]},
+            "started_at": {**DATE_TIME, "description": "First failed probe of the outage"},
+            "acknowledged_by": _nullable({"type": "string"}),
+            "acknowledged_at": _nullable(DATE_TIME),
+            "resolved_at": _nullable(DATE_TIME),
+            "suspected_cause": {"type": "string", "enum": [
+                "network", "database", "application", "certificate", "capacity", "unknown"]},
+            "cause_evidence": {"type": "array", "items": {"type": "string"}},
+            "caused_by": _nullable({"type": "string"}),
+            "caused_by_system": _nullable({"type": "string"}),
+            "affected_departments": {"type": "array", "items": {"type": "string"}},
+            "failing_checks": {"type": "array", "items": _ref("FailingCheck")},
+            "held": _nullable({"type": "string",
+                               "description": "Why notifications are held right now"}),
+            "drill": {"type": "boolean"},
+        },
+    },
+    "IncidentWithTimeline": {
+        "allOf": [
+            _ref("Incident"),
+            {"type": "object", "required": ["timeline", "messages"], "properties": {
+                "timeline": {"type": "array", "items": _ref("TimelineEntry")},
+                "messages": {"type": "array", "items": _ref("Message")},
+            }},
+        ],
+    },
+    "Silence": {
+        "type": "object",
+        "description": "A maintenance window that has not ended yet (recurring windows "
+                       "from the config appear once per occurrence)",
+        "required": ["id", "systems", "start", "end", "reason", "source", "active"],
+        "properties": {
+            "id": {"type": "string", "example": "sil-1a2b3c4d"},
+            "systems": {"type": "array", "items": {"type": "string"}},
+            "start": DATE_TIME,
+            "end": DATE_TIME,
+            "reason": {"type": "string"},
+            "created_by": _nullable({"type": "string"}),
+            "source": {"type": "string", "enum": ["api", "config"],
+                       "description": "config windows are changed in the config file"},
+            "active": {"type": "boolean", "description": "The window is in progress now"},
+        },
+    },
+    "SilenceCreated": {
+        "type": "object",
+        "required": ["id", "systems", "start", "end", "reason"],
+        "properties": {
+            "id": {"type": "string"},
+            "systems": {"type": "array", "items": {"type": "string"}},
+            "start": DATE_TIME,
+            "end": DATE_TIME,
+            "reason": {"type": "string"},
+        },
+    },
+    "AckRequest": {
+        "type": "object",
+        "required": ["by"],
+        "properties": {
+            "by": {"type": "string", "minLength": 1, "example": "Dr. Wang",
+                   "description": "Who takes the incident"},
+            "note": _nullable({"type": "string", "example": "restarting the app server"}),
+        },
+    },
+    "UpdateRequest": {
+        "type": "object",
+        "required": ["text"],
+        "properties": {
+            "text": {"type": "string", "minLength": 1,
+                     "description": "The incident lead's progress note"},
+            "by": {"type": "string", "description": "Defaults to `incident lead`"},
+        },
+    },
+    "SilenceRequest": {
+        "type": "object",
+        "required": ["systems", "end", "reason"],
+        "properties": {
+            "systems": {"type": "array", "minItems": 1,
+                        "items": {"type": "string", "pattern": ID_PATTERN},
+                        "description": "System ids (or a single `system`)"},
+            "system": {"type": "string", "description": "One system id, instead of `systems`"},
+            "start": {"type": "string",
+                      "description": "RFC 3339 time with offset or a duration from now "
+                                     "(`30m`); default now"},
+            "end": {"type": "string", "example": "2h",
+                    "description": "RFC 3339 time with offset or a duration from now"},
+            "until": {"type": "string", "description": "Alias of `end`"},
+            "reason": {"type": "string", "minLength": 1},
+            "created_by": {"type": "string"},
+        },
+    },
+}
+
+
+def _path_id(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string", "pattern": ID_PATTERN, "minLength": 1}}
+
+
+BEARER = [{"bearer": []}]
+PLAIN_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+
+PATHS: dict[str, Any] = {
+    "/healthz": {"get": {
+        "operationId": "healthz", "tags": ["operations"], "summary": "Liveness",
+        "responses": {"200": {"description": "The process answers", "content": PLAIN_TEXT}},
+    }},
+    "/readyz": {"get": {
+        "operationId": "readyz", "tags": ["operations"],
+        "summary": "Readiness: config loaded and store reachable",
+        "responses": {
+            "200": _json({"type": "object", "required": ["ready"], "properties": {
+                "ready": {"type": "boolean", "enum": [True]}}}, "Ready"),
+            "503": _json({"type": "object", "required": ["ready", "problems"], "properties": {
+                "ready": {"type": "boolean", "enum": [False]},
+                "problems": {"type": "array", "items": {"type": "string"}}}}, "Not ready"),
+        },
+    }},
+    "/metrics": {"get": {
+        "operationId": "metrics", "tags": ["operations"],
+        "summary": "Prometheus exposition (SPEC §8)",
+        "responses": {"200": {"description": "Text exposition format 0.0.4",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    }},
+    "/api/v1/openapi.json": {"get": {
+        "operationId": "openapi", "tags": ["operations"], "summary": "This document",
+        "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")},
+    }},
+    "/api/v1/checks": {"get": {
+        "operationId": "listChecks", "tags": ["read"],
+        "summary": "Every check with its live state",
+        "parameters": [{"name": "system", "in": "query", "required": False,
+                        "description": "Only this system's checks",
+                        "schema": {"type": "string"}}],
+        "responses": {"200": _json({"type": "object", "required": ["checks"], "properties": {
+            "checks": {"type": "array", "items": _ref("Check")}}}, "The checks")},
+    }},
+    "/api/v1/incidents": {"get": {
+        "operationId": "listIncidents", "tags": ["read"],
+        "summary": "Incidents, newest first, each with its timeline and messages",
+        "parameters": [{"name": "status", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": ["open", "resolved"]}}],
+        "responses": {
+            "200": _json({"type": "object", "required": ["incidents"], "properties": {
+                "incidents": {"type": "array", "items": _ref("IncidentWithTimeline")}}},
+                "The incidents"),
+            "422": _error("`status` is neither open nor resolved"),
+        },
+    }},
+    "/api/v1/incidents/{id}": {"get": {
+        "operationId": "getIncident", "tags": ["read"],
+        "summary": "One incident with its timeline (state changes, steps sent, acks, notes)",
+        "parameters": [_path_id("id", "Incident id, e.g. inc-42")],
+        "responses": {
+            "200": _json(_ref("IncidentWithTimeline"), "The incident"),
+            "404": _error("No such incident"),
+        },
+    }},
+    "/api/v1/incidents/{id}/ack": {"post": {
+        "operationId": "ackIncident", "tags": ["write"], "security": BEARER,
+        "summary": "Acknowledge: records who and when, stops steps marked "
+                   "`unless: acknowledged`",
+        "parameters": [_path_id("id", "Open incident id")],
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": _ref("AckRequest")}}},
+        "responses": {
+            "200": _json(_ref("Incident"), "The incident, `acknowledged_by` set"),
+            "401": UNAUTHORIZED,
+            "404": _error("No open incident with this id"),
+            "422": _error("The body is not JSON with a non-empty `by`"),
+        },
+    }},
+    "/api/v1/incidents/{id}/updates": {"post": {
+        "operationId": "addIncidentUpdate", "tags": ["write"], "security": BEARER,
+        "summary": "The incident lead's progress note, carried by the next progress_update",
+        "parameters": [_path_id("id", "Open incident id")],
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": _ref("UpdateRequest")}}},
+        "responses": {
+            "200": _json(_ref("Incident"), "The incident"),
+            "401": UNAUTHORIZED,
+            "404": _error("No open incident with this id"),
+            "422": _error("The body is not JSON with a non-empty `text`"),
+        },
+    }},
+    "/api/v1/silences": {
+        "get": {
+            "operationId": "listSilences", "tags": ["read"],
+            "summary": "Maintenance windows: from the config and created at run time",
+            "responses": {"200": _json({"type": "object", "required": ["silences"],
+                                        "properties": {"silences": {
+                                            "type": "array", "items": _ref("Silence")}}},
+                                       "The silences")},
+        },
+        "post": {
+            "operationId": "createSilence", "tags": ["write"], "security": BEARER,
+            "summary": "Start or plan a maintenance window: incidents are recorded and "
+                       "shown, not notified",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("SilenceRequest")}}},
+            "responses": {
+                "201": _json(_ref("SilenceCreated"), "Created"),
+                "401": UNAUTHORIZED,
+                "422": _error("Unknown system, bad time, end before start, no reason"),
+            },
+        },
+    },
+    "/api/v1/silences/{id}": {"delete": {
+        "operationId": "deleteSilence", "tags": ["write"], "security": BEARER,
+        "summary": "End a run-time maintenance window",
+        "parameters": [_path_id("id", "Silence id")],
+        "responses": {
+            "200": _json({"type": "object", "required": ["deleted"], "properties": {
+                "deleted": {"type": "string"}}}, "Deleted"),
+            "401": UNAUTHORIZED,
+            "404": _error("No such silence"),
+            "422": _error("Windows from the config file are changed in the config"),
+        },
+    }},
+    "/api/v1/heartbeat/{check_id}": {"post": {
+        "operationId": "heartbeat", "tags": ["write"],
+        "summary": "A job's ping for a `heartbeat` check",
+        "description": "Needs `Authorization: Bearer <token>` only when the check sets "
+                       "its own `token`.",
+        "security": [{}, {"bearer": []}],
+        "parameters": [_path_id("check_id", "Id of a check of type heartbeat")],
+        "responses": {
+            "200": _json({"type": "object", "required": ["check", "received_at"],
+                          "properties": {"check": {"type": "string"},
+                                         "received_at": DATE_TIME}}, "Recorded"),
+            "401": UNAUTHORIZED,
+            "404": _error("No heartbeat check with this id"),
+        },
+    }},
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "hismon API",
+        "version": __version__,
+        "description": "Checks, incidents and maintenance windows of a running hismon "
+                       "daemon. Read endpoints are open; write endpoints need "
+                       "`Authorization: Bearer <token>` with a token from "
+                       "`server.api_tokens`. Errors are JSON: `{\"error\": ..., "
+                       "\"status\": ...}`.",
+    },
+    "tags": [
+        {"name": "read", "description": "Live state, no token needed"},
+        {"name": "write", "description": "Operator actions, Bearer token"},
+        {"name": "operations", "description": "Health, readiness, metrics"},
+    ],
+    "paths": PATHS,
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {"bearer": {
+            "type": "http", "scheme": "bearer",
+            "description": "A token listed in `server.api_tokens`"}},
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """A copy, so a caller adding `servers` cannot change what the next request sees."""
+    return copy.deepcopy(OPENAPI)
+
+
+def openapi_route() -> Route:
+    async def endpoint(request: Request) -> JSONResponse:
+        return JSONResponse(openapi_document())
+
+    return Route("/api/v1/openapi.json", endpoint, methods=["GET"])

@@ -1,0 +1,564 @@
+"""Status pages for people (SPEC §7): the hospital overview, one department's view, incidents.
+
+Server-rendered HTML from Jinja2 templates in `monitor/templates/pages/`, with inline CSS and
+no JavaScript, because the readers are ward PCs that may run an old browser, phones on the
+ward Wi-Fi, and printers. Every state is written out as text, never shown by colour alone.
+
+Pages only read the daemon's state. The one write is the acknowledgement form on the
+incident page, which goes through `Engine.acknowledge` exactly like the API and checks its
+token the same way (`server.api_tokens`, constant-time comparison).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from monitor.maintenance import Window
+from monitor.models import Incident
+
+if TYPE_CHECKING:
+    from monitor.config import Config, System
+    from monitor.daemon import Daemon
+
+TEMPLATE_DIR = Path(__file__).parent / "templates" / "pages"
+REFRESH_SECONDS = 30
+RECOVERY_WINDOW = 24 * 3600.0
+"""Resolved incidents stay on the department view this long: the back-fill reminder."""
+MAX_FORM_BYTES = 16 * 1024
+"""An ack form is three short fields; anything bigger is not from our page."""
+
+# States a system can be in on the pages, worst first (the order of the summary).
+STATES = ("down", "caused", "degraded", "maintenance", "unknown", "ok")
+UNAVAILABLE = {"down", "caused", "maintenance"}
+"""States in which staff cannot use the system and follow the downtime procedure."""
+
+STRINGS: dict[str, dict[str, str]] = {
+    "en": {
+        "html_lang": "en",
+        "status_title": "System status",
+        "updated": "Updated",
+        "refresh_note": "This page refreshes itself every 30 seconds.",
+        "summary_all_ok": "All systems are working.",
+        "summary_problems": "{n} system(s) with problems",
+        "campus": "Campus",
+        "no_campus": "Shared systems (no campus)",
+        "state_ok": "OK",
+        "state_degraded": "DEGRADED",
+        "state_down": "DOWN",
+        "state_maintenance": "MAINTENANCE",
+        "state_caused": "DOWN (caused by {system})",
+        "state_unknown": "NOT CHECKED YET",
+        "explain_ok": "Working normally.",
+        "explain_degraded": "Slow or partly failing. IT has been warned.",
+        "explain_down": "Not working. IT is on it.",
+        "explain_maintenance": "Planned maintenance until {end}.",
+        "explain_caused": "Not working because {system} is down.",
+        "explain_unknown": "No result yet.",
+        "depends_down": "Depends on {systems}, which is not working.",
+        "open_incidents": "Current incidents",
+        "no_open_incidents": "No current incidents.",
+        "recent_incidents": "Resolved in the last 24 hours",
+        "severity_warning": "Early warning",
+        "severity_critical": "Outage",
+        "since": "Since",
+        "duration": "Duration",
+        "acknowledged_by": "Acknowledged by {name} at {at}",
+        "not_acknowledged": "Not yet acknowledged by IT",
+        "caused_by": "Caused by {incident} ({system})",
+        "suspected_cause": "Suspected cause",
+        "affected_departments": "Affected departments",
+        "details": "Details",
+        "maintenance": "Maintenance windows",
+        "no_maintenance": "No maintenance planned.",
+        "maintenance_active": "IN PROGRESS",
+        "maintenance_planned": "PLANNED",
+        "from_to": "{start} to {end}",
+        "reason": "Reason",
+        "systems": "Systems",
+        "departments": "Departments",
+        "department_title": "{name}: systems and what to do",
+        "department_systems": "Systems this department uses",
+        "via": "needed by {systems}",
+        "procedure_title": "{system} is not working: follow the downtime procedure",
+        "procedure_missing": "No downtime procedure is on file for {system}. Call IT.",
+        "still_works": "Still works",
+        "all_systems_ok": "All systems of this department are working. No downtime procedure "
+                          "is needed.",
+        "recovery_title": "{system} is back: back-fill paper records",
+        "recovery_text": "Enter everything recorded on paper between {start} and {end} "
+                         "({duration}) into the system.",
+        "planned_downtime": "Planned downtime",
+        "print_hint": "Print this page to post it on the ward.",
+        "back_to_status": "All systems",
+        "incident_title": "Incident {id}: {system}",
+        "status_open": "OPEN",
+        "status_resolved": "RESOLVED",
+        "resolved_at": "Resolved",
+        "failing_checks": "Failing checks",
+        "timeline": "Timeline",
+        "time": "Time",
+        "event": "Event",
+        "messages": "Messages sent",
+        "no_messages": "No messages sent.",
+        "recipient": "Recipient",
+        "kind": "Message",
+        "delivery": "Delivery",
+        "attempts": "Attempts",
+        "sent_at": "Sent at",
+        "error": "Error",
+        "ack_title": "Acknowledge (IT)",
+        "ack_by": "Your name",
+        "ack_note": "Note (optional)",
+        "ack_token": "API token",
+        "ack_submit": "Acknowledge",
+        "ack_closed": "This incident is resolved; nothing to acknowledge.",
+        "not_found_title": "Not found",
+        "not_found_department": "There is no department \"{id}\".",
+        "not_found_incident": "There is no incident \"{id}\".",
+        "not_open_incident": "Incident \"{id}\" is not open any more.",
+        "unauthorized_title": "Not authorised",
+        "unauthorized_text": "The token is missing or wrong. Nothing was changed.",
+        "invalid_title": "Incomplete form",
+        "invalid_by": "Please enter your name.",
+        "too_large": "The form is too large.",
+        "try_again": "Back to the incident",
+        "delivery_pending": "waiting",
+        "delivery_sent": "delivered",
+        "delivery_failed": "failed, retrying",
+        "delivery_undeliverable": "NOT DELIVERED",
+        "held": "Notifications held: {reason}",
+        "drill": "DRILL",
+    },
+    "zh": {
+        "html_lang": "zh-CN",
+        "status_title": "系统运行状态",
+        "updated": "更新时间",
+        "refresh_note": "本页每 30 秒自动刷新。",
+        "summary_all_ok": "所有系统运行正常。",
+        "summary_problems": "{n} 个系统存在问题",
+        "campus": "院区",
+        "no_campus": "共用系统（不分院区）",
+        "state_ok": "正常",
+        "state_degraded": "性能下降",
+        "state_down": "故障",
+        "state_maintenance": "维护中",
+        "state_caused": "故障（受 {system} 影响）",
+        "state_unknown": "尚未检测",
+        "explain_ok": "运行正常。",
+        "explain_degraded": "响应变慢或部分异常，已通知信息科。",
+        "explain_down": "无法使用，信息科正在处理。",
+        "explain_maintenance": "计划维护，预计 {end} 结束。",
+        "explain_caused": "因 {system} 故障而无法使用。",
+        "explain_unknown": "暂无检测结果。",
+        "depends_down": "所依赖的 {systems} 无法使用。",
+        "open_incidents": "当前事件",
+        "no_open_incidents": "当前没有事件。",
+        "recent_incidents": "最近 24 小时内已恢复",
+        "severity_warning": "预警",
+        "severity_critical": "故障",
+        "since": "开始时间",
+        "duration": "持续时间",
+        "acknowledged_by": "{name} 已于 {at} 确认",
+        "not_acknowledged": "信息科尚未确认",
+        "caused_by": "由 {incident}（{system}）引起",
+        "suspected_cause": "初步判断原因",
+        "affected_departments": "受影响科室",
+        "details": "详情",
+        "maintenance": "维护计划",
+        "no_maintenance": "近期没有维护计划。",
+        "maintenance_active": "正在维护",
+        "maintenance_planned": "计划维护",
+        "from_to": "{start} 至 {end}",
+        "reason": "原因",
+        "systems": "系统",
+        "departments": "科室",
+        "department_title": "{name}：相关系统及应对措施",
+        "department_systems": "本科室使用的系统",
+        "via": "{systems} 依赖此系统",
+        "procedure_title": "{system} 无法使用：请执行应急预案",
+        "procedure_missing": "{system} 没有登记应急预案，请联系信息科。",
+        "still_works": "仍可使用",
+        "all_systems_ok": "本科室相关系统均运行正常，无需启用应急预案。",
+        "recovery_title": "{system} 已恢复：请补录纸质记录",
+        "recovery_text": "请将 {start} 至 {end}（共 {duration}）期间的纸质记录补录进系统。",
+        "planned_downtime": "计划停机",
+        "print_hint": "可打印本页张贴在科室。",
+        "back_to_status": "全部系统",
+        "incident_title": "事件 {id}：{system}",
+        "status_open": "处理中",
+        "status_resolved": "已恢复",
+        "resolved_at": "恢复时间",
+        "failing_checks": "异常检测项",
+        "timeline": "处理记录",
+        "time": "时间",
+        "event": "事件",
+        "messages": "已发送通知",
+        "no_messages": "尚未发送通知。",
+        "recipient": "接收方",
+        "kind": "通知类型",
+        "delivery": "送达状态",
+        "attempts": "尝试次数",
+        "sent_at": "送达时间",
+        "error": "错误",
+        "ack_title": "确认事件（信息科）",
+        "ack_by": "姓名",
+        "ack_note": "备注（可选）",
+        "ack_token": "API 令牌",
+        "ack_submit": "确认",
+        "ack_closed": "事件已恢复，无需确认。",
+        "not_found_title": "未找到",
+        "not_found_department": "没有科室“{id}”。",
+        "not_found_incident": "没有事件“{id}”。",
+        "not_open_incident": "事件“{id}”已不在处理中。",
+        "unauthorized_title": "未授权",
+        "unauthorized_text": "令牌缺失或错误，未做任何更改。",
+        "invalid_title": "表单不完整",
+        "invalid_by": "请填写姓名。",
+        "too_large": "表单内容过大。",
+        "try_again": "返回事件页面",
+        "delivery_pending": "等待发送",
+        "delivery_sent": "已送达",
+        "delivery_failed": "失败，重试中",
+        "delivery_undeliverable": "未能送达",
+        "held": "通知暂缓：{reason}",
+        "drill": "演练",
+    },
+}
+
+TIMELINE_KINDS: dict[str, dict[str, str]] = {
+    "en": {
+        "opened": "Incident opened", "escalated": "Escalated", "check_failed": "Check failed",
+        "check_recovered": "Check recovered", "check_state": "Check changed",
+        "resolved": "Resolved", "caused_by": "Caused by another system",
+        "caused_by_cleared": "Cause cleared", "departments_added": "Departments added",
+        "hold": "Notifications", "step_sent": "Notification sent",
+        "step_skipped": "Notification skipped", "acknowledged": "Acknowledged",
+        "note": "Progress note",
+    },
+    "zh": {
+        "opened": "事件开始", "escalated": "升级为故障", "check_failed": "检测异常",
+        "check_recovered": "检测恢复", "check_state": "检测状态变化", "resolved": "已恢复",
+        "caused_by": "由其他系统引起", "caused_by_cleared": "上游故障已解除",
+        "departments_added": "新增受影响科室", "hold": "通知", "step_sent": "已发送通知",
+        "step_skipped": "未发送通知", "acknowledged": "已确认", "note": "进展说明",
+    },
+}
+
+CAUSES: dict[str, dict[str, str]] = {
+    "en": {"network": "network", "database": "database", "application": "application",
+           "certificate": "certificate", "capacity": "capacity", "unknown": "not yet known"},
+    "zh": {"network": "网络", "database": "数据库", "application": "应用程序",
+           "certificate": "证书", "capacity": "容量/资源", "unknown": "尚不明确"},
+}
+
+
+def strings(language: str) -> dict[str, str]:
+    return STRINGS.get(language, STRINGS["en"])
+
+
+def local_time(ts: float | None, tz: dt.tzinfo, seconds: bool = False) -> str:
+    """Site-local wall-clock time: what a nurse compares with the clock on the ward wall."""
+    if ts is None:
+        return ""
+    fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return dt.datetime.fromtimestamp(ts, tz).strftime(fmt)
+
+
+def human_duration(seconds: float, language: str) -> str:
+    """`1h 05m` / `1小时05分`: minutes matter to staff, seconds only for short outages."""
+    total = max(round(seconds), 0)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if language == "zh":
+        if days:
+            return f"{days}天{hours}小时{minutes:02d}分"
+        if hours:
+            return f"{hours}小时{minutes:02d}分"
+        if minutes:
+            return f"{minutes}分{secs:02d}秒"
+        return f"{secs}秒"
+    if days:
+        return f"{days}d {hours}h {minutes:02d}m"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+@dataclass(slots=True)
+class SystemView:
+    """One system as the pages show it: its state in words and why."""
+
+    id: str
+    name: str
+    criticality: str
+    state: str
+    label: str
+    explain: str
+    campuses: list[str]
+    incident: Incident | None = None
+    maintenance: Window | None = None
+    failing: list[dict[str, Any]] = field(default_factory=list)
+    depends_down: list[str] = field(default_factory=list)
+    downtime_procedure: str | None = None
+    still_works: str | None = None
+
+    @property
+    def unavailable(self) -> bool:
+        return self.state in UNAVAILABLE
+
+
+def campuses_of(system: System, config: Config) -> list[str]:
+    """A system's campuses are those of the departments that use it."""
+    known = {d.id: d for d in config.departments}
+    found: list[str] = []
+    for dept_id in system.departments:
+        dept = known.get(dept_id)
+        if dept is not None and dept.campus and dept.campus not in found:
+            found.append(dept.campus)
+    return found
+
+
+def build_views(daemon: Daemon, now: float, language: str) -> dict[str, SystemView]:
+    """Every configured system's state, computed once per request from live state."""
+    config = daemon.config
+    s = strings(language)
+    tz = config.site.tz
+    names = {sys.id: sys.name for sys in config.systems}
+    open_by_system = {i.system: i for i in daemon.engine.open.values() if not i.drill}
+    active = [w for w in daemon.engine.windows(now) if w.start <= now < w.end]
+    views: dict[str, SystemView] = {}
+    for system in config.systems:
+        incident = open_by_system.get(system.id)
+        window = next((w for w in active if system.id in w.systems), None)
+        checks = [daemon.states[c.id] for c in config.checks_of(system.id)
+                  if c.id in daemon.states]
+        if window is not None:
+            state = "maintenance"
+            label = s["state_maintenance"]
+            explain = s["explain_maintenance"].format(end=local_time(window.end, tz))
+        elif incident is not None and incident.caused_by:
+            cause = names.get(incident.caused_by_system or "", incident.caused_by_system or "?")
+            state = "caused"
+            label = s["state_caused"].format(system=cause)
+            explain = s["explain_caused"].format(system=cause)
+        elif incident is not None:
+            state = "down" if incident.severity == "critical" else "degraded"
+            label, explain = s[f"state_{state}"], s[f"explain_{state}"]
+        elif checks and not any(c.probed or c.last_run for c in checks):
+            state, label, explain = "unknown", s["state_unknown"], s["explain_unknown"]
+        else:
+            state, label, explain = "ok", s["state_ok"], s["explain_ok"]
+        views[system.id] = SystemView(
+            id=system.id, name=system.name, criticality=system.criticality, state=state,
+            label=label, explain=explain, campuses=campuses_of(system, config),
+            incident=incident, maintenance=window,
+            failing=list(incident.failing_checks) if incident else [],
+            downtime_procedure=(system.downtime_procedure or "").strip() or None,
+            still_works=(system.still_works or "").strip() or None)
+    for system in config.systems:
+        down = [views[d].name for d in config.dependencies(system.id)
+                if d in views and views[d].unavailable]
+        views[system.id].depends_down = down
+    return views
+
+
+def group_by_campus(
+    views: dict[str, SystemView], config: Config
+) -> list[tuple[str | None, list[SystemView]]]:
+    """Campuses in the site's order; a system used on two campuses shows under both."""
+    order = list(config.site.campuses)
+    for view in views.values():
+        order.extend(c for c in view.campuses if c not in order)
+    groups: list[tuple[str | None, list[SystemView]]] = []
+    rank = {state: i for i, state in enumerate(STATES)}
+    for campus in order:
+        members = [v for v in views.values() if campus in v.campuses]
+        if members:
+            groups.append((campus, sorted(members, key=lambda v: (rank[v.state], v.name))))
+    shared = [v for v in views.values() if not v.campuses]
+    if shared:
+        groups.append((None, sorted(shared, key=lambda v: (rank[v.state], v.name))))
+    return groups
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=True,  # names, messages and notes come from config and operators
+        undefined=jinja2.StrictUndefined,  # a typo in a page must fail its test, not vanish
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env
+
+
+def _token_valid(token: str, tokens: list[str]) -> bool:
+    """The API's Bearer rule (`monitor.api.token_ok`), for a token typed into a form."""
+    if not token:
+        return False
+    return any(t and hmac.compare_digest(token.encode(), t.encode()) for t in tokens)
+
+
+def page_routes(daemon: Daemon) -> list[Route]:
+    """Routes for `monitor.api.build_app`: the pages plus the OpenAPI document."""
+    from monitor.openapi import openapi_route
+
+    env = _environment()
+
+    def language_of(request: Request, default: str | None = None) -> str:
+        wanted = request.query_params.get("lang")
+        if wanted in STRINGS:
+            return wanted
+        return default or daemon.config.site.language
+
+    def render(name: str, language: str, status: int = 200, **context: Any) -> HTMLResponse:
+        config = daemon.config
+        now = daemon.clock()
+        html = env.get_template(name).render(
+            s=strings(language), lang=language, site=config.site, now=now,
+            updated=local_time(now, config.site.tz, seconds=True),
+            refresh=context.pop("refresh", None), **context)
+        return HTMLResponse(html, status_code=status,
+                            headers={"Cache-Control": "no-store"})
+
+    def error_page(language: str, status: int, title: str, text: str,
+                   back: str | None = None) -> HTMLResponse:
+        return render("error.j2", language, status=status, title=title, text=text, back=back)
+
+    def fmt(language: str) -> dict[str, Any]:
+        tz = daemon.config.site.tz
+        return {
+            "t": lambda ts, seconds=False: local_time(ts, tz, seconds),
+            "dur": lambda seconds: human_duration(seconds, language),
+            "cause": lambda code: CAUSES.get(language, CAUSES["en"]).get(code, code),
+            "event": lambda kind: TIMELINE_KINDS.get(language, TIMELINE_KINDS["en"]).get(
+                kind, kind),
+            "dept_name": lambda dept_id: _department_name(daemon.config, dept_id),
+            "system_name": lambda system_id: _system_name(daemon.config, system_id),
+        }
+
+    async def status_page(request: Request) -> Response:
+        language = language_of(request)
+        now = daemon.clock()
+        views = build_views(daemon, now, language)
+        incidents = sorted((i for i in daemon.engine.open.values()), key=lambda i: i.started_at)
+        recent = await daemon.store.list_incidents(
+            status="resolved", since=now - RECOVERY_WINDOW, limit=50)
+        windows = sorted((w for w in daemon.engine.windows(now) if w.end > now),
+                         key=lambda w: w.start)
+        problems = [v for v in views.values() if v.state not in ("ok", "unknown")]
+        return render(
+            "status.j2", language, refresh=REFRESH_SECONDS, groups=group_by_campus(
+                views, daemon.config), views=views, incidents=incidents,
+            recent=[i for i in recent if not i.drill], windows=windows, problems=problems,
+            departments=daemon.config.departments, **fmt(language))
+
+    async def department_page(request: Request) -> Response:
+        config = daemon.config
+        dept_id = request.path_params["id"]
+        dept = next((d for d in config.departments if d.id == dept_id), None)
+        if dept is None:
+            language = language_of(request)
+            s = strings(language)
+            return error_page(language, 404, s["not_found_title"],
+                              s["not_found_department"].format(id=dept_id), back="/")
+        language = language_of(request, dept.language)
+        now = daemon.clock()
+        views = build_views(daemon, now, language)
+        direct = [sys.id for sys in config.systems if dept.id in sys.departments]
+        needed_by: dict[str, list[str]] = {}
+        for system_id in direct:
+            for dep in config.dependencies(system_id):
+                if dep not in direct:
+                    needed_by.setdefault(dep, []).append(views[system_id].name)
+        shown = [views[i] for i in direct] + [views[i] for i in needed_by]
+        # A system the department uses is unusable when it is down itself or when something
+        # it depends on is; either way staff follow that system's downtime procedure.
+        procedures = [v for v in shown if v.unavailable or (v.id in direct and v.depends_down)]
+        relevant = set(direct) | set(needed_by)
+        recent = await daemon.store.list_incidents(
+            status="resolved", since=now - RECOVERY_WINDOW, limit=200)
+        recoveries = [i for i in recent if not i.drill and i.resolved_at is not None and (
+            i.system in relevant or dept.id in i.affected_departments)]
+        planned = sorted((w for w in daemon.engine.windows(now)
+                          if w.end > now and relevant & set(w.systems)),
+                         key=lambda w: w.start)
+        return render(
+            "department.j2", language, refresh=REFRESH_SECONDS, dept=dept, shown=shown,
+            direct=direct, needed_by=needed_by, procedures=procedures, recoveries=recoveries,
+            planned=planned, **fmt(language))
+
+    async def incident_page(request: Request) -> Response:
+        language = language_of(request)
+        s = strings(language)
+        incident_id = request.path_params["id"]
+        incident = next((i for i in daemon.engine.open.values() if i.id == incident_id), None)
+        if incident is None:
+            incident = await daemon.store.get_incident(incident_id)
+        if incident is None:
+            return error_page(language, 404, s["not_found_title"],
+                              s["not_found_incident"].format(id=incident_id), back="/")
+        timeline = await daemon.store.timeline(incident.id)
+        messages = list(reversed(await daemon.store.list_messages(incident_id=incident.id)))
+        return render("incident.j2", language, incident=incident, timeline=timeline,
+                      messages=messages, **fmt(language))
+
+    async def ack_form(request: Request) -> Response:
+        language = language_of(request)
+        s = strings(language)
+        incident_id = request.path_params["id"]
+        back = f"/incidents/{incident_id}"
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                return error_page(language, 413, s["invalid_title"], s["too_large"], back)
+        try:
+            fields = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            fields = {}
+
+        def value(name: str) -> str:
+            return (fields.get(name) or [""])[0].strip()
+
+        if not _token_valid(value("token"), daemon.config.server.api_tokens):
+            return error_page(language, 401, s["unauthorized_title"], s["unauthorized_text"],
+                              back)
+        if not value("by"):
+            return error_page(language, 422, s["invalid_title"], s["invalid_by"], back)
+        found = await daemon.engine.acknowledge(incident_id, value("by"), value("note") or None)
+        if found is None:
+            known = await daemon.store.get_incident(incident_id)
+            text = s["not_open_incident"] if known else s["not_found_incident"]
+            return error_page(language, 404, s["not_found_title"], text.format(id=incident_id),
+                              back if known else "/")
+        return RedirectResponse(back, status_code=303)
+
+    return [
+        Route("/", status_page, methods=["GET"]),
+        Route("/departments/{id}", department_page, methods=["GET"]),
+        Route("/incidents/{id}", incident_page, methods=["GET"]),
+        Route("/incidents/{id}/ack", ack_form, methods=["POST"]),
+        openapi_route(),
+    ]
+
+
+def _department_name(config: Config, dept_id: str) -> str:
+    return next((d.name for d in config.departments if d.id == dept_id), dept_id)
+
+
+def _system_name(config: Config, system_id: str | None) -> str:
+    return next((s.name for s in config.systems if s.id == system_id), system_id or "")
