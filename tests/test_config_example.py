@@ -1,0 +1,118 @@
+"""`config.example.yaml` is what hospitals copy first: it must validate and stay realistic.
+
+The example promises two things a fresh clone relies on: `hismon validate` passes with no
+environment variables set (every `${NAME}` has a default), and it shows the whole model
+(two campuses, departments with their own channels, the SPEC §2 standard plan).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.config import Config
+from monitor.config_loader import load_config
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "config.example.yaml"
+ENV_NAME = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment minus every variable the example reads and the HISMON_/WECOM_ families."""
+    referenced = set(ENV_NAME.findall(EXAMPLE.read_text(encoding="utf-8")))
+    return {k: v for k, v in os.environ.items()
+            if k not in referenced and not k.startswith(("HISMON_", "WECOM_"))}
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    return load_config(EXAMPLE, env=_clean_env())
+
+
+def test_validates_without_environment(config: Config) -> None:
+    assert config.site.timezone == "Asia/Shanghai"
+    assert config.site.language == "zh"
+    assert config.site.campuses == ["main", "north"]
+
+
+def test_has_enough_systems_and_departments_on_both_campuses(config: Config) -> None:
+    assert len(config.systems) >= 8
+    assert len(config.departments) >= 6
+    assert {d.campus for d in config.departments} == {"main", "north"}
+
+
+def test_every_system_names_existing_departments_and_a_plan(config: Config) -> None:
+    departments = {d.id for d in config.departments}
+    plans = {p.id for p in config.plans}
+    for system in config.systems:
+        assert set(system.departments) <= departments, system.id
+        assert system.plan in plans, system.id
+        assert system.downtime_procedure and system.downtime_procedure.strip(), system.id
+        assert system.vendor is not None and system.vendor.notify, system.id
+        assert system.vendor.response_sla, system.id
+    # Everything clinical depends, directly or further down, on the database and the network.
+    clinical = [s for s in config.systems if s.id not in ("his-db", "core-network", "pacs")]
+    for system in clinical:
+        assert {"his-db", "core-network"} <= set(config.dependencies(system.id)), system.id
+
+
+def test_each_department_has_its_own_notifier(config: Config) -> None:
+    """A shared notifier would be deduplicated and tell unaffected departments too."""
+    seen: set[str] = set()
+    for department in config.departments:
+        assert department.notify, department.id
+        assert not seen & set(department.notify), department.id
+        seen |= set(department.notify)
+
+
+def test_standard_plan_has_the_spec_step_kinds(config: Config) -> None:
+    plan = config.plan("standard-outage")
+    assert plan.early_warning == ["role:it_oncall"]
+    by_kind = {step.message: step for step in plan.steps}
+    assert list(by_kind) == ["outage_it", "department_outage", "leadership_report",
+                             "vendor_escalation", "progress_update"]
+    assert by_kind["outage_it"].after == 0
+    assert "role:it_oncall" in by_kind["outage_it"].notify
+    assert by_kind["department_outage"].after == 300
+    assert by_kind["department_outage"].notify == ["departments"]
+    assert by_kind["leadership_report"].after == 900
+    assert "role:leadership" in by_kind["leadership_report"].notify
+    assert by_kind["vendor_escalation"].after == 1800
+    assert by_kind["vendor_escalation"].notify == ["vendor"]
+    assert by_kind["vendor_escalation"].unless == "acknowledged"
+    assert by_kind["progress_update"].every == 1800
+    assert set(plan.on_recovery) == {"role:it_oncall", "departments", "role:leadership"}
+    assert len(config.plans) >= 2
+
+
+def test_maintenance_is_announced(config: Config) -> None:
+    assert any(window.announce == [86400, 3600] for window in config.maintenance)
+
+
+def test_secrets_come_from_the_environment() -> None:
+    """No literal webhook key or password in the file: each is `${NAME:-default}`."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    for line in text.splitlines():
+        stripped = line.split("#", 1)[0]
+        if re.search(r"\b(webhook_url|password|secret|api_tokens):", stripped):
+            assert "${" in stripped, line
+
+
+def test_environment_values_are_used() -> None:
+    env = {**_clean_env(), "WECOM_EMERGENCY_URL": "https://wecom.test/send?key=abc"}
+    config = load_config(EXAMPLE, env=env)
+    assert config.notifier("wecom-emergency").webhook_url == "https://wecom.test/send?key=abc"
+
+
+def test_hismon_validate_exits_0_with_a_clean_environment() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "validate", "-c", str(EXAMPLE)],
+        cwd=REPO, env=_clean_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
