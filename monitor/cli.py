@@ -90,6 +90,90 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return int(worst)
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    from monitor.drill import run_drill
+    from monitor.logs import configure
+
+    configure("warning")
+    config = _load(args.config)
+    if args.system not in {s.id for s in config.systems}:
+        print(f"unknown system {args.system}", file=sys.stderr)
+        return 2
+    if args.speed <= 0:
+        print("--speed must be positive", file=sys.stderr)
+        return 2
+    return asyncio.run(run_drill(config, args.system, args.speed, args.live, sys.stdout))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import time
+
+    from monitor.durations import parse_duration
+    from monitor.report import build_report, render
+    from monitor.store import open_store
+
+    config = _load(args.config)
+    try:
+        window = parse_duration(args.since)
+    except ValueError as exc:
+        print(f"--since: {exc}", file=sys.stderr)
+        return 2
+
+    async def load() -> list[Any]:
+        store = open_store(config.state.url)
+        await store.open()
+        try:
+            return await store.list_incidents(since=time.time() - window, limit=100_000)
+        finally:
+            await store.close()
+
+    now = time.time()
+    report = build_report(config, asyncio.run(load()), now - window, now)
+    sys.stdout.write(render(report, args.format, config))
+    return 0
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    """Send one test message through one notifier and show the channel's answer."""
+    import time
+
+    import httpx
+
+    from notifiers.base import NotifyContext, OutgoingMessage
+
+    config = _load(args.config)
+    known = {n.id: n for n in config.notifiers}
+    if args.notifier not in known:
+        print(f"unknown notifier {args.notifier} (known: {', '.join(known)})", file=sys.stderr)
+        return 2
+    notifier = known[args.notifier]
+    zh = config.site.language == "zh"
+    message = OutgoingMessage(
+        kind="test", idempotency_key=f"test:{args.notifier}:{int(time.time())}",
+        recipient=args.notifier,
+        title="hismon 测试消息" if zh else "hismon test message",
+        text=(f"这是来自 {config.site.name} 监控系统的测试消息，收到即表示通道正常。" if zh else
+              f"This is a test message from {config.site.name} monitoring: the channel works."),
+        status_url=f"{config.server.base_url}/")
+
+    async def send() -> str:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            ctx = NotifyContext(http=client, site_name=config.site.name)
+            return await asyncio.wait_for(notifier.send(message, ctx), notifier.timeout + 1)
+
+    from monitor.outbox import scrub
+
+    try:
+        answer = asyncio.run(send())
+    except Exception as exc:
+        text = str(exc) if str(exc) else type(exc).__name__
+        print(f"FAILED {args.notifier} ({notifier.type}): {scrub(text, notifier.secrets())}",
+              file=sys.stderr)
+        return 1
+    print(f"OK {args.notifier} ({notifier.type}): {answer}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from monitor.demo import run_demo
 
@@ -208,6 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0, help="compress the demo timeline N×")
     p.add_argument("--duration", type=float, default=None,
                    help="stop after this many seconds (default: run until Ctrl-C)")
+    p = add("drill", cmd_drill, "rehearse a system's emergency plan (messages marked DRILL)",
+            config=True)
+    p.add_argument("--system", required=True)
+    p.add_argument("--speed", type=float, default=60.0, help="compress time N× (default 60)")
+    p.add_argument("--live", action="store_true",
+                   help="send to every notifier, not only those marked drill: true")
+    p = add("report", cmd_report, "availability, incidents, MTTA/MTTR per system and vendor",
+            config=True)
+    p.add_argument("--since", default="30d")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p = add("notify-test", cmd_notify_test, "send a test message through one notifier",
+            config=True)
+    p.add_argument("notifier")
     p = add("status", cmd_status, "checks and open incidents of a running daemon", url=True)
     p.add_argument("--json", action="store_true")
     p = add("ack", cmd_ack, "acknowledge an incident", url=True)

@@ -29,6 +29,8 @@ def parse_duration(value: object) -> float:
 
 def format_duration(seconds: float) -> str:
     """Human text for messages: `1h 05m`, `12m 30s`, `800ms`."""
+    if seconds <= 0:
+        return "0s"
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
     total = round(seconds)

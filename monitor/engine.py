@@ -40,7 +40,12 @@ class Engine:
         states: dict[str, CheckState],
         clock: Clock = time.time,
         on_enqueued: Callable[[], None] | None = None,
+        drill: bool = False,
+        live: bool = False,
     ) -> None:
+        self.drill = drill
+        """Drill mode: incidents are rehearsals, messages go only to `drill: true` notifiers."""
+        self.live = live
         self.config = config
         self.store = store
         self.states = states
@@ -144,9 +149,10 @@ class Engine:
         started = min((s.first_failure_at or now) for s in failing)
         system = self.config.system(system_id)
         incident = Incident(
-            id=f"inc-{number}", system=system_id, severity=severity, started_at=started,
-            opened_at=now, plan_started_at=started if severity == "critical" else None,
-            affected_departments=list(system.departments),
+            id=f"{'drill' if self.drill else 'inc'}-{number}", system=system_id,
+            severity=severity, started_at=started, opened_at=now,
+            plan_started_at=started if severity == "critical" else None,
+            affected_departments=list(system.departments), drill=self.drill,
         )
         self.open[system_id] = incident
         await self.store.save_incident(incident)
@@ -387,6 +393,9 @@ class Engine:
             i.system for i in self.open.values() if i.caused_by == incident.id]
         messages = []
         for recipient in plans.resolve_targets(targets, self.config, incident):
+            if incident.drill and not self.live and not self.config.notifier(
+                    recipient.notifier).drill:
+                continue
             language = self.config.site.language
             if recipient.department:
                 language = self.config.department(recipient.department).language or language
