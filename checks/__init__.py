@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from checks.base import CheckBase
 from checks.http import HttpCheck
+from checks.postgres import PostgresCheck
 from checks.tcp import TcpCheck
 from checks.tls import TlsCheck
 
@@ -11,4 +12,5 @@ CHECK_TYPES: dict[str, type[CheckBase]] = {
     "http": HttpCheck,
     "tcp": TcpCheck,
     "tls": TlsCheck,
+    "postgres": PostgresCheck,
 }
