@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from checks.base import CheckBase
 from checks.http import HttpCheck
+from checks.mysql import MysqlCheck
 from checks.postgres import PostgresCheck
 from checks.tcp import TcpCheck
 from checks.tls import TlsCheck
@@ -13,4 +14,5 @@ CHECK_TYPES: dict[str, type[CheckBase]] = {
     "tcp": TcpCheck,
     "tls": TlsCheck,
     "postgres": PostgresCheck,
+    "mysql": MysqlCheck,
 }

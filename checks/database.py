@@ -143,6 +143,8 @@ class DatabaseCheck(CheckBase):
     driver: ClassVar[tuple[str, str]] = ("", "")
     """(module to import, name of the pip extra that installs it)."""
     product: ClassVar[str] = "database"
+    dsn_params: ClassVar[tuple[str, ...] | None] = ()
+    """Query parameters a DSN may carry (None: any, passed through to the driver)."""
 
     @field_validator("type")
     @classmethod
@@ -177,6 +179,12 @@ class DatabaseCheck(CheckBase):
             _ = parts.port
         except ValueError:
             raise ValueError("`dsn` has an invalid port") from None
+        if self.dsn_params is not None:
+            unknown = sorted({k for k, _ in parse_qsl(parts.query)} - set(self.dsn_params))
+            if unknown:
+                known = ", ".join(self.dsn_params) or "none"
+                raise ValueError(f"`dsn` parameter {unknown[0]!r} is not supported "
+                                 f"(supported: {known})")
 
     def target(self) -> Target:
         if self.dsn is None:

@@ -26,6 +26,7 @@ class PostgresCheck(DatabaseCheck):
     default_port = 5432
     driver = ("psycopg", "postgres")
     product = "PostgreSQL"
+    dsn_params = None  # the DSN goes to libpq as is: sslmode, target_session_attrs...
 
     async def fetch_first_row(
         self, ctx: ProbeContext, target: Target, budget: float, progress: Progress
