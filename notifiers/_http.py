@@ -32,7 +32,7 @@ class HttpRequest:
     content: bytes = b""
 
     def json(self) -> Any:
-        """The body decoded again, for tests and debugging."""
+        """The body decoded again (tests; the Alertmanager channel counts its alerts)."""
         return json.loads(self.content)
 
 

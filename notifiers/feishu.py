@@ -100,6 +100,8 @@ class FeishuNotifier(NotifierBase):
     secret: str | None = None
     """The bot's signature-verification secret, if "签名校验" is on."""
     format: Literal["text", "card"] = "text"
+    rate_limit: str | None = "100/min"
+    """Feishu's own limit per bot (it also allows at most 5 a second)."""
 
     secret_fields = ("webhook_url", "secret")
     default_max_length = TEXT_LIMIT

@@ -226,6 +226,11 @@ async def test_too_fast_is_retryable(ctx: NotifyContext) -> None:
     assert "130101" in str(failure.value)
 
 
+def test_the_robots_own_rate_limit_is_the_default() -> None:
+    """DingTalk mutes a robot for 10 minutes past 20 a minute: pace it by default."""
+    assert dingtalk("https://oapi.dingtalk.com/robot/send").rate_limit == "20/min"
+
+
 def test_secret_and_token_are_scrubbed_secrets() -> None:
     """What the outbox scrubs from logs includes the bare token and the signing secret."""
     secrets = dingtalk("https://oapi.dingtalk.com/robot/send", secret=SECRET).secrets()

@@ -118,6 +118,11 @@ def test_feishu_is_registered() -> None:
     assert NOTIFIER_TYPES["feishu"] is FeishuNotifier
 
 
+def test_the_bots_own_rate_limit_is_the_default() -> None:
+    """Feishu allows 100 messages a minute per bot; the outbox paces to that by default."""
+    assert feishu("https://open.feishu.cn/open-apis/bot/v2/hook/").rate_limit == "100/min"
+
+
 def test_sign_matches_feishus_published_algorithm() -> None:
     """Key is "timestamp\\nsecret", message empty: the reverse of DingTalk's order."""
     key = f"1599360473\n{SECRET}".encode()

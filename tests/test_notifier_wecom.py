@@ -226,6 +226,14 @@ async def test_an_unreachable_robot_is_retryable_without_the_key(ctx: NotifyCont
     assert "127.0.0.1" in str(failure.value)
 
 
+def test_the_robots_own_rate_limit_is_the_default() -> None:
+    """Without a rate_limit the outbox still paces a WeCom robot at 20 a minute."""
+    assert wecom("https://q/").rate_limit == "20/min"
+    assert wecom("https://q/", rate_limit="10/min").rate_limit == "10/min"
+    with pytest.raises(ValidationError, match="invalid rate_limit"):
+        wecom("https://q/", rate_limit="fast")
+
+
 def test_mentions_need_the_text_format() -> None:
     """WeCom markdown cannot @ by mobile: refuse the config rather than drop the mentions."""
     with pytest.raises(ValidationError, match="mentioned_mobiles only work with format: text"):
