@@ -90,8 +90,16 @@ class StateConfig(Strict):
 class Flapping(Strict):
     """Nagios method: percent state change over the last 21 results, with hysteresis."""
 
-    high: float = Field(default=50.0, gt=0, le=100)
-    low: float = Field(default=25.0, ge=0, le=100)
+    high: float = Field(default=20.0, gt=0, le=100)
+    low: float = Field(default=5.0, ge=0, le=100)
+    max_hold: Duration = 600.0
+    """A flapping outage is held back at most this long from its start, then escalated."""
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> Flapping:
+        if self.low >= self.high:
+            raise ValueError("low must be below high")
+        return self
 
 
 class Defaults(Strict):

@@ -28,8 +28,6 @@ from monitor.store.base import Store
 log = structlog.get_logger("hismon.engine")
 Clock = Callable[[], float]
 TICK_SECONDS = 1.0
-FLAPPING_MAX_HOLD = 600.0
-"""A flapping outage is held back at most this long, then escalated all the same."""
 
 
 class Engine:
@@ -125,6 +123,9 @@ class Engine:
         failing = [s for s in states if s.failing]
         incident = self.open.get(system_id)
         if not failing:
+            if incident is not None and any(s.flapping for s in states):
+                # One incident for a flapping system, not an open/resolve pair per flap.
+                return
             if incident is not None:
                 await self._resolve(incident, states, now)
             return
@@ -269,9 +270,8 @@ class Engine:
             return "caused_by"
         if self.in_maintenance(incident.system, now):
             return "maintenance"
-        flapping = any(self.states[c["id"]].flapping for c in incident.failing_checks
-                       if c["id"] in self.states)
-        if flapping and now - incident.started_at < FLAPPING_MAX_HOLD:
+        flapping = any(s.flapping for s in self.states.values() if s.system == incident.system)
+        if flapping and now - incident.started_at < self.config.defaults.flapping.max_hold:
             return "flapping"
         return None
 

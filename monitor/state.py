@@ -71,8 +71,8 @@ def advance(
     now: float,
     confirm: int,
     recover: int,
-    flap_high: float = 50.0,
-    flap_low: float = 25.0,
+    flap_high: float = 20.0,
+    flap_low: float = 5.0,
 ) -> Change:
     """Fold one probe result into the check state."""
     old_hard = cs.hard_state
@@ -121,10 +121,15 @@ def advance(
 
 
 def flap_percent(history: deque[int]) -> float:
-    """Nagios' weighted percent state change: recent changes weigh more (0.8 → 1.2)."""
+    """Nagios' weighted percent state change: recent changes weigh more (0.8 → 1.2).
+
+    A short history is padded with its oldest state, as Nagios seeds the history with the
+    initial state: one outage in a fresh check is one outage, not 50% flapping.
+    """
     states = list(history)
     if len(states) < 2:
         return 0.0
+    states = [states[0]] * (FLAP_WINDOW - len(states)) + states
     changes = len(states) - 1
     total = 0.0
     for i in range(1, len(states)):

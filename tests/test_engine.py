@@ -268,3 +268,41 @@ async def test_idempotency_keys_follow_the_spec_shape(world: World) -> None:
     keys = {m.idempotency_key for m in await world.store.list_messages()}
     incident = world.engine.open["his"].id
     assert f"{incident}:step-0:it:0" in keys and f"{incident}:step-1:opd-hook:0" in keys
+
+
+async def test_flapping_keeps_one_incident_and_holds_its_messages_until_max_hold(
+    world: World,
+) -> None:
+    for _ in range(4):
+        await world.fail("his-web")
+        await world.heal("his-web")
+    assert world.states["his-web"].flapping
+    await world.fail("his-web")
+    incident = world.engine.open["his"]
+    sent_before = await world.sent()
+    for _ in range(3):
+        await world.heal("his-web")
+        assert world.engine.open.get("his") is incident, "a flap does not resolve it"
+        await world.fail("his-web")
+    assert incident.held == "flapping"
+    assert await world.sent() == sent_before
+    timeline = [e.text for e in await world.store.timeline(incident.id)]
+    assert "notifications held: flapping" in timeline
+    world.clock.now = incident.started_at + 601  # flapping.max_hold (10m) has passed
+    await world.engine.tick()
+    assert incident.held is None
+    assert len(await world.sent()) > len(sent_before)
+
+
+async def test_the_suspected_cause_comes_with_its_evidence(world: World) -> None:
+    world.states["his-tcp"].probed = True
+    world.states["his-tcp"].message = "connected to 127.0.0.1:1 in 1ms"
+    await world.fail("his-web")
+    incident = world.engine.open["his"]
+    world.states["his-web"].cause = "application"
+    world.engine.system_changed("his")
+    await world.engine.tick()
+    assert incident.suspected_cause == "application"
+    assert any("his-tcp (tcp) answers" in line for line in incident.cause_evidence)
+    await world.fail("his-tcp")
+    assert incident.suspected_cause == "network"
