@@ -127,7 +127,9 @@ def build_app(daemon: Daemon) -> Starlette:
         body = await json_body(request)
         if body is None or not isinstance(body.get("by"), str) or not body["by"].strip():
             return error(422, 'body must be JSON with a non-empty "by"')
-        note = body.get("note") if isinstance(body.get("note"), str) else None
+        note = body.get("note")
+        if note is not None and not isinstance(note, str):
+            return error(422, '"note" must be a string')
         found = await daemon.engine.acknowledge(request.path_params["id"], body["by"].strip(),
                                                 note)
         if found is None:
@@ -140,7 +142,10 @@ def build_app(daemon: Daemon) -> Starlette:
         body = await json_body(request)
         if body is None or not isinstance(body.get("text"), str) or not body["text"].strip():
             return error(422, 'body must be JSON with a non-empty "text"')
-        by = body.get("by") if isinstance(body.get("by"), str) else "incident lead"
+        by = body.get("by")
+        if by is not None and not isinstance(by, str):
+            return error(422, '"by" must be a string')
+        by = (by or "").strip() or "incident lead"
         found = await daemon.engine.add_note(request.path_params["id"], by, body["text"].strip())
         if found is None:
             return error(404, f"no open incident {request.path_params['id']}")
@@ -174,6 +179,11 @@ def build_app(daemon: Daemon) -> Starlette:
                              "start": iso(silence.start, daemon.config.site.tz),
                              "end": iso(silence.end, daemon.config.site.tz),
                              "reason": silence.reason}, status_code=201)
+
+    async def silences(request: Request) -> Response:
+        if request.method == "POST":
+            return await add_silence(request)
+        return await list_silences(request)
 
     async def delete_silence(request: Request) -> Response:
         if not authorized(request):
@@ -210,8 +220,8 @@ def build_app(daemon: Daemon) -> Starlette:
         Route("/api/v1/incidents/{id}", incident),
         Route("/api/v1/incidents/{id}/ack", ack, methods=["POST"]),
         Route("/api/v1/incidents/{id}/updates", update, methods=["POST"]),
-        Route("/api/v1/silences", list_silences, methods=["GET"]),
-        Route("/api/v1/silences", add_silence, methods=["POST"]),
+        # One route for both methods, so a 405 there lists both in `Allow`.
+        Route("/api/v1/silences", silences, methods=["GET", "POST"]),
         Route("/api/v1/silences/{id}", delete_silence, methods=["DELETE"]),
         Route("/api/v1/heartbeat/{check_id}", heartbeat, methods=["POST"]),
     ]

@@ -192,7 +192,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "text": {"type": "string", "minLength": 1,
                      "description": "The incident lead's progress note"},
-            "by": {"type": "string", "description": "Defaults to `incident lead`"},
+            "by": _nullable({"type": "string", "description": "Defaults to `incident lead`"}),
         },
     },
     "SilenceRequest": {
