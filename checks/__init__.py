@@ -5,6 +5,7 @@ from __future__ import annotations
 from checks.base import CheckBase
 from checks.http import HttpCheck
 from checks.mysql import MysqlCheck
+from checks.oracle import OracleCheck
 from checks.postgres import PostgresCheck
 from checks.tcp import TcpCheck
 from checks.tls import TlsCheck
@@ -15,4 +16,5 @@ CHECK_TYPES: dict[str, type[CheckBase]] = {
     "tls": TlsCheck,
     "postgres": PostgresCheck,
     "mysql": MysqlCheck,
+    "oracle": OracleCheck,
 }

@@ -269,7 +269,7 @@ class DatabaseCheck(CheckBase):
         if failure.kind == "database":
             return Result.crit(f"{detail} ({where})", "database", **numbers)
         if failure.kind == "protocol":
-            return Result.crit(f"{where} did not answer like a {self.product} server: {detail}",
+            return Result.crit(f"{where} does not speak the {self.product} protocol: {detail}",
                                "database", **numbers)
         return Result.crit(f"query failed on {where}: {detail}", "database", **numbers)
 

@@ -119,3 +119,33 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def assert_missing_driver_is_a_config_error(
+    monkeypatch: Any, data: dict[str, Any], module: str, extra: str
+) -> None:
+    """With `module` unimportable, the config is refused naming the pip extra (no traceback)."""
+    import sys
+
+    import yaml
+
+    from monitor.config_loader import ConfigError, load_config_text
+
+    for name in list(sys.modules):
+        if name == module or name.startswith(f"{module}."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
+    text = yaml.safe_dump({
+        "systems": [{"id": "s", "name": "S"}],
+        "checks": [{"id": "t", "system": "s", **data}],
+    }, sort_keys=False)
+    try:
+        load_config_text(text, "hismon.yaml", env={})
+    except ConfigError as exc:
+        problems = [str(p) for p in exc.problems]
+    else:
+        raise AssertionError("a missing driver was accepted")
+    assert len(problems) == 1, problems
+    line = text.splitlines().index(f"  type: {data['type']}") + 1
+    assert problems[0].startswith(f"hismon.yaml:{line}: checks[0].type: "), problems
+    assert f"pip install 'hismon[{extra}]'" in problems[0]
