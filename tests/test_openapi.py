@@ -1,0 +1,198 @@
+"""The OpenAPI document matches the API: every route described, and schemathesis agrees.
+
+Schemathesis (a test dependency: `pip install schemathesis`) generates requests from
+`/api/v1/openapi.json` and sends them to the real daemon (a `hismon run` subprocess) with
+a valid token: no answer may be a 5xx, and every answer must match its documented status,
+content type, headers and schema. Write endpoints are also tried without the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.routing import Route
+
+from monitor.api import build_app
+from monitor.openapi import OPENAPI
+from tests.conftest import HttpTarget, free_port
+
+TOKEN = "openapi-token"
+PAGE_PATHS = {"/", "/departments/{id}", "/incidents/{id}", "/incidents/{id}/ack"}
+
+
+def config(target: HttpTarget, port: int) -> str:
+    return f"""
+site: {{name: OpenAPI Hospital, timezone: Asia/Shanghai, language: en, campuses: [main]}}
+server: {{listen: "127.0.0.1:{port}", api_tokens: [{TOKEN}]}}
+state: {{url: "sqlite:///./state.db"}}
+defaults: {{interval: 1s, timeout: 500ms, retry_interval: 250ms, confirm: 2, recover: 2}}
+roles: {{it_oncall: [it]}}
+departments:
+  - {{id: er, name: Emergency, campus: main, notify: [it]}}
+systems:
+  - {{id: his, name: Outpatient doctor station, departments: [er], plan: p}}
+  - {{id: lis, name: LIS, departments: [er], plan: p}}
+checks:
+  - {{id: his-web, system: his, type: http, url: "{target.url}"}}
+  - {{id: lis-port, system: lis, type: tcp, host: 127.0.0.1, port: {target.port}}}
+notifiers:
+  - {{id: it, type: console}}
+plans:
+  - id: p
+    steps:
+      - {{after: 0s, notify: [role:it_oncall], message: outage_it}}
+maintenance:
+  - {{systems: [lis], start: "2030-01-01T22:00:00+08:00", end: "2030-01-02T02:00:00+08:00",
+     reason: database migration}}
+"""
+
+
+def api_routes() -> set[tuple[str, str]]:
+    """(path, method) of every route `monitor/api.py` serves, pages left out."""
+    app = build_app(None)  # type: ignore[arg-type]  # routes are built without the daemon
+    found = set()
+    for route in app.routes:
+        assert isinstance(route, Route)
+        if route.path in PAGE_PATHS:
+            continue
+        for method in route.methods or {"GET"}:
+            if method != "HEAD":
+                found.add((route.path, method.lower()))
+    return found
+
+
+def test_every_api_route_is_described_and_nothing_else() -> None:
+    """A route added to the API without documentation (or the reverse) fails here."""
+    documented = {(path, method) for path, ops in OPENAPI["paths"].items() for method in ops}
+    assert documented == api_routes()
+
+
+def test_write_operations_declare_the_bearer_token_and_a_401() -> None:
+    """Clients learn from the document which calls need `Authorization: Bearer`."""
+    for path, ops in OPENAPI["paths"].items():
+        for method, op in ops.items():
+            if method in ("post", "delete"):
+                assert {"bearer": []} in op["security"], (method, path)
+                assert "401" in op["responses"], (method, path)
+            else:
+                assert "security" not in op, (method, path)
+
+
+def test_every_reference_resolves() -> None:
+    """A dangling `$ref` would make code generators and schemathesis give up."""
+    schemas = OPENAPI["components"]["schemas"]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if ref is not None:
+                assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(OPENAPI)
+
+
+@pytest.mark.slow
+async def test_the_document_is_served_and_error_answers_are_json(
+    http_target: HttpTarget, daemon_factory
+) -> None:
+    """Unknown paths, wrong methods, missing tokens and bad bodies all answer JSON errors."""
+    port = free_port()
+    daemon = await daemon_factory(config(http_target, port), port)
+    async with httpx.AsyncClient(base_url=daemon.url, trust_env=False, timeout=5) as api:
+        served = await api.get("/api/v1/openapi.json")
+        assert served.status_code == 200 and served.json() == OPENAPI
+
+        for path, ops in OPENAPI["paths"].items():
+            for method in ops:
+                if method not in ("post", "delete"):
+                    continue
+                url = path.replace("{id}", "inc-1").replace("{check_id}", "his-web")
+                answer = await api.request(method.upper(), url, json={"by": "x"})
+                expected = {401, 404} if path.startswith("/api/v1/heartbeat") else {401}
+                assert answer.status_code in expected, (method, path, answer.text)
+                assert answer.headers["content-type"] == "application/json"
+                assert answer.json()["status"] == answer.status_code
+
+        missing = await api.get("/api/v1/no-such-thing")
+        assert missing.status_code == 404 and "no API endpoint" in missing.json()["error"]
+        wrong = await api.put("/api/v1/silences")
+        assert wrong.status_code == 405 and wrong.json()["status"] == 405
+        assert set(wrong.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+        bad = await api.get("/api/v1/incidents", params={"status": "maybe"})
+        assert bad.status_code == 422 and "open or resolved" in bad.json()["error"]
+
+
+@pytest.mark.slow
+async def test_silence_times_that_cannot_be_shown_are_refused(
+    http_target: HttpTarget, daemon_factory
+) -> None:
+    """Found by schemathesis: such a silence was stored, then every page and API answer 500."""
+    port = free_port()
+    daemon = await daemon_factory(config(http_target, port), port)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=daemon.url, trust_env=False, timeout=5) as api:
+        for body in (
+            {"systems": ["lis"], "end": "99999999999d", "reason": "x"},
+            {"systems": ["lis"], "end": "9" * 400 + "d", "reason": "x"},
+            {"systems": ["lis"], "start": "0001-01-01T00:00:00+14:00", "end": "2h",
+             "reason": "x"},
+            {"systems": ["lis"], "end": "9999-12-31T23:59:59-12:00", "reason": "x"},
+        ):
+            answer = await api.post("/api/v1/silences", json=body, headers=auth)
+            assert answer.status_code == 422, answer.text
+            assert "out of range" in answer.json()["error"]
+        assert (await api.get("/api/v1/silences")).status_code == 200
+        assert (await api.get("/")).status_code == 200
+        for body in ({"by": "x", "note": {"a": 1}}, {"by": 5}):
+            answer = await api.post("/api/v1/incidents/inc-1/ack", json=body, headers=auth)
+            assert answer.status_code == 422, answer.text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("schemathesis") is None,
+                    reason="schemathesis is not installed (pip install schemathesis)")
+async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
+    http_target: HttpTarget, daemon_factory, tmp_path: Path
+) -> None:
+    """Generated requests against a daemon with an open incident and a maintenance window."""
+    port = free_port()
+    http_target.status = 503  # an open incident gives the incident endpoints real data
+    daemon = await daemon_factory(config(http_target, port), port)
+    async with httpx.AsyncClient(base_url=daemon.url, trust_env=False, timeout=5) as api:
+        for _ in range(100):
+            if (await api.get("/api/v1/incidents/inc-1")).status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("no incident opened")
+
+    checks = ",".join([
+        "not_a_server_error", "status_code_conformance", "content_type_conformance",
+        "response_headers_conformance", "response_schema_conformance", "ignored_auth",
+        "negative_data_rejection", "allow_header_conformance", "unsupported_method",
+    ])
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"), "run",
+        f"{daemon.url}/api/v1/openapi.json", "--url", daemon.url,
+        "--checks", checks, "-H", f"Authorization: Bearer {TOKEN}",
+        "--max-examples", "40", "--seed", "20261122", "--workers", "1",
+        "--request-timeout", "5", "--suppress-health-check", "all",
+        "--output-truncate", "false",
+    ]
+    result = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "passed" in output
+    assert daemon.proc is not None and daemon.proc.poll() is None, "the daemon survived"
