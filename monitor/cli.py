@@ -217,8 +217,22 @@ def cmd_ack(args: argparse.Namespace) -> int:
     status, data = _call(args, "POST", f"/api/v1/incidents/{args.incident}/ack",
                          {"by": args.by, "note": args.note})
     if status != 200:
+        if status == 401 and not (args.token or os.environ.get("HISMON_API_TOKEN")):
+            print("no API token given: use --token or HISMON_API_TOKEN", file=sys.stderr)
         return _refused(status, data)
-    print(f"{args.incident} acknowledged by {data['acknowledged_by']}")
+    when = (data.get("acknowledged_at") or "")[:19].replace("T", " ")
+    if data["acknowledged_by"] != args.by:
+        # The first acknowledgement stands; say so rather than pretend it was ours.
+        line = f"{args.incident} was already acknowledged by {data['acknowledged_by']} at {when}"
+    else:
+        line = f"{args.incident} ({data['system_name']}) acknowledged by {args.by} at {when}"
+    try:
+        from rich.console import Console
+        from rich.text import Text
+    except ImportError:  # rich comes with the `all` extra
+        print(line)
+    else:
+        Console(highlight=False).print(Text("✔ ", style="bold green") + Text(line))
     return 0
 
 
@@ -237,32 +251,121 @@ def cmd_silence(args: argparse.Namespace) -> int:
         body["start"] = args.start
     status, data = _call(args, "POST", "/api/v1/silences", body)
     if status != 201:
+        if status == 401 and not (args.token or os.environ.get("HISMON_API_TOKEN")):
+            print("no API token given: use --token or HISMON_API_TOKEN", file=sys.stderr)
         return _refused(status, data)
-    print(f"silence {data['id']}: {', '.join(data['systems'])} until {data['end']}")
+    start, end = (data[k][:16].replace("T", " ") for k in ("start", "end"))
+    rows = [("silence", data["id"]), ("systems", ", ".join(data["systems"])),
+            ("from", start), ("until", end), ("reason", data["reason"])]
+    try:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+    except ImportError:  # rich comes with the `all` extra
+        for key, value in rows:
+            print(f"{key:<8} {value}")
+        return 0
+    table = Table(show_header=False, title="maintenance window created", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, Text(value))
+    Console(highlight=False).print(table)
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from monitor.durations import format_duration
+
     status, checks = _call(args, "GET", "/api/v1/checks")
     if status != 200:
         return _refused(status, checks) if status else 1
-    _, incidents = _call(args, "GET", "/api/v1/incidents?status=open")
+    status, incidents = _call(args, "GET", "/api/v1/incidents?status=open")
+    if status != 200:
+        return _refused(status, incidents) if status else 1
     if args.json:
         print(json.dumps({"checks": checks["checks"], "incidents": incidents["incidents"]},
                          ensure_ascii=False, indent=2))
         return 0
-    print(f"{'STATE':<8} {'HARD':<5} {'SYSTEM':<22} {'CHECK':<28} MESSAGE")
-    for c in sorted(checks["checks"], key=lambda c: (c["state"] == "OK", c["system"], c["id"])):
-        flag = "~" if c["flapping"] else ""
-        print(f"{c['state'] + flag:<8} {'yes' if c['hard'] else 'no':<5} {c['system']:<22} "
-              f"{c['id']:<28} {c['message']}")
+    status, silences = _call(args, "GET", "/api/v1/silences")
+    windows = silences.get("silences", []) if status == 200 else []
+    now = dt.datetime.now(dt.UTC)
+
+    def ago(stamp: str | None) -> str:
+        if not stamp:
+            return "never"
+        return format_duration(max((now - dt.datetime.fromisoformat(stamp)).total_seconds(), 0))
+
+    def short(stamp: str | None) -> str:
+        return (stamp or "")[:16].replace("T", " ")
+
+    state_style = {"OK": "green", "WARN": "bold yellow", "CRIT": "bold white on red",
+                   "UNKNOWN": "bold magenta"}
+    all_checks = sorted(checks["checks"],
+                        key=lambda c: (c["state"] == "OK", c["system"], c["id"]))
+    counts = {s: sum(c["state"] == s for c in all_checks) for s in state_style}
     open_incidents = incidents["incidents"]
-    print(f"\n{len(open_incidents)} open incident(s)")
-    for i in open_incidents:
-        ack = f"acked by {i['acknowledged_by']}" if i["acknowledged_by"] else "NOT ACKNOWLEDGED"
-        cause = f" caused by {i['caused_by']}" if i["caused_by"] else ""
-        print(f"  {i['id']:<10} {i['severity']:<9} {i['system_name']} since {i['started_at']} "
-              f"cause={i['suspected_cause']}{cause} {ack}")
+    summary = (f"hismon at {args.url}: {len(all_checks)} checks ("
+               + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+               + f"), {len(open_incidents)} open incident(s)")
+    # Each table: title, headers, rows of (text, style) cells.
+    tables: list[tuple[str, list[str], list[list[tuple[str, str]]]]] = [(
+        "Checks", ["STATE", "CONFIRMED", "SYSTEM", "CHECK", "TYPE", "LAST RUN", "MESSAGE"],
+        [[(c["state"] + (" ~flapping" if c["flapping"] else ""), state_style.get(c["state"], "")),
+          ("yes" if c["hard"] else "no, retrying", "" if c["hard"] else "yellow"),
+          (c["system"], ""), (c["id"], "bold"), (c["type"], ""),
+          (ago(c["last_run"]) + (" ago" if c["last_run"] else ""), ""), (c["message"], "")]
+         for c in all_checks])]
+    if open_incidents:
+        tables.append((
+            "Open incidents",
+            ["INCIDENT", "SEVERITY", "SYSTEM", "SINCE", "DURATION", "CAUSE", "ACKNOWLEDGED"],
+            [[(i["id"], "bold"),
+              (i["severity"], "bold white on red" if i["severity"] == "critical"
+               else "bold yellow"),
+              (f"{i['system_name']} ({i['system']})", ""), (short(i["started_at"]), ""),
+              (ago(i["started_at"]), ""),
+              (i["suspected_cause"] + (f", caused by {i['caused_by']}" if i["caused_by"]
+                                       else ""), ""),
+              (i["acknowledged_by"] or "NOT ACKNOWLEDGED",
+               "" if i["acknowledged_by"] else "bold red")]
+             for i in open_incidents]))
+    if windows:
+        tables.append((
+            "Maintenance windows", ["ID", "SYSTEMS", "FROM", "UNTIL", "REASON", ""],
+            [[(w["id"], ""), (", ".join(w["systems"]), ""), (short(w["start"]), ""),
+              (short(w["end"]), ""), (w["reason"], ""),
+              ("in progress" if w.get("active") else "planned",
+               "bold blue" if w.get("active") else "")]
+             for w in windows]))
+    try:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+    except ImportError:  # rich comes with the `all` extra; plain columns without it
+        print(summary)
+        for title, headers, rows in tables:
+            cells = [headers] + [[text for text, _ in row] for row in rows]
+            widths = [max(len(r[k]) for r in cells) for k in range(len(headers))]
+            print(f"\n{title}")
+            for row in cells:
+                print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        return 0
+    # A pipe or a log file gets full lines rather than 80 columns of wrapped cells.
+    wide = sys.stdout.isatty() or os.environ.get("COLUMNS")
+    console = Console(highlight=False, width=None if wide else 200)
+    console.print(Text(summary, style="bold"))
+    for title, headers, rows in tables:
+        table = Table(title=title, title_justify="left", title_style="bold")
+        for header in headers:
+            table.add_column(header, overflow="fold",
+                             no_wrap=header in ("STATE", "CHECK", "INCIDENT", "ID"))
+        for row in rows:
+            # Text, not markup: a message like "[STATUS] 503" must print as it is.
+            table.add_row(*(Text(text, style=style) for text, style in row))
+        console.print(table)
     return 0
 
 
