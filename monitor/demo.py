@@ -332,13 +332,13 @@ def timeline(port: int) -> list[Event]:
             f"  open {base}/ to see the status page, or run: "
             f"hismon status --url {base}",
         ), _apps_fail),
-        Event(130, 10, (
+        Event(120, 10, (
             "the vendor engineer restores the database; the applications reconnect",
             "  watch: recovery messages with the outage window (start, end, duration) so "
             "departments back-fill their paper records (补录)",
         ), _apps_heal),
-        Event(133, DB_REOPEN_DELAY, (), Hospital.open_db),
-        Event(150, 10, (
+        Event(123, DB_REOPEN_DELAY, (), Hospital.open_db),
+        Event(140, 10, (
             "the demo timeline is over; the daemon keeps running. "
             f"Status page {base}/ — press Ctrl-C to stop.",
         )),
