@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from checks.base import CheckBase
 from checks.http import HttpCheck
+from checks.mssql import MssqlCheck
 from checks.mysql import MysqlCheck
 from checks.oracle import OracleCheck
 from checks.postgres import PostgresCheck
@@ -17,4 +18,5 @@ CHECK_TYPES: dict[str, type[CheckBase]] = {
     "postgres": PostgresCheck,
     "mysql": MysqlCheck,
     "oracle": OracleCheck,
+    "mssql": MssqlCheck,
 }

@@ -78,16 +78,29 @@ class Failure(Exception):
         self.kind, self.detail = kind, detail
 
 
-def os_error_in_chain(exc: BaseException) -> OSError | None:
-    """The socket error a driver wrapped (aiomysql, pytds and oracledb all wrap them)."""
-    seen: set[int] = set()
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps (`raise ... from`), outermost first."""
+    links: list[BaseException] = []
     current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError):
-            return current
+    while current is not None and current not in links:
+        links.append(current)
         current = current.__cause__ or current.__context__
-    return None
+    return links
+
+
+def os_error_in_chain(exc: BaseException) -> OSError | None:
+    """The socket error a driver wrapped (aiomysql, pytds and oracledb all wrap them).
+
+    A driver's own timeout often wraps the real reason (`TimeoutError from
+    ConnectionRefusedError`), so a specific error deeper in the chain wins over a timeout.
+    """
+    found: OSError | None = None
+    for link in _chain(exc):
+        if isinstance(link, OSError):
+            if not isinstance(link, TimeoutError):
+                return link
+            found = found or link
+    return found
 
 
 _URL_CREDENTIALS = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]*@")
@@ -224,13 +237,12 @@ class DatabaseCheck(CheckBase):
         try:
             async with deadline:
                 row = await self.fetch_first_row(ctx, target, budget, progress)
-        except TimeoutError as exc:
-            if deadline.expired():
-                return self._timed_out(target, budget, progress, started)
-            failure = self._classify(exc, progress)  # the driver's own timeout
-            return self._failed(failure, target, time.perf_counter() - started)
         except Exception as exc:
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                return self._timed_out(target, budget, progress, started)
             failure = self._classify(exc, progress)
+            if failure is None:  # the driver's own timeout, with nothing more specific
+                return self._timed_out(target, budget, progress, started)
             return self._failed(failure, target, time.perf_counter() - started)
         elapsed = time.perf_counter() - started
         numbers = {"latency_seconds": elapsed}
@@ -239,10 +251,20 @@ class DatabaseCheck(CheckBase):
             numbers["query_seconds"] = time.perf_counter() - progress.connected_at
         return self._judge(row, numbers, elapsed)
 
-    def _classify(self, exc: Exception, progress: Progress) -> Failure:
-        failure = exc if isinstance(exc, Failure) else self.classify(exc, progress)
+    def _classify(self, exc: Exception, progress: Progress) -> Failure | None:
+        """The most specific reason in the exception chain; None for a bare timeout."""
+        failure: Failure | None = None
+        for link in _chain(exc):
+            if isinstance(link, Failure):
+                failure = link
+            elif isinstance(link, Exception):
+                failure = self.classify(link, progress)
+            if failure is not None:
+                break
         if failure is None:
             os_error = os_error_in_chain(exc)
+            if isinstance(os_error, TimeoutError):
+                return None
             if os_error is not None and progress.phase == "connect":
                 failure = Failure("network", network_reason(os_error))
             else:
