@@ -14,9 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from checks import CHECK_TYPES
 from monitor.config import Config
-from monitor.config_loader import load_config
+from monitor.config_loader import ConfigError, load_config, load_config_text
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config.example.yaml"
@@ -116,3 +118,44 @@ def test_hismon_validate_exits_0_with_a_clean_environment() -> None:
         cwd=REPO, env=_clean_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
+
+
+def _commented_checks() -> list[dict[str, object]]:
+    """The check examples kept as comments (`  # - id: ...`) for optional or upcoming types."""
+    items: list[list[str]] = []
+    current: list[str] | None = None
+    for line in EXAMPLE.read_text(encoding="utf-8").splitlines():
+        if line.startswith("  # - id:"):
+            current = [line.replace("  # ", "  ", 1)]
+            items.append(current)
+        elif current is not None and line.startswith("  #   "):
+            current.append(line.replace("  # ", "  ", 1))
+        else:
+            current = None
+    return [yaml.safe_load("\n".join(item))[0] for item in items]
+
+
+def test_commented_check_examples_are_valid_once_their_type_exists(config: Config) -> None:
+    """Examples for optional drivers and upcoming types must not rot: each one whose type is
+    registered (and whose driver is installed) validates when uncommented."""
+    examples = _commented_checks()
+    assert len(examples) >= 5
+    systems = {s.id for s in config.systems}
+    for example in examples:
+        assert example["system"] in systems, example
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    tried = 0
+    for example in examples:
+        if example["type"] not in CHECK_TYPES:
+            continue
+        trial = {**data, "checks": [*data["checks"], example]}
+        text = yaml.safe_dump(trial, allow_unicode=True, sort_keys=False)
+        try:
+            load_config_text(text, "config.example.yaml+commented", env=_clean_env())
+        except ConfigError as exc:
+            if all("pip install 'hismon[" in p.message for p in exc.problems):
+                continue  # the optional driver is not installed here
+            raise AssertionError(f"{example['id']}: {exc}") from None
+        tried += 1
+    if tried == 0:
+        pytest.skip("no commented example has a registered type with its driver installed")
