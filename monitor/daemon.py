@@ -23,15 +23,11 @@ from monitor.config_loader import ConfigError, load_config
 from monitor.engine import Engine
 from monitor.metrics import Metrics, MetricsSource
 from monitor.outbox import Outbox
-from monitor.result import State
 from monitor.scheduler import Scheduler
-from monitor.state import CheckState
+from monitor.state import CheckState, from_record
 from monitor.store import Store, open_store
 
 log = structlog.get_logger("hismon.daemon")
-PERSISTED_STATE_FIELDS = ("state", "hard", "hard_state", "message", "streak",
-                          "first_failure_at", "recovered_at", "last_hard_change", "last_run")
-
 
 class Daemon:
     def __init__(
@@ -64,7 +60,6 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self._server: Any = None
         self._config_mtime = self._mtime()
-        self._dirty_states: set[str] = set()
 
     # ---- wiring ----------------------------------------------------------------------
 
@@ -72,8 +67,7 @@ class Daemon:
         self.metrics.notifications.labels(notifier, kind, result).inc()
 
     def _check_changed(self, state: CheckState) -> None:
-        self._dirty_states.add(state.check_id)
-        self.engine.system_changed(state.system)
+        self.engine.check_changed(state)
 
     def _refresh_source(self) -> None:
         self.source.systems = [s.id for s in self.config.systems]
@@ -103,40 +97,13 @@ class Daemon:
         """A restarted daemon keeps confirmed failures, so no incident is lost or reopened."""
         for check in self.config.checks:
             record = saved.get(check.id)
-            if record is None:
-                continue
-            state = CheckState(check.id, check.system, check.type)
-            for key in PERSISTED_STATE_FIELDS:
-                if key in record:
-                    value = record[key]
-                    if key in ("state", "hard_state"):
-                        value = State[value]
-                    setattr(state, key, value)
-            self.states[check.id] = state
-
-    async def _save_states(self) -> None:
-        if not self._dirty_states:
-            return
-        dirty, self._dirty_states = self._dirty_states, set()
-        records = {}
-        for check_id in dirty:
-            state = self.states.get(check_id)
-            if state is None:
-                continue
-            record = {k: getattr(state, k) for k in PERSISTED_STATE_FIELDS}
-            record["state"], record["hard_state"] = state.state.name, state.hard_state.name
-            records[check_id] = record
-        try:
-            await self.store.save_check_states(records)
-        except Exception:
-            self._dirty_states |= dirty
-            raise
+            if record is not None:
+                self.states[check.id] = from_record(check.id, check.system, check.type, record)
 
     async def _housekeeping(self) -> None:
         """Once a second: persist changed states, refresh metrics, watch the store and config."""
         while not self.stop_event.is_set():
             try:
-                await self._save_states()
                 await self.store.ping()
                 self.store_error = self.engine.last_error
             except Exception as exc:
@@ -206,7 +173,7 @@ class Daemon:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await self._save_states()
+            await self.engine.save_states()
         await self.ctx.close()
         await self.store.close()
         log.info("daemon_stopped")

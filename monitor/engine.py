@@ -22,7 +22,7 @@ from monitor.context import local, maintenance_context, message_context
 from monitor.messages import MessageRenderer
 from monitor.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.result import State
-from monitor.state import CheckState
+from monitor.state import CheckState, to_record
 from monitor.store.base import Store
 
 log = structlog.get_logger("hismon.engine")
@@ -53,6 +53,7 @@ class Engine:
         self.open: dict[str, Incident] = {}
         self.silences: dict[str, Silence] = {}
         self._dirty: set[str] = set()
+        self._dirty_checks: set[str] = set()
         self._wake = asyncio.Event()
         self._latest_note: dict[str, dict[str, Any]] = {}
         self._windows: list[maintenance.Window] = []
@@ -79,9 +80,26 @@ class Engine:
         self.wake()
 
     def system_changed(self, system_id: str) -> None:
-        """Called by the scheduler when a check of `system_id` changed hard state."""
         self._dirty.add(system_id)
         self._wake.set()
+
+    def check_changed(self, state: CheckState) -> None:
+        """Called by the scheduler when a check changed hard state or flapping."""
+        self._dirty_checks.add(state.check_id)
+        self.system_changed(state.system)
+
+    async def save_states(self) -> None:
+        """Persist changed check states *before* acting on them: after a crash, an incident
+        in the store always has the confirmed failure that opened it."""
+        if not self._dirty_checks:
+            return
+        dirty, self._dirty_checks = self._dirty_checks, set()
+        records = {c: to_record(self.states[c]) for c in dirty if c in self.states}
+        try:
+            await self.store.save_check_states(records)
+        except BaseException:
+            self._dirty_checks |= dirty
+            raise
 
     def wake(self) -> None:
         self._wake.set()
@@ -104,6 +122,7 @@ class Engine:
 
     async def tick(self) -> None:
         now = self.clock()
+        await self.save_states()
         dirty, self._dirty = self._dirty, set()
         try:
             await self._announce_maintenance(now)
@@ -125,6 +144,9 @@ class Engine:
         if not failing:
             if incident is not None and any(s.flapping for s in states):
                 # One incident for a flapping system, not an open/resolve pair per flap.
+                return
+            if incident is not None and not all(s.probed for s in states):
+                # Just restarted: a check not probed yet is not evidence of recovery.
                 return
             if incident is not None:
                 await self._resolve(incident, states, now)

@@ -55,6 +55,29 @@ class CheckState:
         return self.state is not State.OK and not self.hard
 
 
+PERSISTED_FIELDS = ("state", "hard", "hard_state", "message", "streak", "first_failure_at",
+                    "recovered_at", "last_hard_change", "last_run")
+"""What survives a restart, so a confirmed failure stays confirmed and no incident is lost."""
+
+
+def to_record(cs: CheckState) -> dict[str, object]:
+    record: dict[str, object] = {k: getattr(cs, k) for k in PERSISTED_FIELDS}
+    record["state"], record["hard_state"] = cs.state.name, cs.hard_state.name
+    return record
+
+
+def from_record(check_id: str, system: str, type_: str,
+                record: dict[str, object]) -> CheckState:
+    cs = CheckState(check_id, system, type_)
+    for key in PERSISTED_FIELDS:
+        if key in record:
+            value = record[key]
+            if key in ("state", "hard_state"):
+                value = State[str(value)]
+            setattr(cs, key, value)
+    return cs
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """What a result changed, for the incident engine and the log."""

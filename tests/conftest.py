@@ -108,7 +108,8 @@ class Receiver:
             if predicate():
                 return
             await asyncio.sleep(0.1)
-        raise AssertionError(f"timed out; received: {[(m['_path'], m['kind']) for m in self.messages]}")
+        seen = [(m["_path"], m["kind"]) for m in self.messages]
+        raise AssertionError(f"timed out; received: {seen}")
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -83,7 +83,9 @@ class World:
 
     def __init__(self, config: Config, store: SqliteStore, clock: Clock) -> None:
         self.config, self.store, self.clock = config, store, clock
-        self.states = {c.id: CheckState(c.id, c.system, c.type) for c in config.checks}
+        # A running daemon has probed every check at least once.
+        self.states = {c.id: CheckState(c.id, c.system, c.type, probed=True)
+                       for c in config.checks}
         self.engine = Engine(config, store, self.states, clock)
 
     async def fail(self, check_id: str, state: State = State.CRIT, times: int = 3) -> None:
@@ -306,3 +308,15 @@ async def test_the_suspected_cause_comes_with_its_evidence(world: World) -> None
     assert any("his-tcp (tcp) answers" in line for line in incident.cause_evidence)
     await world.fail("his-tcp")
     assert incident.suspected_cause == "network"
+
+
+async def test_after_a_restart_unprobed_checks_do_not_resolve_an_open_incident(
+    world: World,
+) -> None:
+    await world.fail("his-web")
+    fresh = {c.id: CheckState(c.id, c.system, c.type) for c in world.config.checks}
+    restarted = Engine(world.config, world.store, fresh, world.clock)
+    await restarted.load()
+    await restarted.tick()
+    assert "his" in restarted.open, "no probe yet: the outage is not over"
+    assert [m.kind for m in await world.store.list_messages()] == ["outage_it"]
