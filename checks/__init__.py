@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from checks.base import CheckBase
+from checks.command import CommandCheck
 from checks.http import HttpCheck
 from checks.mssql import MssqlCheck
 from checks.mysql import MysqlCheck
@@ -19,4 +20,5 @@ CHECK_TYPES: dict[str, type[CheckBase]] = {
     "mysql": MysqlCheck,
     "oracle": OracleCheck,
     "mssql": MssqlCheck,
+    "command": CommandCheck,
 }
