@@ -9,6 +9,7 @@ from checks.mssql import MssqlCheck
 from checks.mysql import MysqlCheck
 from checks.oracle import OracleCheck
 from checks.postgres import PostgresCheck
+from checks.prometheus import PrometheusCheck
 from checks.tcp import TcpCheck
 from checks.tls import TlsCheck
 
@@ -21,4 +22,5 @@ CHECK_TYPES: dict[str, type[CheckBase]] = {
     "oracle": OracleCheck,
     "mssql": MssqlCheck,
     "command": CommandCheck,
+    "prometheus": PrometheusCheck,
 }
