@@ -392,10 +392,15 @@ def run_demo(port: int = 9464, speed: float = 1.0, duration: float | None = None
 
     # The console messages and the narrator own stdout; daemon logs would drown them.
     configure("error")
+    # Until the loop installs its handlers, SIGTERM behaves like Ctrl-C instead of killing
+    # the process mid-start (and leaving the temporary state directory behind).
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return asyncio.run(_demo(port, speed, duration))
-    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before the loop's handlers were installed
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 async def _demo(port: int, speed: float, duration: float | None) -> int:

@@ -123,7 +123,8 @@ def test_demo_shows_early_warning_outage_and_recovery(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_demo_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.Signals) -> None:
     port = free_port()
     out = tmp_path / "demo.out"
     proc = _start(port, out, "--speed", "4")
@@ -137,7 +138,7 @@ def test_demo_stops_cleanly_on_sigint(tmp_path: Path) -> None:
             raise AssertionError(f"demo did not start: {out.read_text(errors='replace')[-2000:]}")
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2,
                          trust_env=False).status_code == 200
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         code = proc.wait(timeout=20)
     finally:
         if proc.poll() is None:
