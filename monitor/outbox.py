@@ -36,9 +36,9 @@ def backoff(attempts: int, initial: float, max_delay: float, rng: random.Random)
 
 
 def scrub(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+    """Longest first, so a URL is replaced before the key inside it."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text
 
 
@@ -131,7 +131,10 @@ class Sender:
         message.status, message.sent_at, message.answer = "sent", now, str(answer)[:200]
         message.last_error = None
         await outbox.store.update_message(message)
-        outbox.count(notifier.id, message.kind, "sent")
+        # A channel may decline a message that has no meaning for it (Alertmanager and a
+        # maintenance notice): counted apart, so "sent" means someone received it.
+        skipped = str(answer).startswith("skipped")
+        outbox.count(notifier.id, message.kind, "skipped" if skipped else "sent")
         log.info("message_sent", notifier=notifier.id, kind=message.kind,
                  incident=message.incident_id, key=message.idempotency_key,
                  attempts=message.attempts)

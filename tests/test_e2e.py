@@ -122,6 +122,9 @@ async def test_a_killed_daemon_resumes_without_repeating_or_skipping_steps(
     daemon = await daemon_factory(text, port)
     http_target.status = 500
     await receiver.wait_for(lambda: "outage_it" in receiver.kinds("it"), timeout=15)
+    # Delivery is at least once: a kill between the channel's answer and the outbox
+    # recording it would resend (with the same idempotency key). Let the record land.
+    await asyncio.sleep(0.5)
     daemon.kill()  # SIGKILL: no chance to clean up
     await asyncio.sleep(5)  # the department step falls due while the daemon is down
     restarted = await daemon_factory(text, port)
