@@ -24,16 +24,6 @@ class DeliveryError(Exception):
         self.permanent = permanent
 
 
-def raise_for_http_status(response: httpx.Response, channel: str) -> None:
-    """Alertmanager's rule: 2xx succeeds, 5xx and 429 retry, other 4xx are permanent."""
-    if response.is_success:
-        return
-    permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
-    snippet = response.text[:200].replace("\n", " ")
-    raise DeliveryError(f"{channel} answered HTTP {response.status_code}: {snippet}",
-                        permanent=permanent)
-
-
 class RetryPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
     initial: Duration = 1.0
