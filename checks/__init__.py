@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from checks.base import CheckBase
 from checks.command import CommandCheck
+from checks.dns import DnsCheck
 from checks.http import HttpCheck
 from checks.mssql import MssqlCheck
 from checks.mysql import MysqlCheck
@@ -23,4 +24,5 @@ CHECK_TYPES: dict[str, type[CheckBase]] = {
     "mssql": MssqlCheck,
     "command": CommandCheck,
     "prometheus": PrometheusCheck,
+    "dns": DnsCheck,
 }
