@@ -6,6 +6,7 @@ from checks.base import CheckBase
 from checks.command import CommandCheck
 from checks.dns import DnsCheck
 from checks.http import HttpCheck
+from checks.icmp import IcmpCheck
 from checks.mssql import MssqlCheck
 from checks.mysql import MysqlCheck
 from checks.oracle import OracleCheck
@@ -25,4 +26,5 @@ CHECK_TYPES: dict[str, type[CheckBase]] = {
     "command": CommandCheck,
     "prometheus": PrometheusCheck,
     "dns": DnsCheck,
+    "icmp": IcmpCheck,
 }
