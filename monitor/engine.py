@@ -54,6 +54,7 @@ class Engine:
         self.silences: dict[str, Silence] = {}
         self._dirty: set[str] = set()
         self._dirty_checks: set[str] = set()
+        self._told: dict[str, set[str]] = {}
         self._wake = asyncio.Event()
         self._latest_note: dict[str, dict[str, Any]] = {}
         self._windows: list[maintenance.Window] = []
@@ -217,7 +218,9 @@ class Engine:
         log.info("incident_resolved", incident=incident.id, system=incident.system)
         plan = self._plan_of(incident)
         recorded = await self.store.steps_recorded(incident.id)
-        if plan and plan.on_recovery and plans.anything_sent(recorded):
+        # A dependent incident's recovery is told by its root's; and only those who heard
+        # about this incident hear that it is over.
+        if plan and plan.on_recovery and plans.anything_sent(recorded) and not incident.caused_by:
             await self._send(incident, plans.DueStep("recovery", 0, "recovery",
                                                      tuple(plan.on_recovery)), now)
 
@@ -295,6 +298,11 @@ class Engine:
         flapping = any(s.flapping for s in self.states.values() if s.system == incident.system)
         if flapping and now - incident.started_at < self.config.defaults.flapping.max_hold:
             return "flapping"
+        failing = [self.states.get(c["id"]) for c in incident.failing_checks]
+        if failing and all(s is not None and s.state is State.OK for s in failing):
+            # Every failing check answers again and is confirming its recovery: a step
+            # falling due in these seconds would page people for a system coming back.
+            return "recovering"
         return None
 
     def windows(self, now: float) -> list[maintenance.Window]:
@@ -372,6 +380,10 @@ class Engine:
         for due in plans.due_steps(incident, plan, recorded, now):
             await self._send(incident, due, now)
 
+    async def _remember_told(self, incident: Incident) -> None:
+        self._told[incident.id] = {
+            m.notifier for m in await self.store.list_messages(incident_id=incident.id)}
+
     async def _send(self, incident: Incident, due: plans.DueStep, now: float) -> None:
         if due.skip_reason:
             if await self.store.record_step(incident.id, due.key, due.occurrence, now,
@@ -382,6 +394,8 @@ class Engine:
                 log.info("step_skipped", incident=incident.id, step=due.key,
                          reason=due.skip_reason)
             return
+        if due.kind == "recovery":
+            await self._remember_told(incident)
         messages = self._messages(incident, due, now)
         if not await self.store.record_step(incident.id, due.key, due.occurrence, now,
                                             "sent", messages):
@@ -413,8 +427,11 @@ class Engine:
                 targets += [t for t in plans.it_targets(plan) if t not in targets]
         affected = [incident.system] + [
             i.system for i in self.open.values() if i.caused_by == incident.id]
+        told = self._told.get(incident.id, set()) if due.kind == "recovery" else None
         messages = []
         for recipient in plans.resolve_targets(targets, self.config, incident):
+            if told is not None and recipient.notifier not in told:
+                continue
             if incident.drill and not self.live and not self.config.notifier(
                     recipient.notifier).drill:
                 continue

@@ -179,7 +179,8 @@ async def test_recovery_notifies_with_the_outage_window(world: World) -> None:
     assert "his" not in world.engine.open
     messages = await world.store.list_messages()
     recovery = [m for m in messages if m.kind == "recovery"]
-    assert {m.notifier for m in recovery} == {"it", "opd-hook", "boss"}
+    # Leadership (15-minute step) never heard of this 6-minute outage: no recovery for them.
+    assert {m.notifier for m in recovery} == {"it", "opd-hook"}
     assert recovery[0].payload["incident"]["status"] == "resolved"
     assert recovery[0].payload["incident"]["resolved_at"] is not None
 
@@ -320,3 +321,24 @@ async def test_after_a_restart_unprobed_checks_do_not_resolve_an_open_incident(
     await restarted.tick()
     assert "his" in restarted.open, "no probe yet: the outage is not over"
     assert [m.kind for m in await world.store.list_messages()] == ["outage_it"]
+
+
+async def test_a_dependent_incident_sends_no_recovery_of_its_own(world: World) -> None:
+    await world.fail("db-tcp")
+    await world.fail("his-web")
+    dependent = world.engine.open["his"]
+    await world.at(6)
+    await world.heal("his-web")
+    assert not [m for m in await world.store.list_messages(incident_id=dependent.id)]
+
+
+async def test_steps_wait_while_every_failing_check_confirms_its_recovery(world: World) -> None:
+    await world.fail("his-web")
+    await world.at(4.9)
+    advance(world.states["his-web"], Result(State.OK, "back"), world.clock.now, 3, 2)
+    await world.at(5.1)
+    assert world.engine.open["his"].held == "recovering"
+    assert "department_outage" not in [k for k, _ in await world.sent()]
+    await world.fail("his-web", times=1)
+    await world.at(5.2)
+    assert ("department_outage", "opd-hook") in await world.sent()
