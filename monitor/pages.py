@@ -494,8 +494,10 @@ def page_routes(daemon: Daemon) -> list[Route]:
                     needed_by.setdefault(dep, []).append(views[system_id].name)
         shown = [views[i] for i in direct] + [views[i] for i in needed_by]
         # A system the department uses is unusable when it is down itself or when something
-        # it depends on is; either way staff follow that system's downtime procedure.
-        procedures = [v for v in shown if v.unavailable or (v.id in direct and v.depends_down)]
+        # it depends on is; either way staff follow that system's downtime procedure. A
+        # database or switch behind it has a procedure of its own only if one is written.
+        procedures = [v for v in shown if (v.id in direct and (v.unavailable or v.depends_down))
+                      or (v.unavailable and v.downtime_procedure)]
         relevant = set(direct) | set(needed_by)
         recent = await daemon.store.list_incidents(
             status="resolved", since=now - RECOVERY_WINDOW, limit=200)

@@ -28,7 +28,7 @@ STILL_WORKS = "PACS viewing and the lab results printer"
 
 
 def config(target: HttpTarget, receiver: Receiver, port: int, language: str = "en",
-           his_name: str = "Outpatient doctor station") -> str:
+           his_name: str = "Outpatient doctor station", db_port: int | None = None) -> str:
     return f"""
 site: {{name: Pages Hospital, timezone: Asia/Shanghai, language: {language},
         campuses: [main, north]}}
@@ -53,7 +53,8 @@ systems:
 checks:
   - {{id: his-web, system: his, type: http, url: "{target.url}",
      expect: {{status: [200]}}}}
-  - {{id: his-db-port, system: his-db, type: tcp, host: 127.0.0.1, port: {target.port}}}
+  - {{id: his-db-port, system: his-db, type: tcp, host: 127.0.0.1,
+     port: {db_port or target.port}}}
   - {{id: lis-port, system: lis, type: tcp, host: 127.0.0.1, port: {target.port}}}
 notifiers:
   - {{id: it, type: webhook, url: "{receiver.url('it')}"}}
@@ -304,6 +305,35 @@ async def test_a_chinese_site_gets_chinese_pages_and_names_are_escaped(
         assert '<html lang="en">' in lab, "the department's own language wins"
         english = (await web.get("/", params={"lang": "en"})).text
         assert '<html lang="en">' in english and "System status" in english
+
+
+async def test_a_system_down_because_of_its_database_says_so(
+    http_target: HttpTarget, receiver: Receiver, daemon_factory
+) -> None:
+    """HIS fails because its database is down: 'caused by', and the ward still gets the
+    HIS downtime procedure."""
+    port = free_port()
+    http_target.status = 503
+    daemon = await daemon_factory(
+        config(http_target, receiver, port, db_port=free_port()), port)
+    async with httpx.AsyncClient(base_url=daemon.url, trust_env=False, timeout=5) as web:
+        for _ in range(200):
+            incidents = (await web.get("/api/v1/incidents", params={"status": "open"})).json()
+            his = [i for i in incidents["incidents"] if i["system"] == "his"]
+            if his and his[0]["caused_by"]:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"his never marked caused_by: {incidents}")
+        status = (await web.get("/")).text
+        his_card = status[status.index('system-his"'):][:600]
+        assert "DOWN (caused by HIS database)" in his_card
+        db_card = status[status.index('system-his-db"'):][:400]
+        assert "DOWN" in db_card
+        department = (await web.get("/departments/er")).text
+        assert 'id="procedure-his"' in department and PROCEDURE in department
+        assert "Not working because HIS database is down." in department
+        assert 'id="procedure-his-db"' not in department, "no empty procedure for the DB"
 
 
 def test_both_languages_have_every_string() -> None:
