@@ -5,6 +5,7 @@ from __future__ import annotations
 from checks.base import CheckBase
 from checks.command import CommandCheck
 from checks.dns import DnsCheck
+from checks.hl7 import Hl7Check
 from checks.http import HttpCheck
 from checks.icmp import IcmpCheck
 from checks.mssql import MssqlCheck
@@ -27,4 +28,5 @@ CHECK_TYPES: dict[str, type[CheckBase]] = {
     "prometheus": PrometheusCheck,
     "dns": DnsCheck,
     "icmp": IcmpCheck,
+    "hl7": Hl7Check,
 }
