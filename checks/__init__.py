@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from checks.base import CheckBase
 from checks.command import CommandCheck
+from checks.dicom import DicomCheck
 from checks.dns import DnsCheck
 from checks.hl7 import Hl7Check
 from checks.http import HttpCheck
@@ -29,4 +30,5 @@ CHECK_TYPES: dict[str, type[CheckBase]] = {
     "dns": DnsCheck,
     "icmp": IcmpCheck,
     "hl7": Hl7Check,
+    "dicom": DicomCheck,
 }

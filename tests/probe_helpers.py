@@ -88,6 +88,8 @@ async def tcp_server(handler: Handler, tls: ssl.SSLContext | None = None) -> Asy
             await handler(reader, writer)
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # stopped by the fixture; ending normally keeps asyncio from logging it
         finally:
             writer.close()
             tasks.discard(task)
