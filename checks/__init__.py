@@ -6,6 +6,7 @@ from checks.base import CheckBase
 from checks.command import CommandCheck
 from checks.dicom import DicomCheck
 from checks.dns import DnsCheck
+from checks.heartbeat import HeartbeatCheck
 from checks.hl7 import Hl7Check
 from checks.http import HttpCheck
 from checks.icmp import IcmpCheck
@@ -31,4 +32,5 @@ CHECK_TYPES: dict[str, type[CheckBase]] = {
     "icmp": IcmpCheck,
     "hl7": Hl7Check,
     "dicom": DicomCheck,
+    "heartbeat": HeartbeatCheck,
 }
