@@ -10,6 +10,10 @@ def open_store(url: str) -> Store:
         from monitor.store.sqlite import SqliteStore
 
         return SqliteStore(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        from monitor.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise ValueError(f"unsupported state.url {url.split('://')[0]}://")
 
 

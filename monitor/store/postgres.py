@@ -1,0 +1,539 @@
+"""PostgreSQL store: one database shared by several hismon instances (SPEC §9).
+
+Same semantics as the SQLite store, so the engine and the outbox cannot tell them apart:
+`record_step` marks a plan step occurrence and enqueues its messages in one transaction,
+`enqueue` ignores idempotency keys it already has, incident numbers come from a sequence
+(unique however many instances ask at once), records are JSONB.
+
+URL: ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?PARAMS]``. Every libpq parameter works
+(``sslmode``, ``options=-c%20search_path%3Dhismon``, ``connect_timeout`` ...). hismon reads and
+removes three of its own before handing the URL to libpq:
+
+- ``schema=NAME``: keep hismon's tables in schema NAME (created if missing). Without it the
+  tables go into the connection's current schema (the URL's ``search_path``, else
+  ``public``), which must then exist.
+- ``pool_size=N`` (default 4): at most N connections. The engine, one outbox sender per
+  notifier, the API and housekeeping share them; a statement waits for a free one.
+- ``query_timeout=SECONDS`` (default 10): one store call that takes longer fails, and its
+  connection is dropped. A network partition swallows packets without an error; without
+  this bound a tick of the engine (and the leader's lease renewal) would hang forever.
+
+Connection loss. A server restart or ``pg_terminate_backend`` kills every idle connection
+without the client noticing until it next speaks. When a statement fails on such a reused
+connection, all idle connections are dropped (they are most likely dead too) and the call
+is tried once more on a fresh connection, if repeating it cannot apply it twice: reads,
+upserts, `enqueue` and `record_step` (keyed), and anything the server refused because it
+was shutting the session down (SQLSTATE 57P01-57P03: the statement never ran). Otherwise
+the error goes to the caller, whose loop already retries (engine tick, outbox pass,
+housekeeping), and the next call connects anew: a store briefly unreachable never stops
+probing. Errors name no DSN or password: libpq's messages carry host, port and user only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.pq import TransactionStatus
+from psycopg.types.json import Jsonb
+
+from monitor.models import Incident, OutboxMessage, Silence, TimelineEntry
+from monitor.store.base import Store
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[Any]
+
+DEFAULT_POOL_SIZE = 4
+DEFAULT_QUERY_TIMEOUT = 10.0
+DEFAULT_CONNECT_TIMEOUT = 5
+SESSION_ENDED = ("57P01", "57P02", "57P03")
+"""admin_shutdown, crash_shutdown, cannot_connect_now: the server refused, nothing ran."""
+
+SCHEMA: tuple[str, ...] = (
+    "CREATE SEQUENCE IF NOT EXISTS incident_seq",
+    """CREATE TABLE IF NOT EXISTS incidents (
+        id TEXT PRIMARY KEY, system TEXT NOT NULL, status TEXT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL, resolved_at DOUBLE PRECISION,
+        drill BOOLEAN NOT NULL DEFAULT FALSE, record JSONB NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS incidents_status ON incidents(status)",
+    "CREATE INDEX IF NOT EXISTS incidents_started ON incidents(started_at)",
+    """CREATE TABLE IF NOT EXISTS timeline (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, incident_id TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL,
+        data JSONB NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS timeline_incident ON timeline(incident_id, seq)",
+    """CREATE TABLE IF NOT EXISTS plan_steps (
+        incident_id TEXT NOT NULL, step_key TEXT NOT NULL, occurrence INTEGER NOT NULL,
+        at DOUBLE PRECISION NOT NULL, status TEXT NOT NULL,
+        PRIMARY KEY (incident_id, step_key, occurrence))""",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE, notifier TEXT NOT NULL, kind TEXT NOT NULL,
+        incident_id TEXT, payload JSONB NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+        status TEXT NOT NULL, attempts INTEGER NOT NULL,
+        next_attempt_at DOUBLE PRECISION NOT NULL, last_error TEXT,
+        sent_at DOUBLE PRECISION, answer TEXT)""",
+    "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status, notifier, id)",
+    "CREATE INDEX IF NOT EXISTS outbox_incident ON outbox(incident_id)",
+    "CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, record JSONB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS check_states (check_id TEXT PRIMARY KEY, record JSONB NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS heartbeats (
+        check_id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL)""",
+    # The leader lease (monitor/leader.py). Times are the database's clock, so clock skew
+    # between the instances' machines cannot make two leaders.
+    """CREATE TABLE IF NOT EXISTS leader (
+        name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL,
+        acquired_at TIMESTAMPTZ NOT NULL, renewed_at TIMESTAMPTZ NOT NULL)""",
+)
+
+_OUTBOX_COLUMNS = (
+    "id, idempotency_key, notifier, kind, incident_id, payload, created_at, status, attempts, "
+    "next_attempt_at, last_error, sent_at, answer"
+)
+
+_INSERT_MESSAGE = (
+    "INSERT INTO outbox(idempotency_key, notifier, kind, incident_id, payload, created_at, "
+    "status, attempts, next_attempt_at, last_error, sent_at, answer) "
+    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+)
+
+# One statement, one round trip: take the lease if it is ours or has run out, and report
+# who holds it afterwards. ON CONFLICT DO UPDATE locks the row and re-evaluates the WHERE
+# on its newest version, so of two instances racing for an expired lease exactly one wins.
+# The CTE's second branch reads the snapshot before the upsert: when the upsert changed
+# nothing, that row is the current holder's.
+_ACQUIRE_LEASE = """
+WITH taken AS (
+    INSERT INTO leader AS l (name, holder, expires_at, acquired_at, renewed_at)
+    VALUES (%(name)s, %(me)s, now() + make_interval(secs => %(ttl)s), now(), now())
+    ON CONFLICT (name) DO UPDATE
+        SET holder = excluded.holder, expires_at = excluded.expires_at,
+            renewed_at = excluded.renewed_at,
+            acquired_at = CASE WHEN l.holder = excluded.holder THEN l.acquired_at
+                               ELSE excluded.acquired_at END
+        WHERE l.holder = excluded.holder OR l.expires_at < now()
+    RETURNING holder, extract(epoch FROM expires_at - now())::float8 AS remaining
+)
+SELECT holder, remaining FROM taken
+UNION ALL
+SELECT holder, extract(epoch FROM expires_at - now())::float8 FROM leader
+WHERE name = %(name)s AND NOT EXISTS (SELECT 1 FROM taken)
+"""
+
+
+def parse_url(url: str) -> tuple[str, str | None, int, float]:
+    """Split hismon's own parameters off the URL: (libpq URL, schema, pool size, timeout).
+
+    libpq rejects query parameters it does not know, so ours must go before it sees the URL.
+    Values are re-encoded with %20 for spaces: libpq decodes percent escapes, not ``+``.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "postgres":
+        parts = parts._replace(scheme="postgresql")
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    mine = {k: v for k, v in params if k in ("schema", "pool_size", "query_timeout")}
+    rest = [(k, v) for k, v in params if k not in mine]
+    if not any(k == "connect_timeout" for k, _ in rest):
+        rest.append(("connect_timeout", str(DEFAULT_CONNECT_TIMEOUT)))
+    if not any(k == "application_name" for k, _ in rest):
+        rest.append(("application_name", "hismon"))
+    try:
+        pool_size = int(mine.get("pool_size") or DEFAULT_POOL_SIZE)
+        query_timeout = float(mine.get("query_timeout") or DEFAULT_QUERY_TIMEOUT)
+    except ValueError:
+        raise ValueError("state.url: pool_size and query_timeout must be numbers") from None
+    if pool_size < 1 or query_timeout <= 0:
+        raise ValueError("state.url: pool_size must be >= 1 and query_timeout > 0")
+    schema = mine.get("schema") or None
+    conninfo = urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote)))
+    return conninfo, schema, pool_size, query_timeout
+
+
+def _session_ended(exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.Error) and exc.sqlstate in SESSION_ENDED
+
+
+class PostgresStore(Store):
+    """The Store on PostgreSQL, through a small pool of psycopg 3 async connections.
+
+    A hand-rolled pool rather than psycopg_pool keeps the dependency list to
+    ``psycopg[binary]`` (the ``postgres`` extra); all it needs is "reuse idle connections,
+    at most N, drop broken ones", which is a few lines.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._conninfo, self.schema, self.pool_size, self.query_timeout = parse_url(url)
+        parts = urlsplit(self._conninfo)
+        # What the logs may say about the store: no user, no password, no parameters.
+        self.where = f"postgresql://{parts.hostname or 'localhost'}:{parts.port or 5432}" \
+            f"{parts.path or '/'}"
+        self._idle: list[Conn] = []
+        self._slots: asyncio.Semaphore | None = None
+        self._open = False
+        self.reconnects = 0
+        """Connections dropped because they broke; visible for metrics and tests."""
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.where}, schema={self.schema or 'default'})"
+
+    # ---- connections -------------------------------------------------------------------
+
+    async def _connect(self) -> Conn:
+        conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        try:
+            if self.schema:
+                await conn.execute(sql.SQL("SET search_path TO {}").format(
+                    sql.Identifier(self.schema)))
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _run(self, op: Callable[[Conn], Awaitable[T]], *, repeatable: bool = True) -> T:
+        """Run `op` on a pooled connection, within `query_timeout`.
+
+        `repeatable`: running `op` twice cannot apply it twice, so a failure on a stale
+        connection may be retried on a fresh one.
+        """
+        if not self._open or self._slots is None:
+            raise RuntimeError("store is not open")
+        for attempt in (1, 2):
+            async with self._slots:
+                reused = bool(self._idle)
+                conn = self._idle.pop() if reused else await self._connect()
+                try:
+                    async with asyncio.timeout(self.query_timeout):
+                        result = await op(conn)
+                except BaseException as exc:
+                    healthy = (not conn.closed and not conn.broken
+                               and isinstance(exc, psycopg.Error)
+                               and conn.info.transaction_status == TransactionStatus.IDLE)
+                    if healthy and self._open:
+                        self._idle.append(conn)  # e.g. a constraint error: the link is fine
+                        raise
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                    if not isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+                        if isinstance(exc, TimeoutError):
+                            raise psycopg.OperationalError(
+                                f"store call timed out after {self.query_timeout:g}s") from None
+                        raise
+                    self.reconnects += 1
+                    await self._drop_idle()  # a restarted server killed them all
+                    if attempt == 1 and reused and (repeatable or _session_ended(exc)):
+                        continue
+                    raise
+                if self._open:
+                    self._idle.append(conn)
+                else:
+                    await conn.close()
+                return result
+        raise AssertionError("unreachable")
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._slots = asyncio.Semaphore(self.pool_size)
+        self._open = True
+        try:
+            await self._run(self._create_schema)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _create_schema(self, conn: Conn) -> None:
+        # Two instances starting together would race on CREATE ... IF NOT EXISTS (it is not
+        # atomic in PostgreSQL: a duplicate pg_type row fails one of them). A transaction
+        # advisory lock per schema makes them take turns.
+        async with conn.transaction():
+            if self.schema:
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
+                                   (f"hismon-schema:{self.schema}",))
+                await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                    sql.Identifier(self.schema)))
+            else:
+                cur = await conn.execute("SELECT current_schema()")
+                row = await cur.fetchone()
+                if row is None or row[0] is None:
+                    raise psycopg.ProgrammingError(
+                        "state.url: no schema to create hismon's tables in (the search_path "
+                        "names none that exists); add ?schema=NAME")
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
+                                   (f"hismon-schema:{row[0]}",))
+            for statement in SCHEMA:
+                await conn.execute(statement)
+
+    async def close(self) -> None:
+        self._open = False
+        await self._drop_idle()
+
+    async def ping(self) -> None:
+        await self._run(lambda conn: conn.execute("SELECT 1"))
+
+    # ---- incidents -----------------------------------------------------------------------
+
+    async def next_incident_number(self) -> int:
+        async def op(conn: Conn) -> int:
+            cur = await conn.execute("SELECT nextval('incident_seq')")
+            row = await cur.fetchone()
+            assert row is not None
+            return int(row[0])
+
+        # Not repeatable: a retry after a lost answer would skip a number (harmless, but
+        # only a refused statement is retried).
+        return await self._run(op, repeatable=False)
+
+    async def save_incident(self, incident: Incident) -> None:
+        await self._run(lambda conn: conn.execute(
+            "INSERT INTO incidents(id, system, status, started_at, resolved_at, drill, record) "
+            "VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO UPDATE SET "
+            "status = excluded.status, resolved_at = excluded.resolved_at, "
+            "record = excluded.record, started_at = excluded.started_at",
+            (incident.id, incident.system, incident.status, incident.started_at,
+             incident.resolved_at, incident.drill, Jsonb(incident.to_record()))))
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        async def op(conn: Conn) -> Incident | None:
+            cur = await conn.execute("SELECT record FROM incidents WHERE id = %s",
+                                     (incident_id,))
+            row = await cur.fetchone()
+            return Incident.from_record(row[0]) if row else None
+
+        return await self._run(op)
+
+    async def list_incidents(
+        self, status: str | None = None, since: float | None = None, limit: int = 500
+    ) -> list[Incident]:
+        query, args = "SELECT record FROM incidents WHERE TRUE", []
+        if status:
+            query += " AND status = %s"
+            args.append(status)
+        if since is not None:
+            query += " AND (resolved_at IS NULL OR resolved_at >= %s)"
+            args.append(since)
+        query += " ORDER BY started_at DESC LIMIT %s"
+        args.append(limit)
+
+        async def op(conn: Conn) -> list[Incident]:
+            cur = await conn.execute(query, args)
+            return [Incident.from_record(r[0]) for r in await cur.fetchall()]
+
+        return await self._run(op)
+
+    async def add_timeline(self, entry: TimelineEntry) -> None:
+        # Not repeatable: a retry after a lost answer could show an entry twice.
+        await self._run(lambda conn: conn.execute(
+            "INSERT INTO timeline(incident_id, at, kind, text, data) VALUES (%s,%s,%s,%s,%s)",
+            (entry.incident_id, entry.at, entry.kind, entry.text, Jsonb(entry.data))),
+            repeatable=False)
+
+    async def timeline(self, incident_id: str) -> list[TimelineEntry]:
+        async def op(conn: Conn) -> list[TimelineEntry]:
+            cur = await conn.execute(
+                "SELECT incident_id, at, kind, text, data FROM timeline "
+                "WHERE incident_id = %s ORDER BY seq", (incident_id,))
+            return [TimelineEntry(r[0], r[1], r[2], r[3], r[4]) for r in await cur.fetchall()]
+
+        return await self._run(op)
+
+    # ---- plan steps and the outbox ---------------------------------------------------
+
+    async def record_step(
+        self, incident_id: str, step_key: str, occurrence: int, at: float, status: str,
+        messages: list[OutboxMessage],
+    ) -> bool:
+        async def op(conn: Conn) -> list[tuple[OutboxMessage, int]] | None:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    "INSERT INTO plan_steps(incident_id, step_key, occurrence, at, status) "
+                    "VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                    (incident_id, step_key, occurrence, at, status))
+                if cur.rowcount == 0:
+                    return None  # another tick or instance recorded it: enqueue nothing
+                return await _insert_messages(conn, messages)
+
+        inserted = await self._run(op)
+        if inserted is None:
+            return False
+        for message, new_id in inserted:  # ids only once the transaction committed
+            message.id = new_id
+        return True
+
+    async def steps_recorded(self, incident_id: str) -> dict[tuple[str, int], str]:
+        async def op(conn: Conn) -> dict[tuple[str, int], str]:
+            cur = await conn.execute(
+                "SELECT step_key, occurrence, status FROM plan_steps WHERE incident_id = %s",
+                (incident_id,))
+            return {(r[0], int(r[1])): r[2] for r in await cur.fetchall()}
+
+        return await self._run(op)
+
+    async def enqueue(self, messages: list[OutboxMessage]) -> int:
+        if not messages:
+            return 0
+
+        async def op(conn: Conn) -> list[tuple[OutboxMessage, int]]:
+            async with conn.transaction():
+                return await _insert_messages(conn, messages)
+
+        inserted = await self._run(op)
+        for message, new_id in inserted:
+            message.id = new_id
+        return len(inserted)
+
+    async def pending_messages(self, notifier: str | None = None) -> list[OutboxMessage]:
+        query = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending'"
+        args: list[Any] = []
+        if notifier is not None:
+            query += " AND notifier = %s"
+            args.append(notifier)
+        query += " ORDER BY id"
+
+        async def op(conn: Conn) -> list[OutboxMessage]:
+            cur = await conn.execute(query, args)
+            return [_message(r) for r in await cur.fetchall()]
+
+        return await self._run(op)
+
+    async def list_messages(
+        self, status: str | None = None, incident_id: str | None = None, limit: int = 500
+    ) -> list[OutboxMessage]:
+        query, args = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE TRUE", []
+        if status:
+            query += " AND status = %s"
+            args.append(status)
+        if incident_id:
+            query += " AND incident_id = %s"
+            args.append(incident_id)
+        query += " ORDER BY id DESC LIMIT %s"
+        args.append(limit)
+
+        async def op(conn: Conn) -> list[OutboxMessage]:
+            cur = await conn.execute(query, args)
+            return [_message(r) for r in await cur.fetchall()]
+
+        return await self._run(op)
+
+    async def update_message(self, message: OutboxMessage) -> None:
+        await self._run(lambda conn: conn.execute(
+            "UPDATE outbox SET status = %s, attempts = %s, next_attempt_at = %s, "
+            "last_error = %s, sent_at = %s, answer = %s WHERE id = %s",
+            (message.status, message.attempts, message.next_attempt_at, message.last_error,
+             message.sent_at, message.answer, message.id)))
+
+    # ---- silences, check states, heartbeats ------------------------------------------
+
+    async def save_silence(self, silence: Silence) -> None:
+        await self._run(lambda conn: conn.execute(
+            "INSERT INTO silences(id, record) VALUES (%s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+            (silence.id, Jsonb(asdict(silence)))))
+
+    async def delete_silence(self, silence_id: str) -> bool:
+        async def op(conn: Conn) -> bool:
+            cur = await conn.execute("DELETE FROM silences WHERE id = %s", (silence_id,))
+            return cur.rowcount > 0
+
+        return await self._run(op)
+
+    async def list_silences(self) -> list[Silence]:
+        async def op(conn: Conn) -> list[Silence]:
+            cur = await conn.execute("SELECT record FROM silences ORDER BY id")
+            return [Silence(**r[0]) for r in await cur.fetchall()]
+
+        return await self._run(op)
+
+    async def save_check_states(self, states: dict[str, dict[str, Any]]) -> None:
+        if not states:
+            return
+
+        async def op(conn: Conn) -> None:
+            # executemany pipelines the rows: one round trip for thousands of checks.
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO check_states(check_id, record) VALUES (%s, %s) "
+                    "ON CONFLICT (check_id) DO UPDATE SET record = excluded.record",
+                    [(k, Jsonb(v)) for k, v in states.items()])
+
+        await self._run(op)
+
+    async def load_check_states(self) -> dict[str, dict[str, Any]]:
+        async def op(conn: Conn) -> dict[str, dict[str, Any]]:
+            cur = await conn.execute("SELECT check_id, record FROM check_states")
+            return {r[0]: r[1] for r in await cur.fetchall()}
+
+        return await self._run(op)
+
+    async def save_heartbeat(self, check_id: str, at: float) -> None:
+        # GREATEST: two instances receiving heartbeats must not move the time backwards.
+        await self._run(lambda conn: conn.execute(
+            "INSERT INTO heartbeats(check_id, at) VALUES (%s, %s) ON CONFLICT (check_id) "
+            "DO UPDATE SET at = GREATEST(heartbeats.at, excluded.at)", (check_id, at)))
+
+    async def load_heartbeats(self) -> dict[str, float]:
+        async def op(conn: Conn) -> dict[str, float]:
+            cur = await conn.execute("SELECT check_id, at FROM heartbeats")
+            return {r[0]: float(r[1]) for r in await cur.fetchall()}
+
+        return await self._run(op)
+
+    # ---- leader lease (used by monitor.leader, not part of Store) --------------------
+
+    async def acquire_lease(self, name: str, me: str, ttl: float) -> tuple[str | None, float]:
+        """Take or renew lease `name` for `me` if it is ours or expired.
+
+        Returns (holder after the call, seconds left on the holder's lease, by the
+        database's clock). Repeatable: renewing twice only moves the expiry.
+        """
+        async def op(conn: Conn) -> tuple[str | None, float]:
+            cur = await conn.execute(_ACQUIRE_LEASE, {"name": name, "me": me, "ttl": ttl})
+            row = await cur.fetchone()
+            return (row[0], float(row[1])) if row else (None, 0.0)
+
+        return await self._run(op)
+
+    async def release_lease(self, name: str, me: str) -> bool:
+        """Give the lease up now so another instance need not wait for it to run out."""
+        async def op(conn: Conn) -> bool:
+            cur = await conn.execute("DELETE FROM leader WHERE name = %s AND holder = %s",
+                                     (name, me))
+            return cur.rowcount > 0
+
+        return await self._run(op)
+
+
+async def _insert_messages(
+    conn: Conn, messages: list[OutboxMessage]
+) -> list[tuple[OutboxMessage, int]]:
+    """Insert the messages with new keys, inside the caller's transaction."""
+    inserted = []
+    for m in messages:
+        cur = await conn.execute(_INSERT_MESSAGE, (
+            m.idempotency_key, m.notifier, m.kind, m.incident_id, Jsonb(m.payload),
+            m.created_at, m.status, m.attempts, m.next_attempt_at, m.last_error, m.sent_at,
+            m.answer))
+        row = await cur.fetchone()
+        if row is not None:
+            inserted.append((m, int(row[0])))
+    return inserted
+
+
+def _message(row: Any) -> OutboxMessage:
+    return OutboxMessage(
+        id=row[0], idempotency_key=row[1], notifier=row[2], kind=row[3], incident_id=row[4],
+        payload=row[5], created_at=row[6], status=row[7], attempts=row[8],
+        next_attempt_at=row[9], last_error=row[10], sent_at=row[11], answer=row[12])
+
