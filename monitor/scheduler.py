@@ -83,6 +83,25 @@ class ProbeExecutor(BaseExecutor):
                 del self._instances[job_id]
 
 
+class _LoopScheduler(AsyncIOScheduler):
+    """AsyncIOScheduler whose timer processes the due jobs in the timer callback itself.
+
+    The stock timer calls `wakeup`, which is meant for other threads and re-posts itself
+    through `call_soon_threadsafe`: a self-pipe write, an extra loop iteration and a read for
+    every wake-up, about 20 µs per run at 1,000 runs/s. The timer always fires on the loop,
+    so it can do the work directly; `wakeup()` from elsewhere keeps its thread-safe path.
+    """
+
+    def _start_timer(self, wait_seconds: float | None) -> None:
+        self._stop_timer()
+        if wait_seconds is not None:
+            self._timeout = self._eventloop.call_later(wait_seconds, self._wakeup_on_loop)
+
+    def _wakeup_on_loop(self) -> None:
+        self._stop_timer()
+        self._start_timer(self._process_jobs())
+
+
 class Scheduler:
     def __init__(
         self,
@@ -103,7 +122,7 @@ class Scheduler:
         self.shard = shard
         self.trends: dict[str, Any] = {}
         self._checks: dict[str, CheckBase] = {}
-        self._aps = AsyncIOScheduler(
+        self._aps = _LoopScheduler(
             executors={"default": ProbeExecutor()},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=dt.UTC,
