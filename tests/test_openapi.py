@@ -41,6 +41,8 @@ systems:
 checks:
   - {{id: his-web, system: his, type: http, url: "{target.url}"}}
   - {{id: lis-port, system: lis, type: tcp, host: 127.0.0.1, port: {target.port}}}
+  - {{id: nightly-upload, system: lis, type: heartbeat, expect_every: 1d}}
+  - {{id: pacs-export, system: lis, type: heartbeat, expect_every: 1d, token: job-token}}
 notifiers:
   - {{id: it, type: console}}
 plans:
@@ -131,6 +133,15 @@ async def test_the_document_is_served_and_error_answers_are_json(
         assert set(wrong.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
         bad = await api.get("/api/v1/incidents", params={"status": "maybe"})
         assert bad.status_code == 422 and "open or resolved" in bad.json()["error"]
+
+        beat = await api.post("/api/v1/heartbeat/nightly-upload")
+        assert beat.status_code == 200 and beat.json()["check"] == "nightly-upload"
+        assert beat.json()["received_at"].endswith("+08:00")
+        assert (await api.post("/api/v1/heartbeat/pacs-export")).status_code == 401
+        assert (await api.post("/api/v1/heartbeat/pacs-export",
+                               headers={"Authorization": "Bearer job-token"})).status_code == 200
+        not_heartbeat = await api.post("/api/v1/heartbeat/his-web")
+        assert not_heartbeat.status_code == 404 and not_heartbeat.json()["status"] == 404
 
 
 @pytest.mark.slow
