@@ -104,28 +104,24 @@ _INSERT_MESSAGE = (
     "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
 )
 
-# One statement, one round trip: take the lease if it is ours or has run out, and report
-# who holds it afterwards. ON CONFLICT DO UPDATE locks the row and re-evaluates the WHERE
-# on its newest version, so of two instances racing for an expired lease exactly one wins.
-# The CTE's second branch reads the snapshot before the upsert: when the upsert changed
-# nothing, that row is the current holder's.
+# Take the lease if it is ours or has run out. ON CONFLICT DO UPDATE locks the row and
+# re-evaluates the WHERE on its newest version, so of several instances racing for an
+# expired (or not yet existing) lease exactly one gets a row back. The others then ask who
+# holds it in a second statement: one with a fresh snapshot, which sees the winner's commit.
 _ACQUIRE_LEASE = """
-WITH taken AS (
-    INSERT INTO leader AS l (name, holder, expires_at, acquired_at, renewed_at)
-    VALUES (%(name)s, %(me)s, now() + make_interval(secs => %(ttl)s), now(), now())
-    ON CONFLICT (name) DO UPDATE
-        SET holder = excluded.holder, expires_at = excluded.expires_at,
-            renewed_at = excluded.renewed_at,
-            acquired_at = CASE WHEN l.holder = excluded.holder THEN l.acquired_at
-                               ELSE excluded.acquired_at END
-        WHERE l.holder = excluded.holder OR l.expires_at < now()
-    RETURNING holder, extract(epoch FROM expires_at - now())::float8 AS remaining
-)
-SELECT holder, remaining FROM taken
-UNION ALL
-SELECT holder, extract(epoch FROM expires_at - now())::float8 FROM leader
-WHERE name = %(name)s AND NOT EXISTS (SELECT 1 FROM taken)
+INSERT INTO leader AS l (name, holder, expires_at, acquired_at, renewed_at)
+VALUES (%(name)s, %(me)s, now() + make_interval(secs => %(ttl)s), now(), now())
+ON CONFLICT (name) DO UPDATE
+    SET holder = excluded.holder, expires_at = excluded.expires_at,
+        renewed_at = excluded.renewed_at,
+        acquired_at = CASE WHEN l.holder = excluded.holder THEN l.acquired_at
+                           ELSE excluded.acquired_at END
+    WHERE l.holder = excluded.holder OR l.expires_at < now()
+RETURNING holder, extract(epoch FROM expires_at - now())::float8
 """
+_LEASE_HOLDER = (
+    "SELECT holder, extract(epoch FROM expires_at - now())::float8 FROM leader WHERE name = %s"
+)
 
 
 def parse_url(url: str) -> tuple[str, str | None, int, float]:
@@ -501,6 +497,9 @@ class PostgresStore(Store):
         async def op(conn: Conn) -> tuple[str | None, float]:
             cur = await conn.execute(_ACQUIRE_LEASE, {"name": name, "me": me, "ttl": ttl})
             row = await cur.fetchone()
+            if row is None:  # someone else holds it (a follower's poll: two round trips)
+                cur = await conn.execute(_LEASE_HOLDER, (name,))
+                row = await cur.fetchone()
             return (row[0], float(row[1])) if row else (None, 0.0)
 
         return await self._run(op)
