@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -383,6 +384,29 @@ async def test_heartbeats(store: Store) -> None:
     await store.save_heartbeat("etl", 50.0)
     await store.save_heartbeat("backup-job", 200.25)
     assert await store.load_heartbeats() == {"backup-job": 200.25, "etl": 50.0}
+
+
+async def test_garbage_from_targets_is_stored(store: Store) -> None:
+    """A NUL byte or a NaN from a target answering garbage must not make a record
+    unsaveable: the engine would fail on the same save on every tick."""
+    garbage = "bad\x00body"
+    await store.save_check_states({"his-http": {"message": garbage, "value": math.nan}})
+    loaded = (await store.load_check_states())["his-http"]
+    assert loaded["message"].startswith("bad") and loaded["message"].endswith("body")
+    assert loaded["value"] is None or math.isnan(loaded["value"])
+    inc = incident(1, failing_checks=[{"id": "his-http", "message": garbage}])
+    await store.save_incident(inc)
+    got = await store.get_incident("inc-1")
+    assert got is not None and got.failing_checks[0]["message"].endswith("body")
+    await store.add_timeline(TimelineEntry("inc-1", 1.0, "check_failed", garbage,
+                                           {"m": garbage}))
+    assert (await store.timeline("inc-1"))[0].text.endswith("body")
+    msg = message("k", last_error=garbage)
+    assert await store.record_step("inc-1", "s1", 0, 1.0, "sent", [msg]) is True
+    pending = (await store.pending_messages())[0]
+    pending.answer = garbage
+    await store.update_message(pending)
+    assert (await store.pending_messages())[0].answer.endswith("body")
 
 
 # ---- lifecycle --------------------------------------------------------------------

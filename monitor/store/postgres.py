@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
@@ -150,6 +151,28 @@ def parse_url(url: str) -> tuple[str, str | None, int, float]:
     schema = mine.get("schema") or None
     conninfo = urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote)))
     return conninfo, schema, pool_size, query_timeout
+
+
+def _clean(value: Any) -> Any:
+    """What PostgreSQL refuses and SQLite takes: NUL in text, NaN and infinity in JSON.
+
+    A target that answers garbage can put a NUL byte into a check's message, and from there
+    into an incident record. Refusing that row would stall the engine on every tick (the
+    same save fails forever), so NUL becomes U+FFFD and a non-finite number becomes null.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _json(value: Any) -> Jsonb:
+    return Jsonb(_clean(value))
 
 
 def _session_ended(exc: BaseException) -> bool:
@@ -299,7 +322,7 @@ class PostgresStore(Store):
             "status = excluded.status, resolved_at = excluded.resolved_at, "
             "record = excluded.record, started_at = excluded.started_at",
             (incident.id, incident.system, incident.status, incident.started_at,
-             incident.resolved_at, incident.drill, Jsonb(incident.to_record()))))
+             incident.resolved_at, incident.drill, _json(incident.to_record()))))
 
     async def get_incident(self, incident_id: str) -> Incident | None:
         async def op(conn: Conn) -> Incident | None:
@@ -333,7 +356,7 @@ class PostgresStore(Store):
         # Not repeatable: a retry after a lost answer could show an entry twice.
         await self._run(lambda conn: conn.execute(
             "INSERT INTO timeline(incident_id, at, kind, text, data) VALUES (%s,%s,%s,%s,%s)",
-            (entry.incident_id, entry.at, entry.kind, entry.text, Jsonb(entry.data))),
+            (entry.incident_id, entry.at, entry.kind, _clean(entry.text), _json(entry.data))),
             repeatable=False)
 
     async def timeline(self, incident_id: str) -> list[TimelineEntry]:
@@ -427,8 +450,9 @@ class PostgresStore(Store):
         await self._run(lambda conn: conn.execute(
             "UPDATE outbox SET status = %s, attempts = %s, next_attempt_at = %s, "
             "last_error = %s, sent_at = %s, answer = %s WHERE id = %s",
-            (message.status, message.attempts, message.next_attempt_at, message.last_error,
-             message.sent_at, message.answer, message.id)))
+            (message.status, message.attempts, message.next_attempt_at,
+             _clean(message.last_error), message.sent_at, _clean(message.answer),
+             message.id)))
 
     # ---- silences, check states, heartbeats ------------------------------------------
 
@@ -436,7 +460,7 @@ class PostgresStore(Store):
         await self._run(lambda conn: conn.execute(
             "INSERT INTO silences(id, record) VALUES (%s, %s) "
             "ON CONFLICT (id) DO UPDATE SET record = excluded.record",
-            (silence.id, Jsonb(asdict(silence)))))
+            (silence.id, _json(asdict(silence)))))
 
     async def delete_silence(self, silence_id: str) -> bool:
         async def op(conn: Conn) -> bool:
@@ -462,7 +486,7 @@ class PostgresStore(Store):
                 await cur.executemany(
                     "INSERT INTO check_states(check_id, record) VALUES (%s, %s) "
                     "ON CONFLICT (check_id) DO UPDATE SET record = excluded.record",
-                    [(k, Jsonb(v)) for k, v in states.items()])
+                    [(_clean(k), _json(v)) for k, v in states.items()])
 
         await self._run(op)
 
@@ -521,9 +545,9 @@ async def _insert_messages(
     inserted = []
     for m in messages:
         cur = await conn.execute(_INSERT_MESSAGE, (
-            m.idempotency_key, m.notifier, m.kind, m.incident_id, Jsonb(m.payload),
-            m.created_at, m.status, m.attempts, m.next_attempt_at, m.last_error, m.sent_at,
-            m.answer))
+            m.idempotency_key, m.notifier, m.kind, m.incident_id, _json(m.payload),
+            m.created_at, m.status, m.attempts, m.next_attempt_at, _clean(m.last_error),
+            m.sent_at, _clean(m.answer)))
         row = await cur.fetchone()
         if row is not None:
             inserted.append((m, int(row[0])))
