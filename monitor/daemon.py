@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from checks.base import ProbeContext
+from monitor import sdnotify
 from monitor.config import Config
 from monitor.config_loader import ConfigError, load_config
 from monitor.engine import Engine
@@ -47,6 +48,7 @@ class Daemon:
         self.source = MetricsSource()
         self.source.states = self.states
         self.metrics = Metrics(lambda: self.source)
+        self.metrics.init_notifier_series(n.id for n in config.notifiers)
         self.ctx = ProbeContext()
         self.ctx.app_state["started_at"] = self.started_at
         self.store: Store = open_store(config.state.url)
@@ -90,6 +92,7 @@ class Daemon:
         if self.serve_http:
             await self._start_http()
         self.ready = True
+        sdnotify.ready(f"{len(self.config.checks)} checks")
         log.info("daemon_started", checks=len(self.config.checks),
                  systems=len(self.config.systems), listen=self.config.server.listen)
 
@@ -128,12 +131,14 @@ class Daemon:
     async def reload(self, reason: str = "SIGHUP") -> bool:
         if not self.config_path:
             return False
+        sdnotify.reloading()
         try:
             config = load_config(self.config_path)
         except ConfigError as exc:
             self.metrics.config_reload_ok.set(0)
             for problem in exc.problems:
                 log.error("config_reload_rejected", problem=str(problem))
+            sdnotify.ready("config reload rejected, running the previous config")
             return False
         self.config = config
         self.scheduler.apply_config(config)
@@ -141,7 +146,9 @@ class Daemon:
         self.outbox.apply_config(config)
         self.metrics.config_reload_ok.set(1)
         self.metrics.config_reload_time.set(time.time())
+        self.metrics.init_notifier_series(n.id for n in config.notifiers)
         log.info("config_reloaded", reason=reason, checks=len(config.checks))
+        sdnotify.ready(f"{len(config.checks)} checks")
         return True
 
     async def _start_http(self) -> None:
@@ -163,6 +170,7 @@ class Daemon:
             raise OSError(f"cannot listen on {self.config.server.listen}")
 
     async def stop(self) -> None:
+        sdnotify.stopping()
         self.stop_event.set()
         self.scheduler.shutdown()
         if self._server is not None:

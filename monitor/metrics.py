@@ -125,6 +125,15 @@ class Metrics:
         self.build_info.labels(__version__).set(1)
         self.config_reload_ok.set(1)
 
+    def init_notifier_series(self, notifiers: Iterable[str]) -> None:
+        """Create failure series at 0, so the first failure shows in `increase()`/`rate()`."""
+        from monitor.config import MESSAGE_KINDS
+
+        for notifier in notifiers:
+            for kind in MESSAGE_KINDS:
+                for result in ("failed", "undeliverable"):
+                    self.notifications.labels(notifier, kind, result)
+
     def observe_probe(self, check_type: str, duration: float) -> None:
         self.probe_duration.labels(check_type).observe(duration)
 
