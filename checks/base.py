@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import importlib
 import socket
 import ssl
@@ -182,6 +183,7 @@ class ProbeContext:
             )
             session = aiohttp.ClientSession(
                 connector=connector,
+                response_class=_response_class(),
                 timeout=aiohttp.ClientTimeout(total=None),
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
@@ -199,6 +201,30 @@ class ProbeContext:
             await session.close()
         self._sessions.clear()
         self.blocking_pool.shutdown(wait=False, cancel_futures=True)
+
+
+@functools.cache
+def _response_class() -> type[Any]:
+    """A response that keeps the server certificate (DER) seen on its connection.
+
+    aiohttp hands the connection back as soon as a small body is complete, so by the time a
+    check looks, `resp.connection` is often gone; and `getpeercert()` is empty when
+    verification is off. Capturing the DER bytes when the response starts gives HTTPS
+    checks the certificate expiry in every case.
+    """
+    import aiohttp
+
+    class CertificateResponse(aiohttp.ClientResponse):
+        peer_certificate_der: bytes | None = None
+
+        async def start(self, connection: Any) -> Any:
+            transport = connection.transport
+            ssl_object = transport.get_extra_info("ssl_object") if transport else None
+            if ssl_object is not None:
+                self.peer_certificate_der = ssl_object.getpeercert(binary_form=True)
+            return await super().start(connection)
+
+    return CertificateResponse
 
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

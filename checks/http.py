@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import ssl
 import time
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, PrivateAttr, field_validator
 
-from checks.base import CheckBase, LatencyThresholds, Method, ProbeContext, Strict
+from checks.base import (
+    CheckBase,
+    LatencyThresholds,
+    Method,
+    ProbeContext,
+    Strict,
+    network_reason,
+    time_budget,
+)
+from checks.tls import judge_expiry, parse_certificate
 from monitor.durations import Duration, format_duration
 from monitor.result import Result, State
 
@@ -53,7 +64,15 @@ class HttpCheck(CheckBase):
     expect: HttpExpect = Field(default_factory=HttpExpect)
     tls: HttpTls = Field(default_factory=HttpTls)
 
-    secret_fields = ("headers",)
+    secret_fields = ("headers", "body")
+    _where: str = PrivateAttr(default="")
+
+    def model_post_init(self, context: Any, /) -> None:
+        parts = urlsplit(self.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname \
+            else parts.hostname
+        self._where = f"{host}:{port}"
 
     def _needs_body(self) -> bool:
         e = self.expect
@@ -65,39 +84,70 @@ class HttpCheck(CheckBase):
         tls = self.tls
         tls_key = (tls.verify, tls.ca_file, tls.cert_file, tls.key_file)
         session = ctx.http_session(tls_key, ctx.ssl_context(*tls_key))
+        where = self._where
+        budget = time_budget(self)
         started = time.perf_counter()
         try:
-            async with session.request(
+            async with asyncio.timeout(budget), session.request(
                 self.method,
                 self.url,
                 headers=self.headers or None,
                 data=self.body,
                 allow_redirects=self.follow_redirects,
+                # connecting (TCP and TLS) gets most of the budget; running out of it says
+                # "no connection" rather than "no response"
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=budget * 0.9),
             ) as resp:
                 expiry = _cert_expiry_seconds(resp) if self.url.startswith("https") else None
-                body = await _read_capped(resp, self.max_body) if self._needs_body() else b""
+                body, cut = await _read_capped(resp, self.max_body) if self._needs_body() \
+                    else (b"", False)
                 elapsed = time.perf_counter() - started
-                return self._judge(resp.status, body, elapsed, expiry)
+                location = resp.headers.get("Location") if 300 <= resp.status < 400 else None
+                return self._judge(resp.status, body, elapsed, expiry, cut, location)
+        except TimeoutError as exc:
+            took = format_duration(budget)
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                took = format_duration(budget * 0.9)
+                return self._crit(f"no connection to {where} within {took}", "network", started)
+            return self._crit(f"no HTTP response from {where} within {took}", "application",
+                              started)
         except aiohttp.ClientConnectorCertificateError as exc:
-            return Result.crit(f"TLS certificate rejected: {exc.certificate_error}", "certificate")
+            error = exc.certificate_error
+            reason = getattr(error, "verify_message", None) or _first_line(str(error))
+            return self._crit(f"TLS certificate of {where} rejected: {reason}", "certificate",
+                              started)
         except aiohttp.ClientConnectorSSLError as exc:
-            return Result.crit(f"TLS handshake failed: {exc.os_error}", "certificate")
+            reason = getattr(exc.os_error, "reason", None) or _first_line(str(exc.os_error))
+            return self._crit(f"TLS handshake with {where} failed: {reason}", "certificate",
+                              started)
         except aiohttp.ClientConnectorDNSError as exc:
-            return Result.crit(f"DNS lookup failed for {exc.host}", "network")
+            return self._crit(f"DNS lookup failed for {exc.host}", "network", started)
         except aiohttp.ClientConnectorError as exc:
-            reason = _os_reason(exc.os_error)
-            return Result.crit(f"{reason} {exc.host}:{exc.port}", "network")
+            return self._crit(f"{_os_reason(exc.os_error)} {where}", "network", started)
         except aiohttp.ServerDisconnectedError:
-            return Result.crit("server closed the connection without answering", "application")
+            hint = " (does it require a client certificate?)" if \
+                self.url.startswith("https") and not tls.cert_file else ""
+            return self._crit(f"{where} closed the connection without answering{hint}",
+                              "application", started)
         except aiohttp.ClientResponseError as exc:
-            return Result.crit(f"bad HTTP response: {exc.message}", "application")
+            return self._crit(f"bad HTTP response from {where}: {_first_line(exc.message)}",
+                              "application", started)
         except aiohttp.ClientPayloadError as exc:
-            return Result.crit(f"response body broken: {exc}", "application")
+            return self._crit(f"response body from {where} broken: {_first_line(str(exc))}",
+                              "application", started)
         except aiohttp.ClientOSError as exc:
-            return Result.crit(_os_reason(exc), "network")
+            tls_error = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+            if isinstance(tls_error, ssl.SSLError):  # e.g. alert: certificate required
+                return self._crit(f"TLS error with {where}: {tls_error.reason or tls_error}",
+                                  "certificate", started)
+            return self._crit(f"{_os_reason(exc)} {where}", "network", started)
+
+    def _crit(self, message: str, cause: str, started: float) -> Result:
+        return Result.crit(message, cause, latency_seconds=time.perf_counter() - started)
 
     def _judge(
-        self, status: int, body: bytes, elapsed: float, expiry: float | None
+        self, status: int, body: bytes, elapsed: float, expiry: float | None,
+        truncated: bool = False, location: str | None = None,
     ) -> Result:
         numbers: dict[str, float] = {"latency_seconds": elapsed, "status_code": float(status)}
         if expiry is not None:
@@ -105,21 +155,24 @@ class HttpCheck(CheckBase):
         took = format_duration(elapsed)
         expect = self.expect
         if status not in expect.status:
+            moved = f", Location: {location[:120]}" if location else ""
             return Result(
                 State.CRIT,
-                f"HTTP {status} in {took} (expected {_fmt_status(expect.status)})",
+                f"HTTP {status} in {took} (expected {_fmt_status(expect.status)}){moved}",
                 numbers=numbers,
                 cause="application",
             )
         problem = self._body_problem(body)
         if problem:
+            if truncated:
+                problem += f" (checked the first {self.max_body} bytes only)"
             return Result(State.CRIT, f"HTTP {status} in {took}: {problem}", numbers=numbers,
                           cause="application")
         result = Result(State.OK, f"HTTP {status} in {took}", numbers=numbers)
         if expect.latency is not None:
             expect.latency.apply(result, elapsed)
         if expiry is not None:
-            _judge_expiry(result, expiry, self.tls.expiry_warn, self.tls.expiry_crit)
+            judge_expiry(result, expiry, self.tls.expiry_warn, self.tls.expiry_crit)
         return result
 
     def _body_problem(self, body: bytes) -> str | None:
@@ -144,43 +197,32 @@ class HttpCheck(CheckBase):
         return None
 
 
-async def _read_capped(resp: Any, limit: int) -> bytes:
-    """Read at most `limit` bytes: a target streaming gigabytes costs bounded memory."""
+async def _read_capped(resp: Any, limit: int) -> tuple[bytes, bool]:
+    """Read at most `limit` bytes: a target streaming gigabytes costs bounded memory.
+
+    Returns the bytes and whether the body was longer (so a failed expectation can say it
+    looked at part of the body only).
+    """
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(65536):
         chunks.append(chunk)
         size += len(chunk)
-        if size >= limit:
-            break
-    return b"".join(chunks)[:limit]
+        if size > limit:
+            return b"".join(chunks)[:limit], True
+    return b"".join(chunks), False
 
 
 def _cert_expiry_seconds(resp: Any) -> float | None:
-    conn = resp.connection
-    if conn is None or conn.transport is None:
-        return None
-    ssl_object = conn.transport.get_extra_info("ssl_object")
-    cert = ssl_object.getpeercert() if ssl_object is not None else None
-    if not cert or "notAfter" not in cert:
-        return None
-    return ssl.cert_time_to_seconds(cert["notAfter"]) - time.time()
+    """Expiry of the server certificate, also when `verify: false` (read from DER)."""
+    der = getattr(resp, "peer_certificate_der", None)  # set by ProbeContext's sessions
+    info = parse_certificate(der) if der else None
+    return info.not_after - time.time() if info is not None else None
 
 
-def _judge_expiry(
-    result: Result, expiry: float, warn: float | None, crit: float | None
-) -> None:
-    days = expiry / 86400
-    if crit is not None and expiry < crit:
-        state = State.CRIT
-    elif warn is not None and expiry < warn:
-        state = State.WARN
-    else:
-        return
-    if state > result.state:
-        result.state = state
-        result.message = f"certificate expires in {days:.0f} days ({result.message})"
-        result.cause = "certificate"
+def _first_line(text: str) -> str:
+    """Driver texts span lines (aiohttp's parser errors draw a caret): make them one line."""
+    return " ".join(text.split())[:160]
 
 
 def _json_path(document: Any, path: str) -> tuple[bool, Any]:
@@ -201,15 +243,4 @@ def _fmt_status(codes: list[int]) -> str:
 
 
 def _os_reason(exc: OSError | None) -> str:
-    import errno
-
-    if exc is None:
-        return "connection failed"
-    code = getattr(exc, "errno", None)
-    return {
-        errno.ECONNREFUSED: "connection refused",
-        errno.ECONNRESET: "connection reset",
-        errno.EHOSTUNREACH: "host unreachable",
-        errno.ENETUNREACH: "network unreachable",
-        errno.ETIMEDOUT: "connection timed out",
-    }.get(code or 0, exc.strerror or str(exc) or "connection failed")
+    return network_reason(exc)

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt
 
-from checks.base import CheckBase, LatencyThresholds, ProbeContext
+from checks.base import CheckBase, LatencyThresholds, ProbeContext, time_budget
 from monitor.durations import format_duration
 from monitor.result import Result, State
 
@@ -22,6 +22,10 @@ _REASONS = {
     errno.ENETUNREACH: "network unreachable",
     errno.ETIMEDOUT: "connection timed out",
 }
+
+
+QUIET_GAP = 0.5
+"""Seconds of silence after a partial answer that end the wait for `expect`."""
 
 
 class TcpCheck(CheckBase):
@@ -35,23 +39,53 @@ class TcpCheck(CheckBase):
 
     async def probe(self, ctx: ProbeContext) -> Result:
         target = f"{self.host}:{self.port}"
+        budget = time_budget(self)
         started = time.perf_counter()
+        writer: asyncio.StreamWriter | None = None
         try:
-            if self.send is None and self.expect is None:
-                await _connect_only(self.host, self.port)
-                banner = None
-            else:
-                banner = await self._converse()
+            async with asyncio.timeout(budget):
+                if self.send is None and self.expect is None:
+                    await _connect_only(self.host, self.port)
+                else:
+                    reader, writer = await asyncio.open_connection(self.host, self.port)
+        except TimeoutError:
+            return Result.crit(f"no TCP answer from {target} within {format_duration(budget)}",
+                               "network", latency_seconds=time.perf_counter() - started)
         except OSError as exc:
             if isinstance(exc, socket.gaierror):
                 return Result.crit(f"DNS lookup failed for {self.host}", "network")
             reason = _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
-            return Result.crit(f"{reason} {target}", "network")
+            return Result.crit(f"{reason} {target}", "network",
+                               latency_seconds=time.perf_counter() - started)
+        connected = time.perf_counter() - started
+        banner: str | None = None
+        if writer is not None:
+            remaining = max(budget - connected, 0.01)
+            received = bytearray()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._converse(reader, writer, received)
+            except TimeoutError:
+                seen = _first_line(received.decode("utf-8", errors="replace"))
+                shown = f'only "{seen}"' if seen else "nothing"
+                return Result(State.CRIT, f"{target} sent {shown} within "
+                                          f"{format_duration(budget)}, expected "
+                                          f'"{self.expect}"',
+                              numbers={"latency_seconds": time.perf_counter() - started,
+                                       "connect_seconds": connected},
+                              cause="application")
+            except OSError as exc:
+                reason = _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
+                return Result.crit(f"{reason} {target} after connecting", "network",
+                                   latency_seconds=time.perf_counter() - started)
+            finally:
+                writer.close()
+            banner = received.decode("utf-8", errors="replace")
         elapsed = time.perf_counter() - started
-        numbers = {"latency_seconds": elapsed}
+        numbers = {"latency_seconds": elapsed, "connect_seconds": connected}
         if self.expect is not None and (banner is None or self.expect not in banner):
-            seen = (banner or "").strip().splitlines()[:1]
-            shown = f'"{seen[0][:80]}"' if seen else "nothing"
+            seen = _first_line(banner or "")
+            shown = f'"{seen}"' if seen else "nothing"
             return Result(State.CRIT, f'{target} answered {shown}, expected "{self.expect}"',
                           numbers=numbers, cause="application")
         result = Result(State.OK, f"connected to {target} in {format_duration(elapsed)}",
@@ -60,23 +94,36 @@ class TcpCheck(CheckBase):
             self.latency.apply(result, elapsed)
         return result
 
-    async def _converse(self) -> str:
-        reader, writer = await asyncio.open_connection(self.host, self.port)
-        try:
-            if self.send is not None:
-                writer.write(self.send.encode().decode("unicode_escape").encode("latin-1"))
-                await writer.drain()
-            received = b""
-            while len(received) < self.max_read:
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        received: bytearray) -> None:
+        """Send `send`; then, if `expect` is set, read until it appears, EOF or `max_read`."""
+        if self.send is not None:
+            writer.write(self.send.encode().decode("unicode_escape").encode("latin-1"))
+            await writer.drain()
+        if self.expect is None:
+            return
+        wanted = self.expect.encode()
+        while len(received) < self.max_read:
+            if received:
+                # something came but not what we expect: judge once the peer pauses,
+                # instead of waiting out the whole timeout on a wrong banner
+                try:
+                    async with asyncio.timeout(QUIET_GAP):
+                        chunk = await reader.read(4096)
+                except TimeoutError:
+                    break
+            else:
                 chunk = await reader.read(4096)
-                if not chunk:
-                    break
-                received += chunk
-                if self.expect is None or self.expect.encode() in received:
-                    break
-            return received.decode("utf-8", errors="replace")
-        finally:
-            writer.close()
+            if not chunk:
+                break
+            received += chunk
+            if wanted in received:
+                break
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0][:80] if lines else ""
 
 
 async def _connect_only(host: str, port: int) -> None:
