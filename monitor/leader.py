@@ -16,9 +16,9 @@ Why a lease and not ``pg_try_advisory_lock`` on a dedicated connection:
   a partition) the server may keep the dead session, and its lock, for the whole TCP
   keepalive time, often two hours by default. A lease runs out after its TTL, so the
   takeover time is something we choose (SPEC: within ``2 × interval``), not the kernel.
-- A lease needs no connection pinned for the process's life, works through a
-  transaction-pooling proxy, and the row shows who leads and since when
-  (``SELECT * FROM leader``) to an operator.
+- A lease needs no connection pinned for the process's life (the store's small pool
+  serves it like any other call), and the row shows an operator who leads and since when
+  (``SELECT * FROM leader``).
 
 Safety. Expiry is judged by the *database's* clock (``now()``), so clock skew between the
 instances' machines cannot make two leaders. Locally, the leader counts its lease from the
