@@ -237,11 +237,14 @@ class PostgresStore(Store):
                     async with asyncio.timeout(self.query_timeout):
                         result = await op(conn)
                 except BaseException as exc:
+                    # A constraint error or a record that would not encode leaves the link
+                    # fine; after a timeout or a cancellation its state is unknown.
                     healthy = (not conn.closed and not conn.broken
-                               and isinstance(exc, psycopg.Error)
+                               and isinstance(exc, Exception)
+                               and not isinstance(exc, TimeoutError)
                                and conn.info.transaction_status == TransactionStatus.IDLE)
                     if healthy and self._open:
-                        self._idle.append(conn)  # e.g. a constraint error: the link is fine
+                        self._idle.append(conn)
                         raise
                     with contextlib.suppress(Exception):
                         await conn.close()
