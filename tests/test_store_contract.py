@@ -279,10 +279,10 @@ async def test_record_step_race_between_instances(make_store: StoreFactory) -> N
     assert len(keys) == 2 and keys[0] == "inc-1:s1:wecom:0"
 
 
-async def test_pg_concurrent_transactions_on_one_store(make_store: StoreFactory) -> None:
+async def test_concurrent_transactions_on_one_store(make_store: StoreFactory) -> None:
     """The engine's record_step and the outbox's enqueue (fallback) overlap on one store:
-    each runs on its own pooled connection, so neither sees the other's transaction."""
-    pg_only(make_store)
+    neither joins nor undoes the other's transaction (pooled connections on PostgreSQL,
+    one writer at a time on SQLite)."""
     store = make_store()
     await store.open()
     results = await asyncio.wait_for(asyncio.gather(

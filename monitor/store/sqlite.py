@@ -6,9 +6,12 @@ WAL mode lets `hismon report` read while the daemon writes.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import aiosqlite
 
@@ -48,6 +51,27 @@ _OUTBOX_COLUMNS = (
 )
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _serialized(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """One writer at a time on the shared connection.
+
+    Every statement goes through one connection, so a write issued while another task's
+    transaction is open would join that transaction (and vanish with its rollback). Writes
+    take turns; reads need no lock.
+    """
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        self = args[0]
+        async with self._lock:  # type: ignore[attr-defined]
+            return await method(*args, **kwargs)
+
+    return wrapper
+
+
 def _path_of(url: str) -> str:
     """`sqlite:///./x.db` → `./x.db`; `sqlite:////abs/x.db` → `/abs/x.db`."""
     path = url.removeprefix("sqlite://")
@@ -60,6 +84,7 @@ class SqliteStore(Store):
     def __init__(self, url: str) -> None:
         self.path = _path_of(url)
         self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -85,6 +110,7 @@ class SqliteStore(Store):
     async def ping(self) -> None:
         await self.db.execute("SELECT 1")
 
+    @_serialized
     async def next_incident_number(self) -> int:
         async with self.db.execute(
             "INSERT INTO meta(key, value) VALUES('incident_seq', '1') "
@@ -95,6 +121,7 @@ class SqliteStore(Store):
         assert row is not None
         return int(row[0])
 
+    @_serialized
     async def save_incident(self, incident: Incident) -> None:
         await self.db.execute(
             "INSERT INTO incidents(id, system, status, started_at, resolved_at, drill, record) "
@@ -129,6 +156,7 @@ class SqliteStore(Store):
             rows = await cursor.fetchall()
         return [Incident.from_record(json.loads(r[0])) for r in rows]
 
+    @_serialized
     async def add_timeline(self, entry: TimelineEntry) -> None:
         await self.db.execute(
             "INSERT INTO timeline(incident_id, at, kind, text, data) VALUES(?,?,?,?,?)",
@@ -145,6 +173,7 @@ class SqliteStore(Store):
             rows = await cursor.fetchall()
         return [TimelineEntry(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
+    @_serialized
     async def record_step(
         self, incident_id: str, step_key: str, occurrence: int, at: float, status: str,
         messages: list[OutboxMessage],
@@ -188,6 +217,7 @@ class SqliteStore(Store):
                 new += 1
         return new
 
+    @_serialized
     async def enqueue(self, messages: list[OutboxMessage]) -> int:
         await self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -224,6 +254,7 @@ class SqliteStore(Store):
             rows = await cursor.fetchall()
         return [_message(r) for r in rows]
 
+    @_serialized
     async def update_message(self, message: OutboxMessage) -> None:
         await self.db.execute(
             "UPDATE outbox SET status=?, attempts=?, next_attempt_at=?, last_error=?, sent_at=?, "
@@ -232,6 +263,7 @@ class SqliteStore(Store):
              message.sent_at, message.answer, message.id))
         await self.db.commit()
 
+    @_serialized
     async def save_silence(self, silence: Silence) -> None:
         from dataclasses import asdict
 
@@ -240,6 +272,7 @@ class SqliteStore(Store):
             (silence.id, json.dumps(asdict(silence), ensure_ascii=False)))
         await self.db.commit()
 
+    @_serialized
     async def delete_silence(self, silence_id: str) -> bool:
         cursor = await self.db.execute("DELETE FROM silences WHERE id = ?", (silence_id,))
         await self.db.commit()
@@ -250,6 +283,7 @@ class SqliteStore(Store):
             rows = await cursor.fetchall()
         return [Silence(**json.loads(r[0])) for r in rows]
 
+    @_serialized
     async def save_check_states(self, states: dict[str, dict[str, Any]]) -> None:
         await self.db.executemany(
             "INSERT OR REPLACE INTO check_states(check_id, record) VALUES(?, ?)",
@@ -261,6 +295,7 @@ class SqliteStore(Store):
             rows = await cursor.fetchall()
         return {r[0]: json.loads(r[1]) for r in rows}
 
+    @_serialized
     async def save_heartbeat(self, check_id: str, at: float) -> None:
         await self.db.execute(
             "INSERT OR REPLACE INTO heartbeats(check_id, at) VALUES(?, ?)", (check_id, at))
