@@ -52,6 +52,13 @@ def build_app(daemon: Daemon) -> Starlette:
     def unauthorized() -> JSONResponse:
         return error(401, "missing or invalid Bearer token")
 
+    def not_leader() -> JSONResponse | None:
+        """Operator actions go to the instance that runs incidents (SPEC §9)."""
+        if daemon.leading:
+            return None
+        return error(503, "this hismon instance is a standby; send this to the leader "
+                          f"({daemon.leadership.holder or 'none elected yet'})")
+
     def authorized(request: Request) -> bool:
         return token_ok(request, daemon.config.server.api_tokens)
 
@@ -77,7 +84,8 @@ def build_app(daemon: Daemon) -> Starlette:
             problems.append(f"store: {daemon.store_error}")
         if problems:
             return JSONResponse({"ready": False, "problems": problems}, status_code=503)
-        return JSONResponse({"ready": True})
+        return JSONResponse({"ready": True, "leader": daemon.leading,
+                             "leader_instance": daemon.leadership.holder})
 
     def check_json(state: Any) -> dict[str, Any]:
         return {
@@ -124,6 +132,8 @@ def build_app(daemon: Daemon) -> Starlette:
     async def ack(request: Request) -> Response:
         if not authorized(request):
             return unauthorized()
+        if (standby := not_leader()) is not None:
+            return standby
         body = await json_body(request)
         if body is None or not isinstance(body.get("by"), str) or not body["by"].strip():
             return error(422, 'body must be JSON with a non-empty "by"')
@@ -139,6 +149,8 @@ def build_app(daemon: Daemon) -> Starlette:
     async def update(request: Request) -> Response:
         if not authorized(request):
             return unauthorized()
+        if (standby := not_leader()) is not None:
+            return standby
         body = await json_body(request)
         if body is None or not isinstance(body.get("text"), str) or not body["text"].strip():
             return error(422, 'body must be JSON with a non-empty "text"')
@@ -164,6 +176,8 @@ def build_app(daemon: Daemon) -> Starlette:
     async def add_silence(request: Request) -> Response:
         if not authorized(request):
             return unauthorized()
+        if (standby := not_leader()) is not None:
+            return standby
         body = await json_body(request)
         if body is None:
             return error(422, "body must be a JSON object")
@@ -188,6 +202,8 @@ def build_app(daemon: Daemon) -> Starlette:
     async def delete_silence(request: Request) -> Response:
         if not authorized(request):
             return unauthorized()
+        if (standby := not_leader()) is not None:
+            return standby
         silence_id = request.path_params["id"]
         if silence_id.startswith("config-"):
             return error(422, "maintenance windows from the config are changed in the config")

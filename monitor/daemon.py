@@ -22,9 +22,10 @@ from monitor import sdnotify
 from monitor.config import Config
 from monitor.config_loader import ConfigError, load_config
 from monitor.engine import Engine
+from monitor.leader import Leadership, config_lease_ttl
 from monitor.metrics import Metrics, MetricsSource
 from monitor.outbox import Outbox
-from monitor.scheduler import Scheduler
+from monitor.scheduler import Scheduler, in_shard
 from monitor.state import CheckState, from_record
 from monitor.store import Store, open_store
 
@@ -56,6 +57,12 @@ class Daemon:
         self.engine = Engine(config, self.store, self.states, clock, self.outbox.wake)
         self.scheduler = Scheduler(config, self.ctx, self.states, self.metrics,
                                    self._check_changed, clock, shard)
+        self.shard = shard
+        self.leadership = Leadership(self.store, ttl=config_lease_ttl(config))
+        self.leading = False
+        """Only the leader opens incidents, runs plans and sends (SPEC §9); all instances probe."""
+        self._term_stop: asyncio.Event | None = None
+        self._engine_task: asyncio.Task[None] | None = None
         self.stop_event = asyncio.Event()
         self.ready = False
         self.store_error: str | None = None
@@ -76,6 +83,7 @@ class Daemon:
         self.source.open_incidents = list(self.engine.open.values())
         self.source.outbox_pending = self.outbox.pending
         self.source.store_ok = self.store_error is None
+        self.source.leader = self.leading
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -83,18 +91,75 @@ class Daemon:
         await self.store.open()
         self._restore_states(await self.store.load_check_states())
         self.ctx.heartbeats.update(await self.store.load_heartbeats())
-        await self.engine.load()
+        await self.engine.load()  # a read-only view until this instance leads
         await self.engine.restore_notes()
-        self.outbox.start()
         self.scheduler.start()
-        self._tasks.append(asyncio.create_task(self.engine.run(self.stop_event), name="engine"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self._lead_task = asyncio.create_task(
+            self.leadership.run(self.stop_event, self._on_leadership, self.clock),
+            name="leadership")
         if self.serve_http:
             await self._start_http()
+        for _ in range(40):  # a single instance (or the lease holder) leads at once
+            if self.leading:
+                break
+            await asyncio.sleep(0.05)
         self.ready = True
         sdnotify.ready(f"{len(self.config.checks)} checks")
         log.info("daemon_started", checks=len(self.config.checks),
                  systems=len(self.config.systems), listen=self.config.server.listen)
+
+    async def _on_leadership(self, lead: bool) -> None:
+        """Start the engine and outbox when this instance becomes leader; stop them when not.
+
+        Each term gets fresh objects loaded from the store, so nothing of an earlier term (or
+        of the read-only view a follower keeps) is stale.
+        """
+        if lead:
+            outbox = Outbox(self.config, self.store, self.clock, self._count_notification)
+            engine = Engine(self.config, self.store, self.states, self.clock, outbox.wake)
+            engine._dirty_checks |= self.engine._dirty_checks
+            await engine.load()
+            await engine.restore_notes()
+            engine.apply_config(self.config)
+            await self.outbox.stop()
+            self.engine, self.outbox = engine, outbox
+            outbox.start()
+            self._term_stop = asyncio.Event()
+            self._engine_task = asyncio.create_task(engine.run(self._term_stop), name="engine")
+            self.leading = True
+            log.info("leadership_gained", instance=self.leadership.me)
+            return
+        self.leading = False
+        if self._term_stop is not None:
+            self._term_stop.set()
+        await self.outbox.stop()
+        if self._engine_task is not None:
+            self._engine_task.cancel()
+            await asyncio.gather(self._engine_task, return_exceptions=True)
+        log.warning("leadership_lost", instance=self.leadership.me,
+                    holder=self.leadership.holder)
+
+    async def _follow(self) -> None:
+        """What a follower (or a sharded leader) learns from the shared store each second."""
+        self.ctx.heartbeats.update(await self.store.load_heartbeats())
+        if not self.leading:
+            await self.engine.save_states()
+            self.engine.open = {i.system: i for i in await self.store.list_incidents(
+                status="open") if not i.drill}
+            return
+        if self.shard is None:
+            return
+        saved = await self.store.load_check_states()
+        for check in self.config.checks:
+            if in_shard(check.id, self.shard) or check.id not in saved:
+                continue
+            theirs = from_record(check.id, check.system, check.type, saved[check.id])
+            mine = self.states.get(check.id)
+            theirs.probed = True
+            self.states[check.id] = theirs
+            if mine is None or (mine.hard_state, mine.hard) != (theirs.hard_state, theirs.hard):
+                self.engine.system_changed(check.system)
 
     def _restore_states(self, saved: dict[str, dict[str, Any]]) -> None:
         """A restarted daemon keeps confirmed failures, so no incident is lost or reopened."""
@@ -108,7 +173,8 @@ class Daemon:
         while not self.stop_event.is_set():
             try:
                 await self.store.ping()
-                self.store_error = self.engine.last_error
+                await self._follow()
+                self.store_error = self.engine.last_error if self.leading else None
             except Exception as exc:
                 self.store_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.error("store_unavailable", error=self.store_error)
@@ -141,6 +207,7 @@ class Daemon:
             sdnotify.ready("config reload rejected, running the previous config")
             return False
         self.config = config
+        self.leadership.ttl = config_lease_ttl(config)
         self.scheduler.apply_config(config)
         self.engine.apply_config(config)
         self.outbox.apply_config(config)
@@ -175,6 +242,11 @@ class Daemon:
         self.scheduler.shutdown()
         if self._server is not None:
             self._server.should_exit = True
+        lead_task = getattr(self, "_lead_task", None)
+        if lead_task is not None:
+            # Stops the engine and outbox, then releases the lease: a standby takes over now.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(lead_task, 10)
         await self.outbox.stop()
         for task in self._tasks:
             if task.get_name() != "http":

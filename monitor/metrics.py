@@ -86,6 +86,9 @@ class StateCollector(Collector):
                                 value=src.outbox_pending)
         yield GaugeMetricFamily("hismon_store_up", "1 when the state store answers",
                                 value=1.0 if src.store_ok else 0.0)
+        yield GaugeMetricFamily("hismon_leader",
+                                "1 on the instance that runs incidents, plans and notifications",
+                                value=1.0 if src.leader else 0.0)
 
 
 class MetricsSource:
@@ -97,6 +100,7 @@ class MetricsSource:
         self.open_incidents: list = []
         self.outbox_pending: int = 0
         self.store_ok: bool = True
+        self.leader: bool = False
 
 
 class Metrics:

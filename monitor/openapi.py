@@ -42,6 +42,7 @@ DATE_TIME = {"type": "string", "format": "date-time",
              "description": "RFC 3339 with the site's UTC offset"}
 
 UNAUTHORIZED = _error("Missing or invalid Bearer token; nothing was changed")
+STANDBY = _error("This instance is a standby (SPEC §9); send the request to the leader")
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -234,7 +235,10 @@ PATHS: dict[str, Any] = {
         "summary": "Readiness: config loaded and store reachable",
         "responses": {
             "200": _json({"type": "object", "required": ["ready"], "properties": {
-                "ready": {"type": "boolean", "enum": [True]}}}, "Ready"),
+                "ready": {"type": "boolean", "enum": [True]},
+                "leader": {"type": "boolean",
+                           "description": "this instance runs incidents and notifications"},
+                "leader_instance": {"type": ["string", "null"]}}}, "Ready"),
             "503": _json({"type": "object", "required": ["ready", "problems"], "properties": {
                 "ready": {"type": "boolean", "enum": [False]},
                 "problems": {"type": "array", "items": {"type": "string"}}}}, "Not ready"),
@@ -289,7 +293,7 @@ PATHS: dict[str, Any] = {
             "application/json": {"schema": _ref("AckRequest")}}},
         "responses": {
             "200": _json(_ref("Incident"), "The incident, `acknowledged_by` set"),
-            "401": UNAUTHORIZED,
+            "401": UNAUTHORIZED, "503": STANDBY,
             "404": _error("No open incident with this id"),
             "422": _error("The body is not JSON with a non-empty `by`"),
         },
@@ -302,7 +306,7 @@ PATHS: dict[str, Any] = {
             "application/json": {"schema": _ref("UpdateRequest")}}},
         "responses": {
             "200": _json(_ref("Incident"), "The incident"),
-            "401": UNAUTHORIZED,
+            "401": UNAUTHORIZED, "503": STANDBY,
             "404": _error("No open incident with this id"),
             "422": _error("The body is not JSON with a non-empty `text`"),
         },
@@ -324,7 +328,7 @@ PATHS: dict[str, Any] = {
                 "application/json": {"schema": _ref("SilenceRequest")}}},
             "responses": {
                 "201": _json(_ref("SilenceCreated"), "Created"),
-                "401": UNAUTHORIZED,
+                "401": UNAUTHORIZED, "503": STANDBY,
                 "422": _error("Unknown system, bad time, end before start, no reason"),
             },
         },
@@ -336,7 +340,7 @@ PATHS: dict[str, Any] = {
         "responses": {
             "200": _json({"type": "object", "required": ["deleted"], "properties": {
                 "deleted": {"type": "string"}}}, "Deleted"),
-            "401": UNAUTHORIZED,
+            "401": UNAUTHORIZED, "503": STANDBY,
             "404": _error("No such silence"),
             "422": _error("Windows from the config file are changed in the config"),
         },

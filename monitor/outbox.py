@@ -220,6 +220,9 @@ class Outbox:
             self.wake()
 
     async def stop(self) -> None:
+        """Idempotent: a leadership change and the daemon's shutdown may both call it."""
+        if self._stop.is_set() and self.http.is_closed:
+            return
         self._stop.set()
         self.wake()
         for task in self._tasks.values():

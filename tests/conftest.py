@@ -181,8 +181,11 @@ class DaemonProcess:
 def daemon_factory(tmp_path: Path) -> Any:
     started: list[DaemonProcess] = []
 
-    async def make(config_text: str, port: int) -> DaemonProcess:
-        daemon = DaemonProcess(config_text, tmp_path, port)
+    async def make(config_text: str, port: int, name: str = "") -> DaemonProcess:
+        """`name` gives the daemon its own directory (several instances in one test)."""
+        directory = tmp_path / name if name else tmp_path
+        directory.mkdir(exist_ok=True)
+        daemon = DaemonProcess(config_text, directory, port)
         started.append(daemon)
         return await daemon.start()
 

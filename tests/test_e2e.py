@@ -161,7 +161,9 @@ async def test_metrics_and_checks_endpoints_report_live_state(
         assert "hismon_outbox_pending 0.0" in metrics
         assert "hismon_check_missed_runs_total" in metrics
         assert (await api.get("/healthz")).status_code == 200
-        assert (await api.get("/readyz")).json() == {"ready": True}
+        ready = (await api.get("/readyz")).json()
+        assert ready["ready"] is True and ready["leader"] is True
+        assert "hismon_leader 1.0" in metrics
 
 
 def test_signature_helper_matches_the_header_format() -> None:
