@@ -139,3 +139,9 @@ def test_unknown_dsn_parameters_are_refused() -> None:
     with pytest.raises(ValidationError) as info:
         make_check({"type": "mysql", "dsn": "mysql://u:pw@h/db?sslmode=require"})
     assert "parameter 'sslmode' is not supported" in str(info.value)
+
+
+def test_a_missing_driver_is_a_validation_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.probe_helpers import assert_missing_driver_is_a_config_error
+
+    assert_missing_driver_is_a_config_error(monkeypatch, my(), "aiomysql", "mysql")

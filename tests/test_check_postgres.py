@@ -194,3 +194,9 @@ def test_connection_settings_are_validated(data: dict[str, object], message: str
     shown = " ".join(error["msg"] for error in info.value.errors())  # what the loader prints
     assert message in shown
     assert "pw@" not in shown
+
+
+def test_a_missing_driver_is_a_validation_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.probe_helpers import assert_missing_driver_is_a_config_error
+
+    assert_missing_driver_is_a_config_error(monkeypatch, pg(), "psycopg", "postgres")
