@@ -47,24 +47,25 @@ class HeartbeatCheck(CheckBase):
         if last is not None:
             return self.judge(now - last, pinged=True)
         started = ctx.app_state.get("started_at")
-        reference = float(started) if started is not None else self._first_probe
-        return self.judge(now - reference, pinged=False)
+        if started is None:  # outside the daemon (`hismon probe`): since this check's first probe
+            return self.judge(now - self._first_probe, pinged=False, since="first checked")
+        return self.judge(now - float(started), pinged=False)
 
-    def judge(self, age: float, pinged: bool) -> Result:
-        """`age`: seconds since the last ping (or, before any, since the daemon started)."""
+    def judge(self, age: float, pinged: bool, since: str = "hismon started") -> Result:
+        """`age`: seconds since the last ping (or, before any, since the reference `since`)."""
         age = max(age, 0.0)
         numbers = {"last_ping_age_seconds": age}
         every, grace = self.expect_every, self.grace_seconds
         expected = f"expected every {span(every)} + {span(grace)} grace"
         if age <= every:
             text = f"last ping {span(age)} ago" if pinged else \
-                f"waiting for the first ping (hismon started {span(age)} ago, {expected})"
+                f"waiting for the first ping ({since} {span(age)} ago, {expected})"
             return Result(State.OK, text, numbers=numbers)
-        since = "" if pinged else " since hismon started"
+        suffix = "" if pinged else f" since {since}"
         if age <= every + grace:
-            return Result(State.WARN, f"ping late: none for {span(age)}{since} ({expected})",
+            return Result(State.WARN, f"ping late: none for {span(age)}{suffix} ({expected})",
                           numbers=numbers, cause="application")
-        return Result(State.CRIT, f"no ping for {span(age)}{since} ({expected})",
+        return Result(State.CRIT, f"no ping for {span(age)}{suffix} ({expected})",
                       numbers=numbers, cause="application")
 
 
