@@ -109,6 +109,8 @@ class CheckBase(Strict):
     confirm: PositiveInt | None = None
     recover: PositiveInt | None = None
     trend: TrendConfig | None = None
+    vantage_quorum: PositiveInt = 1
+    """How many hismon instances must see the failure before it counts (SPEC §9)."""
 
     secret_fields: ClassVar[tuple[str, ...]] = ()
     """Keys whose values must never reach logs, API answers or messages."""

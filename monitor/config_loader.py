@@ -181,10 +181,16 @@ def _check_references(source: _Source) -> None:
         if isinstance(vendor, dict):
             for i, target in _str_list(vendor.get("notify")):
                 need(("systems", index, "vendor", "notify", i), target, notifiers, "notifier")
+    state = data.get("state") if isinstance(data.get("state"), dict) else {}
+    shared = str((state or {}).get("url", "")).startswith("postgresql://")
     for index, check in _items(data, "checks"):
         system = check.get("system")
         if isinstance(system, str):
             need(("checks", index, "system"), system, systems, "system")
+        quorum = check.get("vantage_quorum")
+        if isinstance(quorum, int) and quorum > 1 and not shared:
+            source.report(("checks", index, "vantage_quorum"),
+                          "needs several instances sharing a postgresql:// state store")
     for index, notifier in _items(data, "notifiers"):
         fallback = notifier.get("fallback")
         if isinstance(fallback, str):

@@ -55,6 +55,8 @@ class Daemon:
         self.store: Store = open_store(config.state.url)
         self.outbox = Outbox(config, self.store, clock, self._count_notification)
         self.engine = Engine(config, self.store, self.states, clock, self.outbox.wake)
+        # Quorum checks count only once the votes of other instances were read.
+        self.engine.unconfirmed = {c.id for c in config.checks if c.vantage_quorum > 1}
         self.scheduler = Scheduler(config, self.ctx, self.states, self.metrics,
                                    self._check_changed, clock, shard)
         self.shard = shard
@@ -119,6 +121,7 @@ class Daemon:
             outbox = Outbox(self.config, self.store, self.clock, self._count_notification)
             engine = Engine(self.config, self.store, self.states, self.clock, outbox.wake)
             engine._dirty_checks |= self.engine._dirty_checks
+            engine.unconfirmed = set(self.engine.unconfirmed)
             await engine.load()
             await engine.restore_notes()
             engine.apply_config(self.config)
@@ -140,9 +143,33 @@ class Daemon:
         log.warning("leadership_lost", instance=self.leadership.me,
                     holder=self.leadership.holder)
 
+    async def _vantage(self) -> None:
+        """Share this instance's view of quorum checks; the leader counts the votes."""
+        quorum = {c.id: c for c in self.config.checks if c.vantage_quorum > 1}
+        if not quorum:
+            self.engine.unconfirmed = set()
+            return
+        now = self.clock()
+        mine = {c: self.states[c].hard_state.name for c in quorum if c in self.states}
+        await self.store.save_vantage(self.leadership.me, mine, now)
+        if not self.leading:
+            return
+        freshest = min((c.interval or 30.0) for c in quorum.values())
+        votes = await self.store.load_vantage(since=now - max(3 * freshest, 10.0))
+        unconfirmed = set()
+        for check_id, check in quorum.items():
+            failing = sum(1 for state in votes.get(check_id, {}).values() if state != "OK")
+            if failing < check.vantage_quorum:
+                unconfirmed.add(check_id)
+        changed = unconfirmed ^ self.engine.unconfirmed
+        self.engine.unconfirmed = unconfirmed
+        for check_id in changed:
+            self.engine.system_changed(quorum[check_id].system)
+
     async def _follow(self) -> None:
         """What a follower (or a sharded leader) learns from the shared store each second."""
         self.ctx.heartbeats.update(await self.store.load_heartbeats())
+        await self._vantage()
         if not self.leading:
             await self.engine.save_states()
             self.engine.open = {i.system: i for i in await self.store.list_incidents(

@@ -55,6 +55,8 @@ class Engine:
         self._dirty: set[str] = set()
         self._dirty_checks: set[str] = set()
         self._told: dict[str, set[str]] = {}
+        self.unconfirmed: set[str] = set()
+        """Checks failing here but not yet seen failing by `vantage_quorum` instances."""
         self._wake = asyncio.Event()
         self._latest_note: dict[str, dict[str, Any]] = {}
         self._windows: list[maintenance.Window] = []
@@ -140,7 +142,7 @@ class Engine:
     async def _evaluate_system(self, system_id: str, now: float) -> None:
         checks = self.config.checks_of(system_id)
         states = [self.states[c.id] for c in checks if c.id in self.states]
-        failing = [s for s in states if s.failing]
+        failing = [s for s in states if s.failing and s.check_id not in self.unconfirmed]
         incident = self.open.get(system_id)
         if not failing:
             if incident is not None and any(s.flapping for s in states):

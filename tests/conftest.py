@@ -181,11 +181,13 @@ class DaemonProcess:
 def daemon_factory(tmp_path: Path) -> Any:
     started: list[DaemonProcess] = []
 
-    async def make(config_text: str, port: int, name: str = "") -> DaemonProcess:
+    async def make(config_text: str, port: int, name: str = "",
+                   env: dict[str, str] | None = None) -> DaemonProcess:
         """`name` gives the daemon its own directory (several instances in one test)."""
         directory = tmp_path / name if name else tmp_path
         directory.mkdir(exist_ok=True)
         daemon = DaemonProcess(config_text, directory, port)
+        daemon.env.update(env or {})
         started.append(daemon)
         return await daemon.start()
 

@@ -180,3 +180,9 @@ def test_a_missing_file_is_a_clear_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "nope.yaml")
     assert "nope.yaml" in str(caught.value)
+
+
+def test_a_vantage_quorum_needs_a_shared_store() -> None:
+    problems = problems_of(replace("interval: 30s", "interval: 30s\n    vantage_quorum: 2"))
+    assert problems == ["h.yaml:30: checks[0].vantage_quorum: needs several instances "
+                        "sharing a postgresql:// state store"]

@@ -92,3 +92,33 @@ async def test_a_standby_takes_over_without_losing_or_repeating_messages(
         assert b.terminate() == 0
     finally:
         await drop_schema(schema)
+
+
+async def test_a_vantage_quorum_ignores_a_failure_only_one_instance_sees(
+    receiver: Receiver, daemon_factory
+) -> None:
+    """Instance A's own network is broken (its target fails); B still sees the system up."""
+    from tests.conftest import HttpTarget
+
+    seen_by_a, seen_by_b = await HttpTarget().start(), await HttpTarget().start()
+    schema = new_schema_name()
+    url = with_params(require_pg(), schema=schema)
+    text = config(url, seen_by_a, receiver, 0).replace(
+        f'url: "{seen_by_a.url}"}}', 'url: "${TARGET_URL}", vantage_quorum: 2}')
+    try:
+        port_a, port_b = free_port(), free_port()
+        a = await daemon_factory(text.replace('127.0.0.1:0"', f'127.0.0.1:{port_a}"'), port_a,
+                                 "a", env={"TARGET_URL": seen_by_a.url})
+        async with httpx.AsyncClient(trust_env=False) as client:
+            assert await leader_flag(client, a.url), "A leads: without the quorum it would page"
+        await daemon_factory(text.replace('127.0.0.1:0"', f'127.0.0.1:{port_b}"'), port_b,
+                             "b", env={"TARGET_URL": seen_by_b.url})
+        seen_by_a.status = 503
+        await asyncio.sleep(6)
+        assert receiver.messages == [], "one vantage point is not a quorum"
+        seen_by_b.status = 503
+        await receiver.wait_for(lambda: "outage_it" in receiver.kinds("it"), timeout=15)
+    finally:
+        await seen_by_a.stop()
+        await seen_by_b.stop()
+        await drop_schema(schema)

@@ -92,3 +92,11 @@ class Store(ABC):
 
     @abstractmethod
     async def load_heartbeats(self) -> dict[str, float]: ...
+
+    @abstractmethod
+    async def save_vantage(self, instance: str, states: dict[str, str], at: float) -> None:
+        """This instance's hard state of each `vantage_quorum` check (SPEC §9)."""
+
+    @abstractmethod
+    async def load_vantage(self, since: float) -> dict[str, dict[str, str]]:
+        """check id → {instance → hard state} for reports newer than `since`."""

@@ -86,6 +86,9 @@ SCHEMA: tuple[str, ...] = (
     "CREATE TABLE IF NOT EXISTS check_states (check_id TEXT PRIMARY KEY, record JSONB NOT NULL)",
     """CREATE TABLE IF NOT EXISTS heartbeats (
         check_id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS vantage (
+        check_id TEXT NOT NULL, instance TEXT NOT NULL, state TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL, PRIMARY KEY (check_id, instance))""",
     # The leader lease (monitor/leader.py). Times are the database's clock, so clock skew
     # between the instances' machines cannot make two leaders.
     """CREATE TABLE IF NOT EXISTS leader (
@@ -505,6 +508,26 @@ class PostgresStore(Store):
         await self._run(lambda conn: conn.execute(
             "INSERT INTO heartbeats(check_id, at) VALUES (%s, %s) ON CONFLICT (check_id) "
             "DO UPDATE SET at = GREATEST(heartbeats.at, excluded.at)", (check_id, at)))
+
+    async def save_vantage(self, instance: str, states: dict[str, str], at: float) -> None:
+        rows = [(check_id, instance, state, at) for check_id, state in states.items()]
+        if not rows:
+            return
+        await self._run(lambda conn: conn.cursor().executemany(
+            "INSERT INTO vantage(check_id, instance, state, at) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (check_id, instance) DO UPDATE SET state = excluded.state, "
+            "at = excluded.at", rows))
+
+    async def load_vantage(self, since: float) -> dict[str, dict[str, str]]:
+        async def op(conn: Conn) -> dict[str, dict[str, str]]:
+            cur = await conn.execute(
+                "SELECT check_id, instance, state FROM vantage WHERE at >= %s", (since,))
+            found: dict[str, dict[str, str]] = {}
+            for check_id, instance, state in await cur.fetchall():
+                found.setdefault(check_id, {})[instance] = state
+            return found
+
+        return await self._run(op)
 
     async def load_heartbeats(self) -> dict[str, float]:
         async def op(conn: Conn) -> dict[str, float]:

@@ -43,6 +43,9 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status, notifier, id);
 CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS check_states (check_id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS heartbeats (check_id TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS vantage (
+    check_id TEXT NOT NULL, instance TEXT NOT NULL, state TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (check_id, instance));
 """
 
 _OUTBOX_COLUMNS = (
@@ -300,6 +303,23 @@ class SqliteStore(Store):
         await self.db.execute(
             "INSERT OR REPLACE INTO heartbeats(check_id, at) VALUES(?, ?)", (check_id, at))
         await self.db.commit()
+
+    @_serialized
+    async def save_vantage(self, instance: str, states: dict[str, str], at: float) -> None:
+        await self.db.executemany(
+            "INSERT OR REPLACE INTO vantage(check_id, instance, state, at) VALUES(?,?,?,?)",
+            [(check_id, instance, state, at) for check_id, state in states.items()])
+        await self.db.commit()
+
+    async def load_vantage(self, since: float) -> dict[str, dict[str, str]]:
+        async with self.db.execute(
+            "SELECT check_id, instance, state FROM vantage WHERE at >= ?", (since,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        found: dict[str, dict[str, str]] = {}
+        for check_id, instance, state in rows:
+            found.setdefault(check_id, {})[instance] = state
+        return found
 
     async def load_heartbeats(self) -> dict[str, float]:
         async with self.db.execute("SELECT check_id, at FROM heartbeats") as cursor:
