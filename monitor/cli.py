@@ -74,6 +74,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     async def probe_all() -> list[Any]:
         ctx = ProbeContext()
+        if any(known[c].type == "heartbeat" for c in wanted):
+            ctx.heartbeats.update(await _stored_heartbeats(config))
         try:
             return await asyncio.gather(*(run_probe(known[c], ctx) for c in wanted))
         finally:
@@ -172,6 +174,25 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
         return 1
     print(f"OK {args.notifier} ({notifier.type}): {answer}")
     return 0
+
+
+async def _stored_heartbeats(config: Any) -> dict[str, float]:
+    """The daemon's last recorded pings, so `probe` judges a heartbeat check as it would."""
+    import os
+
+    from monitor.store import open_store
+    from monitor.store.sqlite import SqliteStore
+
+    store = open_store(config.state.url)
+    if isinstance(store, SqliteStore) and not os.path.exists(store.path):  # noqa: ASYNC240
+        return {}  # no daemon has run here: do not create a state file
+    try:
+        await store.open()
+        return await store.load_heartbeats()
+    except Exception:
+        return {}
+    finally:
+        await store.close()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
