@@ -341,6 +341,7 @@ def main_run(args: argparse.Namespace, targets: targets_mod.Targets) -> dict[str
         say(f"daemon pid {run.pid} ready in {run.startup_s:.1f}s; warming up")
         time.sleep(args.warmup)
         half = args.duration / 2
+        rss_before_scrapes, _ = rss_kib(run.pid)
         s0 = run.sample()
         if args.py_spy:
             profiler = start_py_spy(args.py_spy, run.pid, args.duration)
@@ -368,7 +369,7 @@ def main_run(args: argparse.Namespace, targets: targets_mod.Targets) -> dict[str
             "scrapes_during_scraping_half": len(scrapes) - 2,
             "missed_runs_total": total.missed,
             "series_checks": total.checks,
-            "rss_kib": rss, "rss_hwm_kib": hwm,
+            "rss_kib": rss, "rss_hwm_kib": hwm, "rss_before_first_scrape_kib": rss_before_scrapes,
             "metrics_render_ms": {
                 "n": len(render), "min": round(min(render), 1),
                 "median": round(statistics.median(render), 1), "max": round(max(render), 1),
@@ -663,6 +664,8 @@ def table(res: dict[str, Any]) -> str:
             f"{base['rss_kib'] / 1024:.1f}; peak {m['rss_hwm_kib'] / 1024:.1f})")
         row("RSS per check (KiB)", f"{per:.2f}  (RSS/N: {m['rss_kib'] / m['checks']:.2f})",
             "≤ 8 KiB", per <= SPEC["rss_per_check_kib"])
+        pre = (m["rss_before_first_scrape_kib"] - base["rss_kib"]) / m["checks"]
+        row("  per check before the first scrape", f"{pre:.2f}")
     else:
         row("RSS / N (KiB)", f"{m['rss_kib'] / m['checks']:.2f} (no baseline)", "≤ 8 KiB")
     mr = m["metrics_render_ms"]
