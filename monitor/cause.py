@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from monitor.result import State
 from monitor.state import CheckState
 
-NETWORK_TYPES = {"icmp", "tcp"}
+NETWORK_TYPES = {"icmp", "tcp", "dns"}
 DATABASE_TYPES = {"postgres", "mysql", "oracle", "mssql"}
 APPLICATION_TYPES = {"http", "hl7", "dicom"}
 

@@ -11,7 +11,7 @@ import time
 
 import structlog
 
-from checks.base import CheckBase, ProbeContext
+from checks.base import DEFAULT_TIMEOUT, CheckBase, ProbeContext
 from monitor.durations import format_duration
 from monitor.result import Result, State
 
@@ -20,7 +20,7 @@ log = structlog.get_logger("hismon.runner")
 
 async def run_probe(check: CheckBase, ctx: ProbeContext) -> Result:
     """Probe `check` within its timeout; never raises (except cancellation of the caller)."""
-    timeout = check.timeout or 5.0
+    timeout = check.timeout or DEFAULT_TIMEOUT
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
