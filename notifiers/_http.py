@@ -9,17 +9,19 @@ whose text names the host but never the URL: chat-robot URLs carry their key in 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
-from notifiers.base import DeliveryError, NotifyContext, OutgoingMessage
-
-_TOKENISH = re.compile(r"^[A-Za-z0-9_\-.~=+/%]{16,}$")
-_CREDENTIAL_HEADER = re.compile(r"auth|token|key|secret|sign|cookie|pass", re.IGNORECASE)
+from notifiers.base import (  # noqa: F401 - secret helpers re-exported for channels
+    DeliveryError,
+    NotifyContext,
+    OutgoingMessage,
+    header_secrets,
+    url_secrets,
+)
 
 
 @dataclass(slots=True)
@@ -44,40 +46,6 @@ def json_request(url: str, payload: Any, headers: dict[str, str] | None = None) 
         headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})},
         content=json.dumps(payload, ensure_ascii=False).encode("utf-8"),
     )
-
-
-def url_secrets(url: str | None) -> list[str]:
-    """The URL and the parts of it that are credentials on their own.
-
-    The whole URL is a secret, but an error text may also quote just the WeCom `key`, the
-    DingTalk `access_token`, the Feishu hook id (a long path segment) or a basic-auth
-    password, so those are listed separately and scrubbed too.
-    """
-    if not url:
-        return []
-    found = [url]
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return found
-    if parts.password:
-        found.append(parts.password)
-    for _, value in parse_qsl(parts.query, keep_blank_values=False):
-        if len(value) >= 8:
-            found.append(value)
-    for segment in parts.path.split("/"):
-        if _TOKENISH.match(segment):
-            found.append(segment)
-    # The same values as they may appear percent-encoded in a logged URL.
-    encoded = [quote(v, safe="") for v in found] + [quote_plus(v) for v in found]
-    return list(dict.fromkeys(found + encoded))
-
-
-def header_secrets(headers: dict[str, str]) -> list[str]:
-    """Values of credential-like headers (`Authorization`, `X-Api-Key`...), and the bare
-    token of `Bearer <token>`, so an echoing error page cannot leak them."""
-    values = [v for k, v in headers.items() if _CREDENTIAL_HEADER.search(k) and v.strip()]
-    return values + [v.split(None, 1)[1] for v in values if " " in v.strip()]
 
 
 def scrub(text: str, secrets: list[str]) -> str:

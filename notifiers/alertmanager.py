@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from monitor.durations import Duration
-from notifiers._http import HttpRequest, http_error, json_request, send_request, url_secrets
+from notifiers._http import HttpRequest, http_error, json_request, send_request
 from notifiers.base import NotifierBase, NotifyContext, OutgoingMessage
 
 ALERTNAME = "HismonIncident"
@@ -105,9 +105,6 @@ class AlertmanagerNotifier(NotifierBase):
 
     secret_fields = ("url",)
     default_max_length = DESCRIPTION_LIMIT
-
-    def secrets(self) -> list[str]:
-        return url_secrets(self.url)
 
     def build_request(self, message: OutgoingMessage, *, now: float | None = None) -> HttpRequest:
         return build_request(message, url=self.url, now=time.time() if now is None else now,

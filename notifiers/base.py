@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from monitor.durations import Duration
 
@@ -22,6 +23,44 @@ class DeliveryError(Exception):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+_TOKENISH = re.compile(r"^[A-Za-z0-9_\-.~=+/%]{16,}$")
+_CREDENTIAL_HEADER = re.compile(r"auth|token|key|secret|sign|cookie|pass", re.IGNORECASE)
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The URL and the parts of it that are credentials on their own.
+
+    The whole URL is a secret, but an error text may also quote just the WeCom `key`, the
+    DingTalk `access_token`, the Feishu hook id (a long path segment) or a basic-auth
+    password, so those are listed separately and scrubbed too.
+    """
+    if not url:
+        return []
+    found = [url]
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return found
+    if parts.password:
+        found.append(parts.password)
+    for _, value in parse_qsl(parts.query, keep_blank_values=False):
+        if len(value) >= 8:
+            found.append(value)
+    for segment in parts.path.split("/"):
+        if _TOKENISH.match(segment):
+            found.append(segment)
+    # The same values as they may appear percent-encoded in a logged URL.
+    encoded = [quote(v, safe="") for v in found] + [quote_plus(v) for v in found]
+    return list(dict.fromkeys(found + encoded))
+
+
+def header_secrets(headers: dict[str, str]) -> list[str]:
+    """Values of credential-like headers (`Authorization`, `X-Api-Key`...), and the bare
+    token of `Bearer <token>`, so an echoing error page cannot leak them."""
+    values = [v for k, v in headers.items() if _CREDENTIAL_HEADER.search(k) and v.strip()]
+    return values + [v.split(None, 1)[1] for v in values if " " in v.strip()]
 
 
 class RetryPolicy(BaseModel):
@@ -58,7 +97,9 @@ class NotifierBase(BaseModel):
 
     secret_fields: ClassVar[tuple[str, ...]] = ()
     default_max_length: ClassVar[int] = 100_000
-    """Longest text the channel accepts; longer messages are trimmed with a status-page link."""
+    """Longest text sent by default; longer messages are trimmed with a status-page link."""
+    api_limit: ClassVar[int | None] = None
+    """The most the channel's API accepts: `max_length` may not exceed it."""
 
     @field_validator("rate_limit")
     @classmethod
@@ -67,20 +108,37 @@ class NotifierBase(BaseModel):
             parse_rate(value)
         return value
 
+    @model_validator(mode="after")
+    def _fits_channel(self) -> NotifierBase:
+        if self.api_limit is not None and self.max_length is not None \
+                and self.max_length > self.api_limit:
+            raise ValueError(f"max_length {self.max_length} is more than {self.type} accepts "
+                             f"({self.api_limit} bytes)")
+        return self
+
     @property
     def text_limit(self) -> int:
-        return self.max_length or self.default_max_length
+        limit = self.max_length or self.default_max_length
+        return min(limit, self.api_limit) if self.api_limit is not None else limit
 
     async def send(self, message: OutgoingMessage, ctx: NotifyContext) -> str:
         """Deliver one message; return the channel's answer in a few words."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     def secrets(self) -> list[str]:
-        """Values to scrub from any error text before it is logged or stored."""
+        """Values to scrub from any error text before it is logged or stored.
+
+        A URL brings its credential parts too (a WeCom `key=`, a Feishu hook id), and a
+        headers mapping the values of its credential-like headers.
+        """
         values: list[str] = []
         for name in self.secret_fields:
             value = getattr(self, name, None)
-            if isinstance(value, str) and value:
+            if isinstance(value, dict):
+                values += header_secrets(value)
+            elif isinstance(value, str) and "://" in value:
+                values += url_secrets(value)
+            elif isinstance(value, str) and value:
                 values.append(value)
         return values
 

@@ -19,7 +19,7 @@ import time
 from typing import Annotated, Any, Literal
 from urllib.parse import quote_plus
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from notifiers._http import (
     HttpRequest,
@@ -27,7 +27,6 @@ from notifiers._http import (
     json_request,
     robot_answer,
     send_request,
-    url_secrets,
 )
 from notifiers.base import NotifierBase, NotifyContext, OutgoingMessage
 
@@ -103,16 +102,7 @@ class DingTalkNotifier(NotifierBase):
 
     secret_fields = ("webhook_url", "secret")
     default_max_length = API_LIMIT
-
-    @model_validator(mode="after")
-    def _fits_dingtalk(self) -> DingTalkNotifier:
-        if self.max_length is not None and self.max_length > API_LIMIT:
-            raise ValueError(f"max_length {self.max_length} is more than DingTalk accepts "
-                             f"({API_LIMIT} bytes)")
-        return self
-
-    def secrets(self) -> list[str]:
-        return [*url_secrets(self.webhook_url), *super().secrets()]
+    api_limit = API_LIMIT
 
     def build_request(self, message: OutgoingMessage, *, now: float | None = None) -> HttpRequest:
         timestamp = time.time() if now is None else now

@@ -19,7 +19,7 @@ import hmac
 import time
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from notifiers._http import (
     HttpRequest,
@@ -27,7 +27,6 @@ from notifiers._http import (
     json_request,
     robot_answer,
     send_request,
-    url_secrets,
 )
 from notifiers.base import NotifierBase, NotifyContext, OutgoingMessage
 
@@ -105,16 +104,8 @@ class FeishuNotifier(NotifierBase):
 
     secret_fields = ("webhook_url", "secret")
     default_max_length = TEXT_LIMIT
-
-    @model_validator(mode="after")
-    def _fits_feishu(self) -> FeishuNotifier:
-        if self.max_length is not None and self.max_length > TEXT_LIMIT:
-            raise ValueError(f"max_length {self.max_length} is more than fits a Feishu "
-                             f"message ({TEXT_LIMIT} bytes; the body limit is 20 KB)")
-        return self
-
-    def secrets(self) -> list[str]:
-        return [*url_secrets(self.webhook_url), *super().secrets()]
+    api_limit = TEXT_LIMIT
+    """What fits a Feishu message once wrapped in JSON (the body limit is 20 KB)."""
 
     def build_request(self, message: OutgoingMessage, *, now: float | None = None) -> HttpRequest:
         timestamp = time.time() if now is None else now

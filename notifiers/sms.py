@@ -28,12 +28,10 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from notifiers._http import (
     HttpRequest,
-    header_secrets,
     host_of,
     http_error,
     scrub,
     send_request,
-    url_secrets,
 )
 from notifiers.base import DeliveryError, NotifierBase, NotifyContext, OutgoingMessage
 
@@ -118,7 +116,7 @@ class SmsNotifier(NotifierBase):
     recipients: list[str] = Field(min_length=1)
     success_contains: str | None = None
 
-    secret_fields = ("url",)
+    secret_fields = ("url", "headers")
     default_max_length = 300
     """Characters, not bytes: SMS segments are counted in characters (70 per UCS-2 part)."""
 
@@ -161,9 +159,6 @@ class SmsNotifier(NotifierBase):
     def model_post_init(self, context: Any, /) -> None:
         self._url = compile_template(self.url)
         self._body = compile_template(self.body) if self.body is not None else None
-
-    def secrets(self) -> list[str]:
-        return [*url_secrets(self.url), *header_secrets(self.headers)]
 
     def build_request(self, message: OutgoingMessage, recipient: str) -> HttpRequest:
         return build_request(message, recipient, url=self._url, body=self._body,

@@ -15,11 +15,9 @@ from pydantic import Field, field_validator
 
 from notifiers._http import (
     HttpRequest,
-    header_secrets,
     http_error,
     json_request,
     send_request,
-    url_secrets,
 )
 from notifiers.base import NotifierBase, NotifyContext, OutgoingMessage
 
@@ -50,7 +48,7 @@ class WebhookNotifier(NotifierBase):
     headers: dict[str, str] = Field(default_factory=dict)
     """Extra headers, e.g. `Authorization: Bearer ${TOKEN}`; credential-like ones are scrubbed."""
 
-    secret_fields = ("secret", "url")
+    secret_fields = ("secret", "url", "headers")
 
     @field_validator("headers")
     @classmethod
@@ -59,10 +57,6 @@ class WebhookNotifier(NotifierBase):
         if clash:
             raise ValueError(f"header {clash[0]} is set by hismon and cannot be overridden")
         return value
-
-    def secrets(self) -> list[str]:
-        """URL credentials, the signing secret, and the values of credential-like headers."""
-        return [*url_secrets(self.url), *super().secrets(), *header_secrets(self.headers)]
 
     def build_request(self, message: OutgoingMessage) -> HttpRequest:
         return build_request(message, url=self.url, secret=self.secret, headers=self.headers)

@@ -18,7 +18,6 @@ from notifiers._http import (
     json_request,
     robot_answer,
     send_request,
-    url_secrets,
 )
 from notifiers.base import NotifierBase, NotifyContext, OutgoingMessage
 
@@ -75,9 +74,6 @@ class WeComNotifier(NotifierBase):
     @property
     def text_limit(self) -> int:
         return min(self.max_length or API_LIMITS[self.format], API_LIMITS[self.format])
-
-    def secrets(self) -> list[str]:
-        return url_secrets(self.webhook_url)
 
     def build_request(self, message: OutgoingMessage) -> HttpRequest:
         payload = build_payload(message, fmt=self.format,
