@@ -27,16 +27,27 @@ def parse_duration(value: object) -> float:
     return total
 
 
-def format_duration(seconds: float) -> str:
-    """Human text for messages: `1h 05m`, `12m 30s`, `800ms`."""
+def format_duration(seconds: float, language: str = "en") -> str:
+    """Human text: `1h 05m`, `12m 30s`, `800ms`; in Chinese `1小时05分`, `12分30秒`.
+
+    Minutes matter to staff; seconds only for short outages.
+    """
     if seconds <= 0:
-        return "0s"
-    if seconds < 1:
+        return "0秒" if language == "zh" else "0s"
+    if seconds < 1 and language != "zh":
         return f"{seconds * 1000:.0f}ms"
     total = round(seconds)
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
+    if language == "zh":
+        if days:
+            return f"{days}天{hours}小时{minutes:02d}分"
+        if hours:
+            return f"{hours}小时{minutes:02d}分"
+        if minutes:
+            return f"{minutes}分{secs:02d}秒"
+        return f"{secs}秒"
     if days:
         return f"{days}d {hours}h {minutes:02d}m"
     if hours:

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from monitor.durations import format_duration
 from monitor.maintenance import Window
 from monitor.models import Incident
 
@@ -283,26 +284,7 @@ def local_time(ts: float | None, tz: dt.tzinfo, seconds: bool = False) -> str:
 
 
 def human_duration(seconds: float, language: str) -> str:
-    """`1h 05m` / `1小时05分`: minutes matter to staff, seconds only for short outages."""
-    total = max(round(seconds), 0)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if language == "zh":
-        if days:
-            return f"{days}天{hours}小时{minutes:02d}分"
-        if hours:
-            return f"{hours}小时{minutes:02d}分"
-        if minutes:
-            return f"{minutes}分{secs:02d}秒"
-        return f"{secs}秒"
-    if days:
-        return f"{days}d {hours}h {minutes:02d}m"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
+    return format_duration(max(seconds, 0.0), language)
 
 
 @dataclass(slots=True)
