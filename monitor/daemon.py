@@ -199,8 +199,9 @@ class Daemon:
         """Once a second: persist changed states, refresh metrics, watch the store and config."""
         while not self.stop_event.is_set():
             try:
-                await self.store.ping()
-                await self._follow()
+                # Bounded: a locked or unreachable store must show up here, not hang it.
+                await asyncio.wait_for(self.store.ping(), 2.0)
+                await asyncio.wait_for(self._follow(), 5.0)
                 self.store_error = self.engine.last_error if self.leading else None
             except Exception as exc:
                 self.store_error = f"{type(exc).__name__}: {exc}"[:300]
