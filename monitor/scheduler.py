@@ -10,6 +10,7 @@ and a run skipped because the previous one is still going is counted too.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import datetime as dt
 import logging
 import math
@@ -21,8 +22,11 @@ from typing import Any
 import structlog
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.executors.base import BaseExecutor
+from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.util import datetime_to_utc_timestamp
 
 from checks.base import CheckBase, ProbeContext
 from monitor.config import Config
@@ -95,6 +99,72 @@ class ProbeExecutor(BaseExecutor):
                 del self._instances[job_id]
 
 
+class _SortedJobStore(MemoryJobStore):
+    """MemoryJobStore with its order kept as `(timestamp, job_id, job)` entries.
+
+    The stock store finds a job's position with a binary search written in Python, twice per
+    run (~25 µs at 10,000 jobs); tuples that sort by (time, id) let `bisect` do it in C (ids
+    are unique, so the job objects themselves are never compared). The order, the timestamps
+    and the errors are the stock store's.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._entries: list[tuple[float, str, Any]] = []
+
+    def get_due_jobs(self, now: dt.datetime) -> list[Any]:
+        index = bisect.bisect_right(self._entries, (datetime_to_utc_timestamp(now), _MAX_ID))
+        return [entry[2] for entry in self._entries[:index]]
+
+    def get_next_run_time(self) -> dt.datetime | None:
+        return self._entries[0][2].next_run_time if self._entries else None
+
+    def get_all_jobs(self) -> list[Any]:
+        return [entry[2] for entry in self._entries]
+
+    def add_job(self, job: Any) -> None:
+        if job.id in self._jobs_index:
+            raise ConflictingIdError(job.id)
+        timestamp = datetime_to_utc_timestamp(job.next_run_time)
+        bisect.insort(self._entries, (_key(timestamp), job.id, job))
+        self._jobs_index[job.id] = (job, timestamp)
+
+    def update_job(self, job: Any) -> None:
+        old_job, old_timestamp = self._jobs_index.get(job.id, (None, None))
+        if old_job is None:
+            raise JobLookupError(job.id)
+        old_index = self._index(old_timestamp, old_job.id)
+        new_timestamp = datetime_to_utc_timestamp(job.next_run_time)
+        if old_timestamp == new_timestamp:
+            self._entries[old_index] = (_key(new_timestamp), job.id, job)
+        else:
+            del self._entries[old_index]
+            bisect.insort(self._entries, (_key(new_timestamp), job.id, job))
+        self._jobs_index[old_job.id] = (job, new_timestamp)
+
+    def remove_job(self, job_id: str) -> None:
+        job, timestamp = self._jobs_index.get(job_id, (None, None))
+        if job is None:
+            raise JobLookupError(job_id)
+        del self._entries[self._index(timestamp, job_id)]
+        del self._jobs_index[job.id]
+
+    def remove_all_jobs(self) -> None:
+        super().remove_all_jobs()
+        self._entries = []
+
+    def _index(self, timestamp: float | None, job_id: str) -> int:
+        return bisect.bisect_left(self._entries, (_key(timestamp), job_id))
+
+
+_MAX_ID = "\U0010ffff"
+"""Sorts after every job id: `(now, _MAX_ID)` bounds all jobs due at `now`."""
+
+
+def _key(timestamp: float | None) -> float:
+    return math.inf if timestamp is None else timestamp
+
+
 class _LoopScheduler(AsyncIOScheduler):
     """AsyncIOScheduler whose timer processes the due jobs in the timer callback itself.
 
@@ -135,6 +205,7 @@ class Scheduler:
         self.trends: dict[str, Any] = {}
         self._checks: dict[str, CheckBase] = {}
         self._aps = _LoopScheduler(
+            jobstores={"default": _SortedJobStore()},
             executors={"default": ProbeExecutor()},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=dt.UTC,
