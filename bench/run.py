@@ -408,9 +408,13 @@ def baseline_rss(args: argparse.Namespace, targets: targets_mod.Targets) -> dict
         time.sleep(min(args.interval, 5.0) + 1)
         run.sample()
         rss, hwm = rss_kib(run.pid)
+        # what the daemon spends with (almost) nothing to probe: housekeeping, engine, server
+        cpu0, t0 = cpu_seconds(run.pid), time.perf_counter()
+        time.sleep(10.0)
+        idle = (cpu_seconds(run.pid) - cpu0) / (time.perf_counter() - t0)
     finally:
         run.stop()
-    return {"checks": 2, "rss_kib": rss, "rss_hwm_kib": hwm}
+    return {"checks": 2, "rss_kib": rss, "rss_hwm_kib": hwm, "idle_cpu_cores": round(idle, 4)}
 
 
 def hismon_kind_run(args: argparse.Namespace, targets: targets_mod.Targets, kind: str,
@@ -648,6 +652,11 @@ def table(res: dict[str, Any]) -> str:
         f"scraping {s['cpu_cores']:.3f})", "< 1 core", w["cpu_cores"] < SPEC["cpu_cores"])
     row("CPU per probe (µs)", f"{w['cpu_us_per_probe']:.0f}  (quiet "
         f"{q['cpu_us_per_probe']:.0f}, scraping {s['cpu_us_per_probe']:.0f})")
+    if base and base.get("idle_cpu_cores") is not None:
+        idle = base["idle_cpu_cores"]
+        marginal = (q["cpu_cores"] - idle) / q["probes_per_s"] * 1e6 if q["probes_per_s"] else 0
+        row("  idle daemon (2 checks) / quiet minus idle", f"{idle:.3f} cores / "
+            f"{marginal:.0f} µs per probe")
     row("scheduler lag p50 / p99 (ms)", f"{w['lag_p50_ms']:.2f} / {w['lag_p99_ms']:.2f}",
         "p99 ≤ 20 ms", w["lag_p99_ms"] <= SPEC["lag_p99_ms"])
     row("  lag p99 quiet / while scraping (ms)",
