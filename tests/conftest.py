@@ -82,6 +82,7 @@ class Receiver:
             return web.Response(status=self.fail_with, text="down")
         body = json.loads(raw)
         body["_path"] = request.path
+        body["_received_at"] = time.time()
         self.messages.append(body)
         self.headers.append(dict(request.headers))
         return web.json_response({"ok": True})

@@ -75,6 +75,13 @@ async def test_an_outage_flows_from_probe_to_department_notice_and_recovery(
     await receiver.wait_for(lambda: "outage_it" in receiver.kinds("it"), timeout=15)
     outage = next(m for m in receiver.messages if m["kind"] == "outage_it")
     assert_spec_payload(outage, "outage_it")
+    # SPEC §12: first IT notification within retry_interval × (confirm − 1) + timeout + 1 s
+    # of the first failed probe (the incident's start).
+    import datetime as dt
+
+    # started_at is given to the second (truncated), hence the extra second.
+    first_failure = dt.datetime.fromisoformat(outage["incident"]["started_at"]).timestamp()
+    assert outage["_received_at"] - first_failure <= 0.25 * (2 - 1) + 0.5 + 1.0 + 1.0
     assert outage["incident"]["severity"] == "critical"
     assert outage["incident"]["failing_checks"][0]["id"] == "his-web"
     assert "HTTP 503" in outage["incident"]["failing_checks"][0]["message"]
