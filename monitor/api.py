@@ -163,6 +163,20 @@ def build_app(daemon: Daemon) -> Starlette:
             return error(404, f"no open incident {request.path_params['id']}")
         return JSONResponse(await incident_json(found, False))
 
+    async def messages(request: Request) -> Response:
+        status = request.query_params.get("status")
+        if status not in (None, "pending", "sent", "failed", "undeliverable"):
+            return error(422, "status must be pending, sent, failed or undeliverable")
+        tz = daemon.config.site.tz
+        found = await daemon.store.list_messages(
+            status=status, incident_id=request.query_params.get("incident"), limit=500)
+        return JSONResponse({"messages": [
+            {"key": m.idempotency_key, "kind": m.kind, "notifier": m.notifier,
+             "incident": m.incident_id, "title": m.payload.get("title"), "status": m.status,
+             "attempts": m.attempts, "last_error": m.last_error,
+             "created_at": iso(m.created_at, tz), "sent_at": iso(m.sent_at, tz)}
+            for m in found]})
+
     async def list_silences(request: Request) -> Response:
         tz = daemon.config.site.tz
         now = daemon.clock()
@@ -240,6 +254,7 @@ def build_app(daemon: Daemon) -> Starlette:
         Route("/api/v1/silences", silences, methods=["GET", "POST"]),
         Route("/api/v1/silences/{id}", delete_silence, methods=["DELETE"]),
         Route("/api/v1/heartbeat/{check_id}", heartbeat, methods=["POST"]),
+        Route("/api/v1/messages", messages, methods=["GET"]),
     ]
     try:
         from monitor.pages import page_routes

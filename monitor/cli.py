@@ -312,6 +312,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     status, silences = _call(args, "GET", "/api/v1/silences")
     windows = silences.get("silences", []) if status == 200 else []
+    undelivered = []
+    for state in ("undeliverable", "failed"):
+        status, found = _call(args, "GET", f"/api/v1/messages?status={state}")
+        undelivered += found.get("messages", []) if status == 200 else []
     now = dt.datetime.now(dt.UTC)
 
     def ago(stamp: str | None) -> str:
@@ -361,6 +365,14 @@ def cmd_status(args: argparse.Namespace) -> int:
               ("in progress" if w.get("active") else "planned",
                "bold blue" if w.get("active") else "")]
              for w in windows]))
+    if undelivered:
+        tables.append((
+            "Messages NOT delivered", ["STATUS", "KIND", "NOTIFIER", "INCIDENT", "CREATED",
+                                       "LAST ERROR"],
+            [[(m["status"], "bold red"), (m["kind"], ""), (m["notifier"], "bold"),
+              (m["incident"] or "", ""), (short(m["created_at"]), ""),
+              ((m["last_error"] or "")[:80], "")]
+             for m in undelivered[:20]]))
     try:
         from rich.console import Console
         from rich.table import Table

@@ -166,9 +166,17 @@ class Daemon:
         for check_id in changed:
             self.engine.system_changed(quorum[check_id].system)
 
+    async def _count_undelivered(self) -> None:
+        """Messages given up on stay visible: a gauge, the API and `hismon status`."""
+        since = self.clock() - 86400
+        given_up = [m for status in ("failed", "undeliverable")
+                    for m in await self.store.list_messages(status=status, limit=1000)]
+        self.source.outbox_undelivered = sum(1 for m in given_up if m.created_at >= since)
+
     async def _follow(self) -> None:
         """What a follower (or a sharded leader) learns from the shared store each second."""
         self.ctx.heartbeats.update(await self.store.load_heartbeats())
+        await self._count_undelivered()
         await self._vantage()
         if not self.leading:
             await self.engine.save_states()

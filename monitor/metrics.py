@@ -84,6 +84,9 @@ class StateCollector(Collector):
         yield incidents
         yield GaugeMetricFamily("hismon_outbox_pending", "Messages waiting to be delivered",
                                 value=src.outbox_pending)
+        yield GaugeMetricFamily("hismon_outbox_undelivered",
+                                "Messages given up on (failed or undeliverable) in the last 24h",
+                                value=src.outbox_undelivered)
         yield GaugeMetricFamily("hismon_store_up", "1 when the state store answers",
                                 value=1.0 if src.store_ok else 0.0)
         yield GaugeMetricFamily("hismon_leader",
@@ -99,6 +102,7 @@ class MetricsSource:
         self.systems: list[str] = []
         self.open_incidents: list = []
         self.outbox_pending: int = 0
+        self.outbox_undelivered: int = 0
         self.store_ok: bool = True
         self.leader: bool = False
 

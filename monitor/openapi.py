@@ -345,6 +345,33 @@ PATHS: dict[str, Any] = {
             "422": _error("Windows from the config file are changed in the config"),
         },
     }},
+    "/api/v1/messages": {"get": {
+        "operationId": "listMessages", "tags": ["read"],
+        "summary": "The outbox: messages by delivery status (nothing is dropped silently)",
+        "parameters": [
+            {"name": "status", "in": "query", "required": False,
+             "schema": {"type": "string",
+                        "enum": ["pending", "sent", "failed", "undeliverable"]}},
+            {"name": "incident", "in": "query", "required": False,
+             "schema": {"type": "string"}},
+        ],
+        "responses": {
+            "200": _json({"type": "object", "required": ["messages"], "properties": {
+                "messages": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["key", "kind", "notifier", "status", "attempts"],
+                    "properties": {
+                        "key": {"type": "string"}, "kind": {"type": "string"},
+                        "notifier": {"type": "string"},
+                        "incident": {"type": ["string", "null"]},
+                        "title": {"type": ["string", "null"]},
+                        "status": {"type": "string"}, "attempts": {"type": "integer"},
+                        "last_error": {"type": ["string", "null"]},
+                        "created_at": {"type": ["string", "null"]},
+                        "sent_at": {"type": ["string", "null"]}}}}}}, "Messages, newest first"),
+            "422": _error("Unknown status"),
+        },
+    }},
     "/api/v1/heartbeat/{check_id}": {"post": {
         "operationId": "heartbeat", "tags": ["write"],
         "summary": "A job's ping for a `heartbeat` check",

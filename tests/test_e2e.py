@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import signal
+import sys
 
 import httpx
 import pytest
@@ -179,3 +180,32 @@ def test_signature_helper_matches_the_header_format() -> None:
     body = b'{"a":1}'
     expected = hmac.new(b"k", body, hashlib.sha256).hexdigest()
     assert signature("k", body) == f"sha256={expected}"
+
+
+async def test_a_message_that_cannot_be_delivered_stays_visible(
+    http_target: HttpTarget, receiver: Receiver, daemon_factory
+) -> None:
+    receiver.fail_with, receiver.fail_paths = 400, {"/it"}
+    port = free_port()
+    daemon = await daemon_factory(config(http_target, receiver, port), port)
+    http_target.status = 503
+    async with httpx.AsyncClient(base_url=daemon.url, trust_env=False) as api:
+        deadline = asyncio.get_running_loop().time() + 20
+        failed: list = []
+        while not failed and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.3)
+            failed = (await api.get("/api/v1/messages", params={"status": "failed"})).json()[
+                "messages"]
+        assert failed and failed[0]["kind"] == "outage_it" and failed[0]["notifier"] == "it"
+        assert "HTTP 400" in failed[0]["last_error"]
+        await asyncio.sleep(1.5)
+        metrics = (await api.get("/metrics")).text
+        assert "hismon_outbox_undelivered 1.0" in metrics
+        assert 'hismon_notifications_total{kind="outage_it",notifier="it",result="failed"} 1.0' \
+            in metrics
+    status = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor.cli", "status", "--url", daemon.url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(status.communicate(), 30)
+    assert status.returncode == 0
+    assert "Messages NOT delivered" in out.decode() and "outage_it" in out.decode()
