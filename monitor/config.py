@@ -255,8 +255,18 @@ class Config(Strict):
     def check(self, check_id: str) -> CheckBase:
         return self._index("checks")[check_id]
 
+    def has_system(self, system_id: str) -> bool:
+        """False for a system removed by a reload while its incident is still stored."""
+        return system_id in self._index("systems")
+
     def checks_of(self, system_id: str) -> list[CheckBase]:
-        return [c for c in self.checks if c.system == system_id]
+        by_system = self._indexes.get("checks_by_system")
+        if by_system is None:
+            by_system = {}
+            for check in self.checks:
+                by_system.setdefault(check.system, []).append(check)
+            self._indexes["checks_by_system"] = by_system
+        return list(by_system.get(system_id, []))
 
     def _index(self, name: str) -> dict[str, Any]:
         cache = self._indexes

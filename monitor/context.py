@@ -20,7 +20,7 @@ def local(ts: float | None, tz: dt.tzinfo) -> str | None:
 def incident_payload(incident: Incident, config: Config) -> dict[str, Any]:
     """The `incident` object of the webhook body and the API (SPEC §6, §7)."""
     tz = config.site.tz
-    system = config.system(incident.system) if incident.system in _ids(config) else None
+    system = config.system(incident.system) if config.has_system(incident.system) else None
     return {
         "id": incident.id,
         "system": incident.system,
@@ -40,10 +40,6 @@ def incident_payload(incident: Incident, config: Config) -> dict[str, Any]:
         "held": incident.held,
         "drill": incident.drill,
     }
-
-
-def _ids(config: Config) -> set[str]:
-    return {s.id for s in config.systems}
 
 
 def message_context(

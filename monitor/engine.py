@@ -130,7 +130,7 @@ class Engine:
         try:
             await self._announce_maintenance(now)
             for system_id in sorted(dirty):
-                if system_id in {s.id for s in self.config.systems}:
+                if self.config.has_system(system_id):
                     await self._evaluate_system(system_id, now)
             await self._link_dependencies(now)
             for incident in list(self.open.values()):
@@ -286,8 +286,7 @@ class Engine:
     # ---- plans -----------------------------------------------------------------------
 
     def _plan_of(self, incident: Incident) -> Any:
-        system_ids = {s.id for s in self.config.systems}
-        if incident.system not in system_ids:
+        if not self.config.has_system(incident.system):
             return None
         plan_id = self.config.system(incident.system).plan
         return self.config.plan(plan_id) if plan_id else None
