@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import statistics
 import sys
 import time
@@ -28,6 +29,16 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+
+
+def _use_project_venv() -> None:
+    """`python bench/X.py` from outside the venv: re-run under the project's .venv python."""
+    venv = HERE.parent / ".venv" / "bin" / "python"
+    if venv.exists() and Path(sys.prefix).resolve() != venv.parent.parent.resolve():
+        os.execv(str(venv), [str(venv), *sys.argv])
+
+
+_use_project_venv()
 
 
 def build(n: int, repo: Path) -> tuple[Any, Any]:

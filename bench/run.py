@@ -46,6 +46,15 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
+def _use_project_venv() -> None:
+    """`python bench/X.py` from outside the venv: re-run under the project's .venv python."""
+    venv = HERE.parent / ".venv" / "bin" / "python"
+    if venv.exists() and Path(sys.prefix).resolve() != venv.parent.parent.resolve():
+        os.execv(str(venv), [str(venv), *sys.argv])
+
+
+_use_project_venv()
+
 import promtext  # noqa: E402
 import targets as targets_mod  # noqa: E402
 

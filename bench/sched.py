@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import sys
 import time
@@ -27,6 +28,15 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+def _use_project_venv() -> None:
+    """`python bench/X.py` from outside the venv: re-run under the project's .venv python."""
+    venv = HERE.parent / ".venv" / "bin" / "python"
+    if venv.exists() and Path(sys.prefix).resolve() != venv.parent.parent.resolve():
+        os.execv(str(venv), [str(venv), *sys.argv])
+
+
+_use_project_venv()
 
 import promtext  # noqa: E402
 
