@@ -13,7 +13,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -64,10 +64,7 @@ def build_app(daemon: Daemon) -> Starlette:
 
     async def metrics(request: Request) -> Response:
         daemon._refresh_source()
-        # Rendering thousands of series takes long enough to delay probes if done on the
-        # loop; a worker thread keeps the scheduler's lag unaffected by scrapes.
-        body = await asyncio.to_thread(generate_latest, daemon.metrics.registry)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        return Response(await daemon.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")

@@ -250,6 +250,7 @@ class Daemon:
         self.metrics.config_reload_ok.set(1)
         self.metrics.config_reload_time.set(time.time())
         self.metrics.init_notifier_series(n.id for n in config.notifiers)
+        self.metrics.check_lines.forget(self.states)
         log.info("config_reloaded", reason=reason, checks=len(config.checks))
         sdnotify.ready(f"{len(config.checks)} checks")
         return True

@@ -7,12 +7,14 @@ histogram per check *type*, and each check's last duration is a gauge.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from monitor import __version__
 from monitor.result import State
@@ -24,51 +26,14 @@ LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 PROBE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-class StateCollector(Collector):
-    """Builds the per-check and per-system families from the daemon's state on each scrape."""
+class SystemCollector(Collector):
+    """Per-system and daemon-wide families, built from live state on each scrape."""
 
     def __init__(self, source: Callable[[], MetricsSource]) -> None:
         self._source = source
 
     def collect(self) -> Iterable[Metric]:
         src = self._source()
-        states = list(src.states.values())
-        labels = ["check", "system", "type"]
-        up = GaugeMetricFamily("hismon_check_up", "1 when the check's last result is OK or WARN",
-                               labels=labels)
-        state = GaugeMetricFamily("hismon_check_state",
-                                  "Last result: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN", labels=labels)
-        hard = GaugeMetricFamily("hismon_check_hard_state",
-                                 "Confirmed (hard) state: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN",
-                                 labels=labels)
-        duration = GaugeMetricFamily("hismon_check_duration_seconds",
-                                     "Duration of the check's last probe", labels=labels)
-        flapping = GaugeMetricFamily("hismon_check_flapping", "1 while the check is flapping",
-                                     labels=["check"])
-        runs = CounterMetricFamily("hismon_check_runs", "Probe results by state",
-                                   labels=["check", "result"])
-        missed = CounterMetricFamily("hismon_check_missed_runs",
-                                     "Runs skipped: previous run still going or overload",
-                                     labels=["check"])
-        expiry = GaugeMetricFamily("hismon_tls_cert_expiry_seconds",
-                                   "Seconds until the server certificate expires",
-                                   labels=["check"])
-        for cs in states:
-            key = [cs.check_id, cs.system, cs.type]
-            value = int(cs.state)
-            up.add_metric(key, 1.0 if value <= 1 else 0.0)
-            state.add_metric(key, value)
-            hard.add_metric(key, int(cs.hard_state))
-            duration.add_metric(key, cs.duration)
-            flapping.add_metric([cs.check_id], 1.0 if cs.flapping else 0.0)
-            for result, count in cs.runs.items():
-                runs.add_metric([cs.check_id, result], count)
-            missed.add_metric([cs.check_id], cs.missed_runs)
-            cert = cs.numbers.get("tls_cert_expiry_seconds")
-            if cert is not None:
-                expiry.add_metric([cs.check_id], cert)
-        yield from (up, state, hard, duration, flapping, runs, missed, expiry)
-
         system_up = GaugeMetricFamily("hismon_system_up",
                                       "1 unless the system has an open critical incident",
                                       labels=["system"])
@@ -94,6 +59,88 @@ class StateCollector(Collector):
                                 value=1.0 if src.leader else 0.0)
 
 
+CHECK_FAMILIES = (
+    ("hismon_check_up", "1 when the check's last result is OK or WARN", "gauge"),
+    ("hismon_check_state", "Last result: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN", "gauge"),
+    ("hismon_check_hard_state", "Confirmed (hard) state: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN",
+     "gauge"),
+    ("hismon_check_duration_seconds", "Duration of the check's last probe", "gauge"),
+    ("hismon_check_flapping", "1 while the check is flapping", "gauge"),
+    ("hismon_check_runs_total", "Probe results by state", "counter"),
+    ("hismon_check_missed_runs_total", "Runs skipped: previous run still going or overload",
+     "counter"),
+    ("hismon_tls_cert_expiry_seconds", "Seconds until the server certificate expires",
+     "gauge"),
+)
+SLICE = 100
+"""Checks rendered between two yields to the event loop: a scrape never delays probes."""
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
+def _number(value: float) -> str:
+    """Prometheus text for a value, exactly as prometheus_client writes it."""
+    return floatToGoString(value)
+
+
+class CheckLines:
+    """The per-check families in Prometheus text, written from label strings cached per check.
+
+    prometheus_client spends about 11 µs per sample building and formatting objects; with
+    10,000 checks (70,000 samples) that is over a second of CPU per scrape. Writing the lines
+    from cached, pre-escaped label strings takes a tenth of that, and doing it in slices on
+    the event loop (rather than in a thread that holds the GIL) keeps probes on time.
+    """
+
+    def __init__(self) -> None:
+        self._labels: dict[str, tuple[str, str, str]] = {}
+
+    def _labels_of(self, cs: CheckState) -> tuple[str, str]:
+        key = f"{cs.system}\0{cs.type}"
+        cached = self._labels.get(cs.check_id)
+        if cached is None or cached[2] != key:
+            check = _escape(cs.check_id)
+            cached = (f'check="{check}",system="{_escape(cs.system)}",type="{_escape(cs.type)}"',
+                      f'check="{check}"', key)
+            self._labels[cs.check_id] = cached
+        return cached[0], cached[1]
+
+    def forget(self, keep: Iterable[str]) -> None:
+        keep = set(keep)
+        for check_id in [c for c in self._labels if c not in keep]:
+            del self._labels[check_id]
+
+    def render_slice(self, states: list[CheckState], families: list[list[str]]) -> None:
+        up, state, hard, dur, flap, runs, missed, expiry = families
+        for cs in states:
+            three, one = self._labels_of(cs)
+            value = int(cs.state)
+            up.append(f"hismon_check_up{{{three}}} {'1.0' if value <= 1 else '0.0'}\n")
+            state.append(f"hismon_check_state{{{three}}} {value}.0\n")
+            hard.append(f"hismon_check_hard_state{{{three}}} {int(cs.hard_state)}.0\n")
+            dur.append(f"hismon_check_duration_seconds{{{three}}} {_number(cs.duration)}\n")
+            flap.append(f"hismon_check_flapping{{{one}}} {'1.0' if cs.flapping else '0.0'}\n")
+            for result, count in cs.runs.items():
+                runs.append(f'hismon_check_runs_total{{{one},result="{result}"}} {count}.0\n')
+            missed.append(f"hismon_check_missed_runs_total{{{one}}} {cs.missed_runs}.0\n")
+            cert = cs.numbers.get("tls_cert_expiry_seconds")
+            if cert is not None:
+                expiry.append(f"hismon_tls_cert_expiry_seconds{{{one}}} {_number(cert)}\n")
+
+    async def render(self, states: list[CheckState]) -> str:
+        families: list[list[str]] = [[] for _ in CHECK_FAMILIES]
+        for start in range(0, len(states), SLICE):
+            self.render_slice(states[start:start + SLICE], families)
+            await asyncio.sleep(0)
+        out: list[str] = []
+        for (name, doc, kind), lines in zip(CHECK_FAMILIES, families, strict=True):
+            out.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
+            out.extend(lines)
+        return "".join(out)
+
+
 class MetricsSource:
     """What the collector reads; the daemon keeps it current."""
 
@@ -111,8 +158,10 @@ class Metrics:
     """Owns one registry per daemon, so tests can run several daemons in one process."""
 
     def __init__(self, source: Callable[[], MetricsSource]) -> None:
+        self._source = source
+        self.check_lines = CheckLines()
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(StateCollector(source))
+        self.registry.register(SystemCollector(source))
         self.probe_duration = Histogram(
             "hismon_probe_duration_seconds", "Probe duration per check type", ["type"],
             buckets=PROBE_BUCKETS, registry=self.registry)
@@ -141,6 +190,12 @@ class Metrics:
             for kind in MESSAGE_KINDS:
                 for result in ("failed", "undeliverable"):
                     self.notifications.labels(notifier, kind, result)
+
+    async def exposition(self) -> bytes:
+        """The whole `/metrics` body: per-check lines on the loop in slices, then the rest."""
+        states = list(self._source().states.values())
+        per_check = await self.check_lines.render(states)
+        return per_check.encode() + generate_latest(self.registry)
 
     def observe_probe(self, check_type: str, duration: float) -> None:
         self.probe_duration.labels(check_type).observe(duration)
