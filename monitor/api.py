@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from monitor import memtrim
 from monitor.context import incident_payload
 from monitor.durations import parse_duration
 from monitor.models import Incident, Silence, iso
@@ -64,7 +65,9 @@ def build_app(daemon: Daemon) -> Starlette:
 
     async def metrics(request: Request) -> Response:
         daemon._refresh_source()
-        return Response(await daemon.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        body = await daemon.metrics.exposition()
+        memtrim.trim()  # at most every 30 s: a scrape's temporaries must not stay in RSS
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")

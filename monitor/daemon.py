@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from checks.base import ProbeContext
-from monitor import sdnotify
+from monitor import memtrim, sdnotify
 from monitor.config import Config
 from monitor.config_loader import ConfigError, load_config
 from monitor.engine import Engine
@@ -107,6 +107,7 @@ class Daemon:
                 break
             await asyncio.sleep(0.05)
         self.ready = True
+        memtrim.settle()  # drop what loading the config left behind; freeze long-lived objects
         sdnotify.ready(f"{len(self.config.checks)} checks")
         log.info("daemon_started", checks=len(self.config.checks),
                  systems=len(self.config.systems), listen=self.config.server.listen)
