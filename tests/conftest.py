@@ -12,12 +12,15 @@ import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from aiohttp import web
+
+from notifiers.base import NotifyContext
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -195,3 +198,25 @@ def daemon_factory(tmp_path: Path) -> Any:
     yield make
     for daemon in started:
         daemon.kill()
+
+
+@pytest.fixture
+async def ctx() -> AsyncIterator[NotifyContext]:
+    """What the outbox hands a notifier: a shared HTTP client."""
+    async with httpx.AsyncClient(trust_env=False) as client:
+        yield NotifyContext(http=client)
+
+
+@asynccontextmanager
+async def serve_route(path: str, handler: Any, method: str = "POST",
+                      client_max_size: int = 1024**2) -> AsyncIterator[str]:
+    """A local HTTP endpoint answering `path` with `handler`; yields its full URL."""
+    app = web.Application(client_max_size=client_max_size)
+    app.router.add_route(method, path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}{path}"
+    finally:
+        await runner.cleanup()

@@ -18,13 +18,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 from aiohttp import web
 
 from notifiers import NOTIFIER_TYPES
 from notifiers.base import DeliveryError, NotifyContext, OutgoingMessage
 from notifiers.dingtalk import DingTalkNotifier, build_payload, sign, signed_url
+from tests.conftest import serve_route
 
 TOKEN = "b2e4c6a8d0f1e3a5c7b9d1f3a5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3"
 SECRET = "SEC2f1e5c9b8a7d6e5f4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3a2918070"
@@ -89,21 +89,8 @@ class FakeDingTalk:
 
 @asynccontextmanager
 async def serve(robot: FakeDingTalk) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_post("/robot/send", robot.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/robot/send"
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def ctx() -> AsyncIterator[NotifyContext]:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield NotifyContext(http=client)
+    async with serve_route("/robot/send", robot.handle, "POST") as url:
+        yield url
 
 
 def dingtalk(base: str, token: str = TOKEN, **keys: Any) -> DingTalkNotifier:

@@ -11,14 +11,13 @@ import email
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
@@ -150,12 +149,6 @@ def smtps(server_tls: ssl.SSLContext) -> Iterator[tuple[Mailbox, int]]:
     controller = start(mailbox, ssl_context=server_tls)
     yield mailbox, controller.port
     controller.stop()
-
-
-@pytest.fixture
-async def ctx() -> AsyncIterator[NotifyContext]:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield NotifyContext(http=client)
 
 
 def mailer(port: int, **keys: Any) -> EmailNotifier:

@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import pytest
 from aiohttp import web
 
@@ -28,6 +27,7 @@ from notifiers import NOTIFIER_TYPES
 from notifiers._http import json_request
 from notifiers.base import DeliveryError, NotifyContext, OutgoingMessage
 from notifiers.feishu import BODY_LIMIT, FeishuNotifier, build_request, sign
+from tests.conftest import serve_route
 
 HOOK = "3f0c5a1e-9b7d-4c2e-8a6f-1d2b3c4d5e6f"
 SECRET = "qL8dK2pX9mZ4vB7nR1sT6w"
@@ -92,21 +92,8 @@ class FakeFeishu:
 
 @asynccontextmanager
 async def serve(bot: FakeFeishu) -> AsyncIterator[str]:
-    app = web.Application(client_max_size=1024 * 1024)
-    app.router.add_post("/open-apis/bot/v2/hook/{hook}", bot.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/open-apis/bot/v2/hook/"
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def ctx() -> AsyncIterator[NotifyContext]:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield NotifyContext(http=client)
+    async with serve_route("/open-apis/bot/v2/hook/{hook}", bot.handle) as url:
+        yield url.removesuffix("{hook}")
 
 
 def feishu(base: str, hook: str = HOOK, **keys: Any) -> FeishuNotifier:

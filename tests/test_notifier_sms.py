@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
 import pytest
 from aiohttp import web
 from pydantic import ValidationError
@@ -21,12 +20,12 @@ from pydantic import ValidationError
 from notifiers import NOTIFIER_TYPES
 from notifiers.base import DeliveryError, NotifyContext, OutgoingMessage
 from notifiers.sms import SmsNotifier, mask, sms_text
+from tests.conftest import serve_route
 
 API_KEY = "sk-live-4c1d8e2f9a7b6c5d"
 STATUS_URL = "http://hismon.hospital.internal:9464/"
 JSON_BODY = '{"mobile": {{ recipient|tojson }}, "content": {{ text|tojson }}, "sign": "市一院"}'
 PHONES = ["13800000001", "13900000002", "13700000003"]
-
 
 TEXT = "门诊医生站故障，已通知科室启用纸质流程。"
 SMS = f"【故障】门诊医生站\n{TEXT}"
@@ -73,21 +72,8 @@ class Gateway:
 
 @asynccontextmanager
 async def serve(gateway: Gateway) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_route("*", "/sms/send", gateway.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/sms/send"
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def ctx() -> AsyncIterator[NotifyContext]:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield NotifyContext(http=client)
+    async with serve_route("/sms/send", gateway.handle, "*") as url:
+        yield url
 
 
 def sms(url: str, **keys: Any) -> SmsNotifier:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from notifiers import NOTIFIER_TYPES
 from notifiers.base import DeliveryError, NotifyContext, OutgoingMessage
 from notifiers.webhook import WebhookNotifier, build_request, signature
+from tests.conftest import serve_route
 
 SECRET = "whsec-7f3a9c2e1b"
 TOKEN = "tok-0a1b2c3d4e5f6a7b"
@@ -74,16 +75,8 @@ class Receiver:
 
 @asynccontextmanager
 async def serve(handler: Any) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_post("/hooks/hismon", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/hismon"
-    finally:
-        await runner.cleanup()
+    async with serve_route("/hooks/hismon", handler, "POST") as url:
+        yield url
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
-import httpx
 import pytest
 from aiohttp import web
 from pydantic import ValidationError
@@ -22,6 +21,7 @@ from pydantic import ValidationError
 from notifiers import NOTIFIER_TYPES
 from notifiers.base import DeliveryError, NotifyContext, OutgoingMessage
 from notifiers.wecom import WeComNotifier, build_payload
+from tests.conftest import serve_route
 
 KEY = "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa"
 STATUS_URL = "http://hismon.hospital.internal:9464/"
@@ -79,22 +79,8 @@ class FakeWeCom:
 
 @asynccontextmanager
 async def serve(robot: FakeWeCom) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_post("/cgi-bin/webhook/send", robot.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/cgi-bin/webhook/send"
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def ctx() -> AsyncIterator[NotifyContext]:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield NotifyContext(http=client)
+    async with serve_route("/cgi-bin/webhook/send", robot.handle, "POST") as url:
+        yield url
 
 
 def wecom(base: str, key: str = KEY, **keys: Any) -> WeComNotifier:
