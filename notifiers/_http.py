@@ -15,13 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from notifiers.base import (  # noqa: F401 - secret helpers re-exported for channels
-    DeliveryError,
-    NotifyContext,
-    OutgoingMessage,
-    header_secrets,
-    url_secrets,
-)
+from notifiers.base import DeliveryError, NotifyContext, OutgoingMessage
 
 
 @dataclass(slots=True)
