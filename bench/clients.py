@@ -7,7 +7,7 @@ Each client runs in its own process against the same loopback nginx (or the Pyth
 target), with a new TCP connection per request, `--concurrency` requests in flight (a closed
 loop, so the process saturates one core and req/s is its ceiling). CPU is the process's
 time.process_time() over the measured requests, after a warm-up. The `hismon-*` rows run the
-daemon's own probe path (`monitor.runner.run_probe` on an `HttpCheck`/`TcpCheck` with a
+daemon's own probe path (`monitor.probing.runner.run_probe` on an `HttpCheck`/`TcpCheck` with a
 `ProbeContext`), so the gap between `aiohttp` and `hismon-http` is what the check code adds.
 The `create:*` rows time building one client (TLS context included), as a probe that made its
 own client would pay on every run.
@@ -135,8 +135,8 @@ def make_client(name: str, url: str, tcp_port: int) -> tuple[Any, Any]:
         from checks.base import ProbeContext
         from checks.http import HttpCheck
         from checks.tcp import TcpCheck
-        from monitor.result import State
-        from monitor.runner import run_probe
+        from monitor.core.result import State
+        from monitor.probing.runner import run_probe
 
         ctx = ProbeContext()
         check: Any

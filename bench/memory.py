@@ -63,11 +63,11 @@ async def main_async(args: argparse.Namespace) -> list[tuple[str, int, int]]:
     from prometheus_client import generate_latest
 
     from checks.base import ProbeContext
-    from monitor.config_loader import load_config
-    from monitor.metrics import Metrics, MetricsSource
-    from monitor.result import Result, State
-    from monitor.scheduler import Scheduler
-    from monitor.state import advance
+    from monitor.config.loader import load_config
+    from monitor.core.result import Result, State
+    from monitor.probing.scheduler import Scheduler
+    from monitor.probing.state import advance
+    from monitor.telemetry.metrics import Metrics, MetricsSource
 
     steps: list[tuple[str, int, int]] = []
 

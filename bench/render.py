@@ -2,11 +2,11 @@
 
     python bench/render.py --checks 10000
 
-Builds N check states the way the daemon does (monitor.state.advance on probe-like results),
+Builds N check states the way the daemon does (monitor.probing.state.advance on probe-like results),
 then measures, in one process:
 
 1. `Metrics.exposition()`: what `GET /metrics` does (per-check lines from cached label
-   strings, on the loop in slices; `monitor/metrics.py`);
+   strings, on the loop in slices; `monitor/telemetry/metrics.py`);
 2. the same per-check families built as prometheus_client metric families and rendered by
    `generate_latest` in a thread (what the daemon did before), as the reference;
 3. how late a 1 ms loop timer (like the scheduler's) runs while each is rendered.
@@ -40,9 +40,9 @@ _use_project_venv()
 
 def build(n: int, repo: Path) -> tuple[Any, Any]:
     sys.path.insert(0, str(repo.resolve()))
-    from monitor.metrics import Metrics, MetricsSource
-    from monitor.result import Result, State
-    from monitor.state import CheckState, advance
+    from monitor.core.result import Result, State
+    from monitor.probing.state import CheckState, advance
+    from monitor.telemetry.metrics import Metrics, MetricsSource
 
     src = MetricsSource()
     systems = max(1, n // 50)

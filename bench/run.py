@@ -323,13 +323,13 @@ class DaemonRun:
 # that the venv's editable install points to.
 _ISOLATE = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "
             "'__module__', '').startswith('__editable__')]; sys.argv[0] = 'hismon'; "
-            "from monitor.cli import main; main()")
+            "from monitor.commands.cli import main; main()")
 
 
 def daemon_command() -> list[str]:
-    """`hismon` as the console script runs it: `python -m monitor.cli`."""
+    """`hismon` as the console script runs it: `python -m monitor.commands.cli`."""
     if DAEMON_REPO == REPO:
-        return [sys.executable, "-m", "monitor.cli"]
+        return [sys.executable, "-m", "monitor"]
     return [sys.executable, "-c", _ISOLATE]
 
 

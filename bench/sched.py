@@ -2,7 +2,7 @@
 
     python bench/sched.py --checks 10000 --interval 10s --duration 20s
 
-Runs the daemon's own `monitor.scheduler.Scheduler` (APScheduler 3 + ProbeExecutor + state
+Runs the daemon's own `monitor.probing.scheduler.Scheduler` (APScheduler 3 + ProbeExecutor + state
 machine + metrics) in this process with `run_probe` replaced by a coroutine that returns an OK
 result at once, so the CPU per run is the scheduling, state and metrics overhead alone. Modes:
 
@@ -58,11 +58,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(args.repo.resolve()))
     from prometheus_client import generate_latest
 
-    import monitor.scheduler as sched_mod
+    import monitor.probing.scheduler as sched_mod
     from checks.base import ProbeContext
-    from monitor.config import Config
-    from monitor.metrics import Metrics, MetricsSource
-    from monitor.result import Result, State
+    from monitor.config.model import Config
+    from monitor.core.result import Result, State
+    from monitor.telemetry.metrics import Metrics, MetricsSource
 
     async def no_probe(check: Any, ctx: Any) -> Result:
         return Result(State.OK, "connected to 127.0.0.1:1 in 0.1 ms", duration=0.0001,

@@ -1,7 +1,7 @@
 """What every check type shares: timing keys, thresholds, and the probe context.
 
 A check module defines one pydantic model (its YAML keys) with an async `probe(ctx)` that
-only measures and judges. The runner in `monitor/runner.py` owns timeout, timing and
+only measures and judges. The runner in `monitor/probing/runner.py` owns timeout, timing and
 exception handling, so a probe may let unexpected errors escape: they become UNKNOWN there.
 """
 
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
-from monitor.durations import Duration, format_duration
-from monitor.result import Result, State
+from monitor.core.durations import Duration, format_duration
+from monitor.core.result import Result, State
 
 if TYPE_CHECKING:
     import aiohttp

@@ -23,8 +23,8 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 
 from checks.base import CheckBase, ProbeContext, time_budget
-from monitor.durations import format_duration
-from monitor.result import Result, State
+from monitor.core.durations import format_duration
+from monitor.core.result import Result, State
 
 Cause = Literal["network", "database", "application", "certificate", "capacity"]
 

@@ -32,8 +32,8 @@ from checks.base import (
     require_driver,
     time_budget,
 )
-from monitor.durations import format_duration
-from monitor.result import Result, State
+from monitor.core.durations import format_duration
+from monitor.core.result import Result, State
 
 
 @dataclass(slots=True)

@@ -24,8 +24,8 @@ from checks.base import (
     require_driver,
     time_budget,
 )
-from monitor.durations import format_duration
-from monitor.result import Result, State
+from monitor.core.durations import format_duration
+from monitor.core.result import Result, State
 
 # Our result carries the reason; pynetdicom's ERROR lines for every failed probe are noise.
 logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)

@@ -16,8 +16,8 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, field_validator
 
 from checks.base import CheckBase, LatencyThresholds, ProbeContext, require_driver, time_budget
-from monitor.durations import format_duration
-from monitor.result import Result, State
+from monitor.core.durations import format_duration
+from monitor.core.result import Result, State
 
 Record = Literal["A", "AAAA", "CNAME", "MX", "TXT", "SRV", "NS", "PTR", "SOA", "CAA"]
 

@@ -18,8 +18,8 @@ from typing import Literal
 from pydantic import Field, PrivateAttr
 
 from checks.base import CheckBase, ProbeContext
-from monitor.durations import Duration
-from monitor.result import Result, State
+from monitor.core.durations import Duration
+from monitor.core.result import Result, State
 
 
 class HeartbeatCheck(CheckBase):

@@ -22,8 +22,8 @@ from typing import Literal
 from pydantic import Field, PositiveInt, field_validator
 
 from checks.base import CheckBase, LatencyThresholds, ProbeContext, network_reason, time_budget
-from monitor.durations import format_duration
-from monitor.result import Result, State
+from monitor.core.durations import format_duration
+from monitor.core.result import Result, State
 
 START, END = b"\x0b", b"\x1c\x0d"
 _ACK_CODES = {

@@ -22,8 +22,8 @@ from checks.base import (
     time_budget,
 )
 from checks.tls import judge_expiry, parse_certificate
-from monitor.durations import Duration, format_duration
-from monitor.result import Result, State
+from monitor.core.durations import Duration, format_duration
+from monitor.core.result import Result, State
 
 
 class HttpExpect(Strict):

@@ -21,8 +21,8 @@ from checks.base import (
     require_driver,
     time_budget,
 )
-from monitor.durations import Duration, format_duration
-from monitor.result import Result, State
+from monitor.core.durations import Duration, format_duration
+from monitor.core.result import Result, State
 
 PERMISSION_HINT = (
     "ICMP not permitted: run hismon as root, give it CAP_NET_RAW "

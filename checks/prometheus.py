@@ -28,8 +28,8 @@ from checks.base import (
     network_reason,
     time_budget,
 )
-from monitor.durations import format_duration
-from monitor.result import Result, State
+from monitor.core.durations import format_duration
+from monitor.core.result import Result, State
 
 _MAX_ANSWER = 4 * 1024 * 1024
 

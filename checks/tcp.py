@@ -13,8 +13,8 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 
 from checks.base import CheckBase, LatencyThresholds, ProbeContext, time_budget
-from monitor.durations import format_duration
-from monitor.result import Result, State
+from monitor.core.durations import format_duration
+from monitor.core.result import Result, State
 
 _REASONS = {
     errno.ECONNREFUSED: "connection refused",

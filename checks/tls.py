@@ -25,8 +25,8 @@ from checks.base import (
     network_reason,
     time_budget,
 )
-from monitor.durations import Duration, format_duration
-from monitor.result import Result, State
+from monitor.core.durations import Duration, format_duration
+from monitor.core.result import Result, State
 
 
 class TlsCheck(CheckBase):

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from monitor.durations import Duration
+from monitor.core.durations import Duration
 from notifiers._http import HttpRequest, http_error, json_request, send_request
 from notifiers.base import NotifierBase, NotifyContext, OutgoingMessage
 

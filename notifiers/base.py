@@ -1,7 +1,7 @@
 """What every notifier shares: delivery keys, the message it receives, the error it raises.
 
 Channels only build and send; they raise `DeliveryError` and never retry themselves. The
-outbox (`monitor/outbox.py`) owns retries, backoff, fallback and rate limits.
+outbox (`monitor/delivery/outbox.py`) owns retries, backoff, fallback and rate limits.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from monitor.durations import Duration
+from monitor.core.durations import Duration
 
 
 class DeliveryError(Exception):

@@ -152,7 +152,7 @@ class DaemonProcess:
     async def start(self) -> DaemonProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor.cli", "run", "-c", str(self.config_path)],
+            [sys.executable, "-m", "monitor", "run", "-c", str(self.config_path)],
             stdout=log, stderr=log, cwd=self.config_path.parent, env=self.env)
         deadline = time.monotonic() + 20
         async with httpx.AsyncClient(trust_env=False) as client:

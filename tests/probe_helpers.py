@@ -14,8 +14,8 @@ import trustme
 
 from checks import CHECK_TYPES
 from checks.base import CheckBase, ProbeContext
-from monitor.result import Result
-from monitor.runner import run_probe
+from monitor.core.result import Result
+from monitor.probing.runner import run_probe
 
 
 def make_check(data: dict[str, Any]) -> CheckBase:
@@ -131,7 +131,7 @@ def assert_missing_driver_is_a_config_error(
 
     import yaml
 
-    from monitor.config_loader import ConfigError, load_config_text
+    from monitor.config.loader import ConfigError, load_config_text
 
     for name in list(sys.modules):
         if name == module or name.startswith(f"{module}."):

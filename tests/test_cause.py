@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from monitor.cause import suspect
-from monitor.result import State
-from monitor.state import CheckState
+from monitor.core.result import State
+from monitor.incidents.cause import suspect
+from monitor.probing.state import CheckState
 
 
 def state(check_id: str, kind: str, result: State, cause: str | None = None) -> CheckState:

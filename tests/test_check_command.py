@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from checks.command import parse_output, parse_perfdata
-from monitor.result import State
+from monitor.core.result import State
 from tests.conftest import HttpTarget
 from tests.probe_helpers import closed_port, make_check, probe, tcp_server
 

@@ -14,7 +14,7 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
-from monitor.result import State
+from monitor.core.result import State
 from tests.probe_helpers import (
     assert_missing_driver_is_a_config_error,
     closed_port,

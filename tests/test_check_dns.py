@@ -18,7 +18,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from monitor.result import State
+from monitor.core.result import State
 from tests.probe_helpers import assert_missing_driver_is_a_config_error, closed_port, probe
 
 ZONE: dict[tuple[str, str], list[str]] = {

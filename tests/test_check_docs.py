@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from checks import CHECK_TYPES
-from monitor.config_loader import load_config_text
+from monitor.config.loader import load_config_text
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = (REPO / "docs" / "checks.md").read_text(encoding="utf-8")

@@ -6,7 +6,7 @@ import time
 
 from checks.base import ProbeContext
 from checks.heartbeat import HeartbeatCheck, span
-from monitor.result import Result, State
+from monitor.core.result import Result, State
 from tests.probe_helpers import make_check, probe
 
 HOUR = 3600.0

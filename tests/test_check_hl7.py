@@ -16,7 +16,7 @@ import hl7.mllp
 import pytest
 
 from checks.hl7 import Hl7Check, judge_ack
-from monitor.result import State
+from monitor.core.result import State
 from tests.probe_helpers import close_at_once, closed_port, make_check, probe, silent, tcp_server
 
 

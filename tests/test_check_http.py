@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from monitor.result import State
+from monitor.core.result import State
 from tests.probe_helpers import (
     Pki,
     close_at_once,

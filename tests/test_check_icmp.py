@@ -13,7 +13,7 @@ import icmplib
 import pytest
 
 from checks.icmp import IcmpCheck
-from monitor.result import Result, State
+from monitor.core.result import Result, State
 from tests.probe_helpers import assert_missing_driver_is_a_config_error, make_check, probe
 
 IS_ROOT = os.geteuid() == 0

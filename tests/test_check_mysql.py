@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-from monitor.result import State
+from monitor.core.result import State
 from tests.probe_helpers import closed_port, make_check, probe, silent, tcp_server
 
 HOST = os.environ.get("HISMON_TEST_MYSQL_HOST", "127.0.0.1")

@@ -16,7 +16,7 @@ import struct
 import pytest
 from pydantic import ValidationError
 
-from monitor.result import State
+from monitor.core.result import State
 from tests.probe_helpers import (
     assert_missing_driver_is_a_config_error,
     close_at_once,

@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from checks.database import scrub
-from monitor.result import State
+from monitor.core.result import State
 from tests.probe_helpers import closed_port, make_check, probe, silent, tcp_server
 
 PG_DSN = os.environ.get("HISMON_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from monitor.result import State
+from monitor.core.result import State
 from tests.probe_helpers import closed_port, probe
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"

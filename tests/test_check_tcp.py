@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from monitor.result import State
+from monitor.core.result import State
 from tests.probe_helpers import closed_port, probe, silent, tcp_server
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from checks.tls import parse_certificate
-from monitor.result import State
+from monitor.core.result import State
 from tests.probe_helpers import Pki, closed_port, now_utc, probe, silent, tcp_server
 
 DAY = 86400

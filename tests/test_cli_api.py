@@ -53,7 +53,7 @@ async def hismon(*args: str, token: str | None = None) -> subprocess.CompletedPr
     if token is not None:
         env["HISMON_API_TOKEN"] = token
     return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "monitor.cli", *args], capture_output=True,
+        subprocess.run, [sys.executable, "-m", "monitor", *args], capture_output=True,
         text=True, timeout=60, env=env, cwd=REPO)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config_loader import ConfigError, load_config, load_config_text
+from monitor.config.loader import ConfigError, load_config, load_config_text
 
 VALID = """\
 site:
@@ -157,10 +157,10 @@ def test_validate_command_exit_codes(tmp_path: Path) -> None:
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(VALID)
     bad.write_text(replace("interval: 30s", "interval: 30x"))
-    ok = subprocess.run([sys.executable, "-m", "monitor.cli", "validate", "-c", str(good)],
+    ok = subprocess.run([sys.executable, "-m", "monitor", "validate", "-c", str(good)],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    failed = subprocess.run([sys.executable, "-m", "monitor.cli", "validate", "-c", str(bad)],
+    failed = subprocess.run([sys.executable, "-m", "monitor", "validate", "-c", str(bad)],
                             capture_output=True, text=True)
     assert failed.returncode == 2
     assert f'{bad}:29: checks[0].interval: invalid duration "30x"' in failed.stderr
@@ -169,7 +169,7 @@ def test_validate_command_exit_codes(tmp_path: Path) -> None:
 def test_run_with_an_invalid_config_starts_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(textwrap.dedent(replace("interval: 30s", "interval: 30x")))
-    proc = subprocess.run([sys.executable, "-m", "monitor.cli", "run", "-c", str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "monitor", "run", "-c", str(bad)],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "checks[0].interval" in proc.stderr

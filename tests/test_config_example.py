@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from checks import CHECK_TYPES
-from monitor.config import Config
-from monitor.config_loader import ConfigError, load_config, load_config_text
+from monitor.config.loader import ConfigError, load_config, load_config_text
+from monitor.config.model import Config
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config.example.yaml"
@@ -114,7 +114,7 @@ def test_environment_values_are_used() -> None:
 
 def test_hismon_validate_exits_0_with_a_clean_environment() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "validate", "-c", str(EXAMPLE)],
+        [sys.executable, "-m", "monitor", "validate", "-c", str(EXAMPLE)],
         cwd=REPO, env=_clean_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout

@@ -35,7 +35,7 @@ DEPARTMENT_NOTIFIERS = AFFECTED | UNAFFECTED
 
 def _command(port: int, *extra: str) -> list[str]:
     script = shutil.which("hismon", path=str(Path(sys.executable).parent))
-    base = [script] if script else [sys.executable, "-m", "monitor.cli"]
+    base = [script] if script else [sys.executable, "-m", "monitor"]
     return [*base, "demo", "--port", str(port), *extra]
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config_loader import load_config_text
-from monitor.models import Incident
-from monitor.report import build_report, render
+from monitor.commands.report import build_report, render
+from monitor.config.loader import load_config_text
+from monitor.core.models import Incident
 from tests.conftest import Receiver
 
 PLAN_KINDS = ["outage_it", "department_outage", "leadership_report", "vendor_escalation",
@@ -53,7 +53,7 @@ plans:
 
 async def run_cli(*args: str, limit: float = 60) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", *args,
+        sys.executable, "-m", "monitor", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(proc.communicate(), limit)
     return proc.returncode or 0, out.decode()

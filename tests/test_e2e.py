@@ -204,7 +204,7 @@ async def test_a_message_that_cannot_be_delivered_stays_visible(
         assert 'hismon_notifications_total{kind="outage_it",notifier="it",result="failed"} 1.0' \
             in metrics
     status = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "status", "--url", daemon.url,
+        sys.executable, "-m", "monitor", "status", "--url", daemon.url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(status.communicate(), 30)
     assert status.returncode == 0

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import Config
-from monitor.config_loader import load_config_text
-from monitor.engine import Engine
-from monitor.models import Silence
-from monitor.result import Result, State
-from monitor.state import CheckState, advance
+from monitor.config.loader import load_config_text
+from monitor.config.model import Config
+from monitor.core.models import Silence
+from monitor.core.result import Result, State
+from monitor.incidents.engine import Engine
+from monitor.probing.state import CheckState, advance
 from monitor.store.sqlite import SqliteStore
 
 CONFIG = """\

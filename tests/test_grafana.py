@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from monitor import sdnotify
+from monitor.runtime import sdnotify
 from tests.conftest import REPO, DaemonProcess, HttpTarget, Receiver, free_port
 
 DASHBOARD = REPO / "deploy" / "grafana" / "hismon.json"
@@ -130,7 +130,7 @@ def test_systemd_unit_runs_hardened_as_an_unprivileged_user() -> None:
     assert unit["CapabilityBoundingSet"] == ["CAP_NET_RAW"]
     assert unit["ExecReload"][-1] == "/bin/kill -HUP $MAINPID"
     assert unit["ExecStart"][0].endswith("hismon run -c /etc/hismon/config.yaml")
-    assert unit["Type"] == ["notify"], "the daemon sends READY=1 (monitor/sdnotify.py)"
+    assert unit["Type"] == ["notify"], "the daemon sends READY=1 (monitor/runtime/sdnotify.py)"
 
 
 # ---- sd_notify -----------------------------------------------------------------------------
@@ -163,8 +163,6 @@ def test_sd_notify_reaches_an_abstract_socket() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif("sdnotify" not in (REPO / "monitor" / "daemon.py").read_text(),
-                    reason="monitor/sdnotify.py is not wired into Daemon yet")
 async def test_the_daemon_tells_systemd_it_is_ready(
     http_target: HttpTarget, tmp_path: Path
 ) -> None:

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from monitor.leader import MAX_TTL, MIN_TTL, Leadership, config_lease_ttl, lease_ttl
+from monitor.cluster.leader import MAX_TTL, MIN_TTL, Leadership, config_lease_ttl, lease_ttl
 from monitor.store import Store, open_store
 from tests import test_store_contract as contract
 

@@ -6,10 +6,10 @@ import datetime as dt
 import zoneinfo
 from pathlib import Path
 
-from monitor import maintenance
-from monitor.config_loader import load_config_text
-from monitor.engine import Engine
-from monitor.state import CheckState
+from monitor.config.loader import load_config_text
+from monitor.incidents import maintenance
+from monitor.incidents.engine import Engine
+from monitor.probing.state import CheckState
 from monitor.store.sqlite import SqliteStore
 
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -103,7 +103,7 @@ async def test_departments_get_the_notice_ahead_and_the_resume_notice_after(
 def test_a_window_needs_start_and_end_or_a_recurrence() -> None:
     import pytest
 
-    from monitor.config_loader import ConfigError
+    from monitor.config.loader import ConfigError
 
     text = CONFIG.replace('    end: "2026-12-02T02:00:00+08:00"\n', "")
     with pytest.raises(ConfigError) as caught:

@@ -1,8 +1,8 @@
 """Message templates: every kind in zh and en, rendered from a realistic outage context.
 
-`realistic_context()` mirrors what the daemon builds (monitor/context.py, docs/messages.md):
-the outpatient doctor station of a two-campus hospital is down since 08:05 because the HIS
-database fails. docs/messages.md shows these same renderings.
+`realistic_context()` mirrors what the daemon builds (monitor/delivery/context.py and
+docs/messages.md): the outpatient doctor station of a two-campus hospital is down since 08:05
+because the HIS database fails. docs/messages.md shows these same renderings.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import jinja2
 import pytest
 
-from monitor.messages import MessageRenderer, template_environment
+from monitor.delivery.messages import MessageRenderer, template_environment
 
 KINDS = [
     "early_warning", "outage_it", "department_outage", "leadership_report",

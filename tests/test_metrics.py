@@ -6,9 +6,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.metrics import CHECK_FAMILIES, Metrics, MetricsSource
-from monitor.result import Result, State
-from monitor.state import CheckState, advance
+from monitor.core.result import Result, State
+from monitor.probing.state import CheckState, advance
+from monitor.telemetry.metrics import CHECK_FAMILIES, Metrics, MetricsSource
 
 
 def source(n: int = 600) -> MetricsSource:

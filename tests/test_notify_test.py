@@ -11,7 +11,7 @@ from tests.conftest import Receiver
 
 async def notify_test(config: Path, notifier: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "notify-test", "-c", str(config), notifier,
+        sys.executable, "-m", "monitor", "notify-test", "-c", str(config), notifier,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     return proc.returncode or 0, out.decode()

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from starlette.routing import Route
 
-from monitor.api import build_app
-from monitor.openapi import OPENAPI
+from monitor.web.api import build_app
+from monitor.web.openapi import OPENAPI
 from tests.conftest import HttpTarget, free_port
 
 TOKEN = "openapi-token"
@@ -56,7 +56,7 @@ maintenance:
 
 
 def api_routes() -> set[tuple[str, str]]:
-    """(path, method) of every route `monitor/api.py` serves, pages left out."""
+    """(path, method) of every route `monitor/web/api.py` serves, pages left out."""
     app = build_app(None)  # type: ignore[arg-type]  # routes are built without the daemon
     found = set()
     for route in app.routes:

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from monitor.config_loader import load_config_text
-from monitor.models import OutboxMessage
-from monitor.outbox import Outbox, RateLimiter, backoff
+from monitor.config.loader import load_config_text
+from monitor.core.models import OutboxMessage
+from monitor.delivery.outbox import Outbox, RateLimiter, backoff
 from monitor.store.sqlite import SqliteStore
 from tests.conftest import Receiver
 

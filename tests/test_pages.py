@@ -338,7 +338,7 @@ async def test_a_system_down_because_of_its_database_says_so(
 
 def test_both_languages_have_every_string() -> None:
     """A string missing in one language would fail the page (StrictUndefined) for that site."""
-    from monitor.pages import CAUSES, STRINGS, TIMELINE_KINDS
+    from monitor.web.pages import CAUSES, STRINGS, TIMELINE_KINDS
 
     for table in (STRINGS, TIMELINE_KINDS, CAUSES):
         assert set(table["en"]) == set(table["zh"])

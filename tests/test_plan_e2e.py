@@ -106,7 +106,7 @@ async def test_the_emergency_plan_end_to_end(
     assert "王工" in of(receiver, "acknowledged", "it")["text"]
 
     update = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "monitor.cli", "update", incident_id, "--text",
+        subprocess.run, [sys.executable, "-m", "monitor", "update", incident_id, "--text",
          "厂商工程师已到场，预计 20 分钟恢复", "--by", "李主任", "--url", daemon.url,
          "--token", "plan-token"], capture_output=True, text=True, timeout=30)
     assert update.returncode == 0, update.stderr
@@ -136,7 +136,7 @@ async def test_the_emergency_plan_end_to_end(
 
     receiver.messages.clear()
     drill = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "drill", "-c", str(daemon.config_path),
+        sys.executable, "-m", "monitor", "drill", "-c", str(daemon.config_path),
         "--system", "his", "--speed", "30", cwd=daemon.config_path.parent,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(drill.communicate(), 60)
@@ -146,7 +146,7 @@ async def test_the_emergency_plan_end_to_end(
 
     figures = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "monitor.cli", "report", "-c", str(daemon.config_path),
+        [sys.executable, "-m", "monitor", "report", "-c", str(daemon.config_path),
          "--format", "json"], capture_output=True, text=True, timeout=30,
         cwd=daemon.config_path.parent)
     assert figures.returncode == 0, figures.stderr

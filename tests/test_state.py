@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from monitor.result import Result, State
-from monitor.state import CheckState, advance
+from monitor.core.result import Result, State
+from monitor.probing.state import CheckState, advance
 
 
 def feed(cs: CheckState, states: list[State], start: float = 1000.0, step: float = 5.0,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from monitor.models import Incident, OutboxMessage, Silence, TimelineEntry
+from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.store import Store, open_store
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from checks.base import TrendConfig
-from monitor.result import Result, State
-from monitor.runner import run_probe
-from monitor.trend import TrendTracker
+from monitor.core.result import Result, State
+from monitor.probing.runner import run_probe
+from monitor.probing.trend import TrendTracker
 from tests.conftest import HttpTarget
 from tests.probe_helpers import make_check
 

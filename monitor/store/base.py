@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from monitor.models import Incident, OutboxMessage, Silence, TimelineEntry
+from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
 
 
 class Store(ABC):

@@ -44,7 +44,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
-from monitor.models import Incident, OutboxMessage, Silence, TimelineEntry
+from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.store.base import Store
 
 T = TypeVar("T")
@@ -89,7 +89,7 @@ SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS vantage (
         check_id TEXT NOT NULL, instance TEXT NOT NULL, state TEXT NOT NULL,
         at DOUBLE PRECISION NOT NULL, PRIMARY KEY (check_id, instance))""",
-    # The leader lease (monitor/leader.py). Times are the database's clock, so clock skew
+    # The leader lease (monitor/cluster/leader.py). Times are the database's clock, so clock skew
     # between the instances' machines cannot make two leaders.
     """CREATE TABLE IF NOT EXISTS leader (
         name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL,
@@ -536,7 +536,7 @@ class PostgresStore(Store):
 
         return await self._run(op)
 
-    # ---- leader lease (used by monitor.leader, not part of Store) --------------------
+    # ---- leader lease (used by monitor.cluster.leader, not part of Store) --------------------
 
     async def acquire_lease(self, name: str, me: str, ttl: float) -> tuple[str | None, float]:
         """Take or renew lease `name` for `me` if it is ours or expired.

@@ -15,7 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import aiosqlite
 
-from monitor.models import Incident, OutboxMessage, Silence, TimelineEntry
+from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.store.base import Store
 
 SCHEMA = """

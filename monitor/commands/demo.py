@@ -35,8 +35,8 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.config import Config
-from monitor.config_loader import load_config_text
+from monitor.config.loader import load_config_text
+from monitor.config.model import Config
 
 DEMO_TOKEN = "demo-token"
 """API token of the demo daemon, printed so a newcomer can try `hismon ack` against it."""
@@ -388,7 +388,7 @@ def run_demo(port: int = 9464, speed: float = 1.0, duration: float | None = None
     if speed <= 0:
         print("hismon demo: --speed must be greater than 0", file=sys.stderr)
         return 2
-    from monitor.logs import configure
+    from monitor.telemetry.logs import configure
 
     # The console messages and the narrator own stdout; daemon logs would drown them.
     configure("error")
@@ -404,7 +404,7 @@ def run_demo(port: int = 9464, speed: float = 1.0, duration: float | None = None
 
 
 async def _demo(port: int, speed: float, duration: float | None) -> int:
-    from monitor.daemon import Daemon
+    from monitor.runtime.daemon import Daemon
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

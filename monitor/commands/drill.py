@@ -18,11 +18,11 @@ import time
 from dataclasses import replace
 from typing import TextIO
 
-from monitor.config import Config
-from monitor.engine import Engine
-from monitor.outbox import Outbox
-from monitor.result import State
-from monitor.state import CheckState
+from monitor.config.model import Config
+from monitor.core.result import State
+from monitor.delivery.outbox import Outbox
+from monitor.incidents.engine import Engine
+from monitor.probing.state import CheckState
 from monitor.store import open_store
 from monitor.store.sqlite import SqliteStore
 

@@ -1,6 +1,6 @@
 """Status pages for people (SPEC §7): the hospital overview, one department's view, incidents.
 
-Server-rendered HTML from Jinja2 templates in `monitor/templates/pages/`, with inline CSS and
+Server-rendered HTML from Jinja2 templates in `monitor/web/templates/pages/`, with inline CSS and
 no JavaScript, because the readers are ward PCs that may run an old browser, phones on the
 ward Wi-Fi, and printers. Every state is written out as text, never shown by colour alone.
 
@@ -23,13 +23,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from monitor.durations import format_duration
-from monitor.maintenance import Window
-from monitor.models import Incident
+from monitor.core.durations import format_duration
+from monitor.core.models import Incident
+from monitor.incidents.maintenance import Window
 
 if TYPE_CHECKING:
-    from monitor.config import Config, System
-    from monitor.daemon import Daemon
+    from monitor.config.model import Config, System
+    from monitor.runtime.daemon import Daemon
 
 TEMPLATE_DIR = Path(__file__).parent / "templates" / "pages"
 REFRESH_SECONDS = 30
@@ -396,15 +396,15 @@ def _environment() -> jinja2.Environment:
 
 
 def _token_valid(token: str, tokens: list[str]) -> bool:
-    """The API's Bearer rule (`monitor.api.token_ok`), for a token typed into a form."""
+    """The API's Bearer rule (`monitor.web.api.token_ok`), for a token typed into a form."""
     if not token:
         return False
     return any(t and hmac.compare_digest(token.encode(), t.encode()) for t in tokens)
 
 
 def page_routes(daemon: Daemon) -> list[Route]:
-    """Routes for `monitor.api.build_app`: the pages plus the OpenAPI document."""
-    from monitor.openapi import openapi_route
+    """Routes for `monitor.web.api.build_app`: the pages plus the OpenAPI document."""
+    from monitor.web.openapi import openapi_route
 
     env = _environment()
 

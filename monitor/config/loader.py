@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from monitor.config import MESSAGE_KINDS, Config
+from monitor.config.model import MESSAGE_KINDS, Config
 
 KeyPath = tuple[str | int, ...]
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -259,7 +259,7 @@ def _check_templates(source: _Source, data: dict[str, Any]) -> None:
     """Template overrides must compile now, not fail in the middle of an outage."""
     from jinja2 import TemplateSyntaxError
 
-    from monitor.messages import template_environment
+    from monitor.delivery.messages import template_environment
 
     templates = data.get("templates")
     if not isinstance(templates, dict):

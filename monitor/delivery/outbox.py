@@ -18,8 +18,8 @@ from collections.abc import Callable
 import httpx
 import structlog
 
-from monitor.config import Config
-from monitor.models import OutboxMessage
+from monitor.config.model import Config
+from monitor.core.models import OutboxMessage
 from monitor.store.base import Store
 from notifiers.base import DeliveryError, NotifierBase, NotifyContext, OutgoingMessage, parse_rate
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from monitor.config import WEEKDAYS, Config, Maintenance
-from monitor.models import Silence
+from monitor.config.model import WEEKDAYS, Config, Maintenance
+from monitor.core.models import Silence
 
 
 @dataclass(frozen=True, slots=True)

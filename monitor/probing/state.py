@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from monitor.result import Result, State
+from monitor.core.result import Result, State
 
 FLAP_WINDOW = 21
 

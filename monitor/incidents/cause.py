@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from monitor.result import State
-from monitor.state import CheckState
+from monitor.core.result import State
+from monitor.probing.state import CheckState
 
 NETWORK_TYPES = {"icmp", "tcp", "dns"}
 DATABASE_TYPES = {"postgres", "mysql", "oracle", "mssql"}

@@ -15,14 +15,14 @@ from typing import Any
 
 import structlog
 
-from monitor import maintenance, plans
-from monitor.cause import suspect
-from monitor.config import Config
-from monitor.context import local, maintenance_context, message_context
-from monitor.messages import MessageRenderer
-from monitor.models import Incident, OutboxMessage, Silence, TimelineEntry
-from monitor.result import State
-from monitor.state import CheckState, to_record
+from monitor.config.model import Config
+from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
+from monitor.core.result import State
+from monitor.delivery.context import local, maintenance_context, message_context
+from monitor.delivery.messages import MessageRenderer
+from monitor.incidents import maintenance, plans
+from monitor.incidents.cause import suspect
+from monitor.probing.state import CheckState, to_record
 from monitor.store.base import Store
 
 log = structlog.get_logger("hismon.engine")

@@ -12,8 +12,8 @@ import time
 import structlog
 
 from checks.base import DEFAULT_TIMEOUT, CheckBase, ProbeContext
-from monitor.durations import format_duration
-from monitor.result import Result, State
+from monitor.core.durations import format_duration
+from monitor.core.result import Result, State
 
 log = structlog.get_logger("hismon.runner")
 

@@ -29,10 +29,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import datetime_to_utc_timestamp
 
 from checks.base import CheckBase, ProbeContext
-from monitor.config import Config
-from monitor.metrics import Metrics
-from monitor.runner import run_probe
-from monitor.state import CheckState, advance
+from monitor.config.model import Config
+from monitor.probing.runner import run_probe
+from monitor.probing.state import CheckState, advance
+from monitor.telemetry.metrics import Metrics
 
 log = structlog.get_logger("hismon.scheduler")
 logging.getLogger("apscheduler").setLevel(logging.ERROR)
@@ -240,7 +240,7 @@ class Scheduler:
             if check.trend is not None:
                 tracker = self.trends.get(check_id)
                 if tracker is None or tracker.config != check.trend:
-                    from monitor.trend import TrendTracker
+                    from monitor.probing.trend import TrendTracker
 
                     self.trends[check_id] = TrendTracker(check.trend)
             else:

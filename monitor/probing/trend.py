@@ -12,7 +12,7 @@ It is pure (no clock, no I/O): feed it results, it returns results.
 
 How the daemon uses it (one tracker per check that has a `trend` block)::
 
-    from monitor.trend import TrendTracker
+    from monitor.probing.trend import TrendTracker
 
     trackers: dict[str, TrendTracker] = {}
 
@@ -41,8 +41,8 @@ import statistics
 from collections import Counter, deque
 
 from checks.base import TrendConfig
-from monitor.durations import format_duration
-from monitor.result import Result, State
+from monitor.core.durations import format_duration
+from monitor.core.result import Result, State
 
 MIN_SLOWDOWN = 0.005
 """Seconds the window mean must exceed the baseline by, whatever the factor says: on a

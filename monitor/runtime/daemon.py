@@ -18,16 +18,16 @@ from typing import Any
 import structlog
 
 from checks.base import ProbeContext
-from monitor import memtrim, sdnotify
-from monitor.config import Config
-from monitor.config_loader import ConfigError, load_config
-from monitor.engine import Engine
-from monitor.leader import Leadership, config_lease_ttl
-from monitor.metrics import Metrics, MetricsSource
-from monitor.outbox import Outbox
-from monitor.scheduler import Scheduler, in_shard
-from monitor.state import CheckState, from_record
+from monitor.cluster.leader import Leadership, config_lease_ttl
+from monitor.config.loader import ConfigError, load_config
+from monitor.config.model import Config
+from monitor.delivery.outbox import Outbox
+from monitor.incidents.engine import Engine
+from monitor.probing.scheduler import Scheduler, in_shard
+from monitor.probing.state import CheckState, from_record
+from monitor.runtime import memtrim, sdnotify
 from monitor.store import Store, open_store
+from monitor.telemetry.metrics import Metrics, MetricsSource
 
 log = structlog.get_logger("hismon.daemon")
 
@@ -259,7 +259,7 @@ class Daemon:
     async def _start_http(self) -> None:
         import uvicorn
 
-        from monitor.api import build_app
+        from monitor.web.api import build_app
 
         host, port = self.config.server.host_port
         server_config = uvicorn.Config(build_app(self), host=host, port=port, log_config=None,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from monitor.config import Config, Plan
-from monitor.models import Incident
+from monitor.config.model import Config, Plan
+from monitor.core.models import Incident
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,9 @@ import datetime as dt
 from collections import OrderedDict
 from typing import Any
 
-from monitor.config import Config
-from monitor.durations import format_duration
-from monitor.models import Incident, iso
+from monitor.config.model import Config
+from monitor.core.durations import format_duration
+from monitor.core.models import Incident, iso
 
 
 def local(ts: float | None, tz: dt.tzinfo) -> str | None:

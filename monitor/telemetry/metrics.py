@@ -17,10 +17,10 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from monitor import __version__
-from monitor.result import State
+from monitor.core.result import State
 
 if TYPE_CHECKING:
-    from monitor.state import CheckState
+    from monitor.probing.state import CheckState
 
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PROBE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -184,7 +184,7 @@ class Metrics:
 
     def init_notifier_series(self, notifiers: Iterable[str]) -> None:
         """Create failure series at 0, so the first failure shows in `increase()`/`rate()`."""
-        from monitor.config import MESSAGE_KINDS
+        from monitor.config.model import MESSAGE_KINDS
 
         for notifier in notifiers:
             for kind in MESSAGE_KINDS:

@@ -1,4 +1,4 @@
-"""HTTP side (SPEC §7): metrics, health, the JSON API. Pages live in `monitor/pages.py`.
+"""HTTP side (SPEC §7): metrics, health, the JSON API. Pages live in `monitor/web/pages.py`.
 
 Handlers read the daemon's state; the only writes are operator actions (ack, notes,
 silences, heartbeats), which go through the engine like any other event. Write endpoints
@@ -20,13 +20,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from monitor import memtrim
-from monitor.context import incident_payload
-from monitor.durations import parse_duration
-from monitor.models import Incident, Silence, iso
+from monitor.core.durations import parse_duration
+from monitor.core.models import Incident, Silence, iso
+from monitor.delivery.context import incident_payload
+from monitor.runtime import memtrim
 
 if TYPE_CHECKING:
-    from monitor.daemon import Daemon
+    from monitor.runtime.daemon import Daemon
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -257,7 +257,7 @@ def build_app(daemon: Daemon) -> Starlette:
         Route("/api/v1/messages", messages, methods=["GET"]),
     ]
     try:
-        from monitor.pages import page_routes
+        from monitor.web.pages import page_routes
     except ImportError:  # pages are optional until they land
         pass
     else:

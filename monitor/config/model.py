@@ -22,7 +22,7 @@ from pydantic import (
 
 from checks import CHECK_TYPES
 from checks.base import CheckBase
-from monitor.durations import Duration
+from monitor.core.durations import Duration
 from notifiers import NOTIFIER_TYPES
 from notifiers.base import NotifierBase
 

@@ -1,6 +1,6 @@
 """The OpenAPI 3 description of hismon's HTTP API (SPEC §7), served at /api/v1/openapi.json.
 
-Written by hand as a Python dict next to `monitor/api.py` rather than generated, so the
+Written by hand as a Python dict next to `monitor/web/api.py` rather than generated, so the
 contract is reviewed like code: a change to a handler's answer must change this file too,
 and the schemathesis run in `tests/test_openapi.py` fails when the two disagree.
 """

@@ -14,7 +14,7 @@ DEFAULT_URL = "http://127.0.0.1:9464"
 
 
 def _load(path: str) -> Any:
-    from monitor.config_loader import ConfigError, load_config
+    from monitor.config.loader import ConfigError, load_config
 
     try:
         return load_config(path)
@@ -33,8 +33,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from monitor.daemon import Daemon
-    from monitor.logs import configure
+    from monitor.runtime.daemon import Daemon
+    from monitor.telemetry.logs import configure
 
     configure(args.log_level)
     config = _load(args.config)
@@ -60,8 +60,8 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from checks.base import ProbeContext
-    from monitor.logs import configure
-    from monitor.runner import run_probe
+    from monitor.probing.runner import run_probe
+    from monitor.telemetry.logs import configure
 
     configure("error")
     config = _load(args.config)
@@ -86,15 +86,15 @@ def cmd_probe(args: argparse.Namespace) -> int:
         numbers = " ".join(f"{k}={v:g}" for k, v in result.numbers.items())
         print(f"{result.state.name:<7} {check_id}: {result.message}"
               f" ({result.duration * 1000:.0f}ms){' | ' + numbers if numbers else ''}")
-    from monitor.result import State
+    from monitor.core.result import State
 
     worst = max((r.state for r in results), default=State.OK)
     return int(worst)
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
-    from monitor.drill import run_drill
-    from monitor.logs import configure
+    from monitor.commands.drill import run_drill
+    from monitor.telemetry.logs import configure
 
     configure("warning")
     config = _load(args.config)
@@ -110,8 +110,8 @@ def cmd_drill(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import time
 
-    from monitor.durations import parse_duration
-    from monitor.report import build_report, render
+    from monitor.commands.report import build_report, render
+    from monitor.core.durations import parse_duration
     from monitor.store import open_store
 
     config = _load(args.config)
@@ -163,7 +163,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
             ctx = NotifyContext(http=client, site_name=config.site.name)
             return await asyncio.wait_for(notifier.send(message, ctx), notifier.timeout + 1)
 
-    from monitor.outbox import scrub
+    from monitor.delivery.outbox import scrub
 
     try:
         answer = asyncio.run(send())
@@ -196,7 +196,7 @@ async def _stored_heartbeats(config: Any) -> dict[str, float]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from monitor.demo import run_demo
+    from monitor.commands.demo import run_demo
 
     return run_demo(port=args.port, speed=args.speed, duration=args.duration)
 
@@ -298,7 +298,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from monitor.durations import format_duration
+    from monitor.core.durations import format_duration
 
     status, checks = _call(args, "GET", "/api/v1/checks")
     if status != 200:

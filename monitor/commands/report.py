@@ -14,10 +14,10 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from monitor.config import Config
-from monitor.context import sla_status
-from monitor.durations import format_duration
-from monitor.models import Incident, iso
+from monitor.config.model import Config
+from monitor.core.durations import format_duration
+from monitor.core.models import Incident, iso
+from monitor.delivery.context import sla_status
 
 
 @dataclass
