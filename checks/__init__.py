@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Union, get_args
+
+from pydantic import Field
+
 from checks.base import CheckBase
 from checks.command import CommandCheck
 from checks.dicom import DicomCheck
@@ -18,19 +22,29 @@ from checks.prometheus import PrometheusCheck
 from checks.tcp import TcpCheck
 from checks.tls import TlsCheck
 
+AnyCheck = Annotated[
+    Union[  # noqa: UP007 - one member a line reads as the registry
+        HttpCheck,
+        TcpCheck,
+        TlsCheck,
+        PostgresCheck,
+        MysqlCheck,
+        OracleCheck,
+        MssqlCheck,
+        CommandCheck,
+        PrometheusCheck,
+        DnsCheck,
+        IcmpCheck,
+        Hl7Check,
+        DicomCheck,
+        HeartbeatCheck,
+    ],
+    Field(discriminator="type"),
+]
+"""Any check configuration, told apart by its `type` key (what `Config.checks` holds)."""
+
 CHECK_TYPES: dict[str, type[CheckBase]] = {
-    "http": HttpCheck,
-    "tcp": TcpCheck,
-    "tls": TlsCheck,
-    "postgres": PostgresCheck,
-    "mysql": MysqlCheck,
-    "oracle": OracleCheck,
-    "mssql": MssqlCheck,
-    "command": CommandCheck,
-    "prometheus": PrometheusCheck,
-    "dns": DnsCheck,
-    "icmp": IcmpCheck,
-    "hl7": Hl7Check,
-    "dicom": DicomCheck,
-    "heartbeat": HeartbeatCheck,
+    get_args(cls.model_fields["type"].annotation)[0]: cls  # Literal["http"] -> "http"
+    for cls in get_args(get_args(AnyCheck)[0])
 }
+"""Type name -> model, derived from the union above, in its order."""

@@ -13,8 +13,9 @@ import functools
 import importlib
 import socket
 import ssl
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
@@ -23,6 +24,8 @@ from monitor.core.result import Result, State
 
 if TYPE_CHECKING:
     import aiohttp
+
+T = TypeVar("T")
 
 
 class Strict(BaseModel):
@@ -194,7 +197,7 @@ class ProbeContext:
             self._sessions[tls_key] = session
         return session
 
-    async def run_blocking(self, func: Any, *args: Any) -> Any:
+    async def run_blocking(self, func: Callable[..., T], *args: Any) -> T:
         """Run a sync driver call in the bounded pool so a stuck driver cannot starve the loop."""
         return await asyncio.get_running_loop().run_in_executor(self.blocking_pool, func, *args)
 

@@ -24,7 +24,7 @@ Record = Literal["A", "AAAA", "CNAME", "MX", "TXT", "SRV", "NS", "PTR", "SOA", "
 
 class DnsCheck(CheckBase):
     type: Literal["dns"]
-    name: str = Field(min_length=1)  # type: ignore[assignment]
+    name: str = Field(min_length=1)
     """The DNS name to resolve (for this type, `name` is the query, not a display name)."""
     record: Record = "A"
     server: str | None = None

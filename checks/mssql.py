@@ -69,7 +69,7 @@ class MssqlCheck(DatabaseCheck):
             progress.connected()
             with conn.cursor() as cursor:
                 cursor.execute(self.query)
-                return cursor.fetchone() if cursor.description else None  # type: ignore[no-any-return]
+                return cursor.fetchone() if cursor.description else None
         finally:
             conn.close()
 

@@ -46,7 +46,7 @@ class PostgresCheck(DatabaseCheck):
                 password=target.password, dbname=target.database, **options)
         async with conn:
             progress.connected()
-            cursor = await conn.execute(self.query)  # type: ignore[arg-type]
+            cursor = await conn.execute(self.query)
             return await cursor.fetchone() if cursor.description else None
 
     def classify(self, exc: Exception, progress: Progress) -> Failure | None:

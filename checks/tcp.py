@@ -8,7 +8,7 @@ import functools
 import ipaddress
 import socket
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, PositiveInt
 
@@ -145,7 +145,7 @@ async def _connect_only(host: str, port: int) -> None:
     """A bare non-blocking connect: about a tenth of the CPU of a stream-based connection."""
     loop = asyncio.get_running_loop()
     family = _literal_family(host)
-    address: tuple[str, int] | tuple[str, int, int, int] = (host, port)
+    address: tuple[Any, ...] = (host, port)
     if family is None:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         family, _, _, _, address = infos[0]

@@ -252,7 +252,7 @@ class EmailNotifier(NotifierBase):
                     refused[rcpt] = (code, reply)
             if len(refused) == len(recipients):
                 smtp.rset()
-                raise smtplib.SMTPRecipientsRefused(refused)  # type: ignore[arg-type]
+                raise smtplib.SMTPRecipientsRefused(refused)
             smtp.sock.settimeout(left())
             code, reply = smtp.data(mail.as_bytes())
             if code != 250:

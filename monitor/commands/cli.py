@@ -312,7 +312,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     status, silences = _call(args, "GET", "/api/v1/silences")
     windows = silences.get("silences", []) if status == 200 else []
-    undelivered = []
+    undelivered: list[dict[str, Any]] = []
     for state in ("undeliverable", "failed"):
         status, found = _call(args, "GET", f"/api/v1/messages?status={state}")
         undelivered += found.get("messages", []) if status == 200 else []
@@ -395,9 +395,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         for header in headers:
             table.add_column(header, overflow="fold",
                              no_wrap=header in ("STATE", "CHECK", "INCIDENT", "ID"))
-        for row in rows:
+        for styled in rows:
             # Text, not markup: a message like "[STATUS] 503" must print as it is.
-            table.add_row(*(Text(text, style=style) for text, style in row))
+            table.add_row(*(Text(text, style=style) for text, style in styled))
         console.print(table)
     return 0
 

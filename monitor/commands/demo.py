@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -88,7 +88,7 @@ class Hospital:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         self._runners.append(runner)
-        server = site._server
+        server = cast("asyncio.Server | None", site._server)
         assert server is not None and server.sockets
         return int(server.sockets[0].getsockname()[1])
 

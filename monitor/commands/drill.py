@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
-from typing import TextIO
+from typing import TextIO, overload
 
 from monitor.config.model import Config
 from monitor.core.result import State
@@ -36,6 +36,13 @@ class CompressedClock:
 
     def __call__(self) -> float:
         return self.origin + (time.time() - self.origin) * self.speed
+
+    @overload
+    def real(self, simulated: float) -> float: ...
+    @overload
+    def real(self, simulated: None) -> None: ...
+    @overload
+    def real(self, simulated: float | None) -> float | None: ...
 
     def real(self, simulated: float | None) -> float | None:
         """The wall-clock moment a simulated time happened, for the stored record."""

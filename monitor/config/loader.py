@@ -163,10 +163,10 @@ def _check_references(source: _Source) -> None:
     for role, members in roles.items():
         for i, member in _str_list(members):
             need(("roles", str(role), i), member, notifiers, "notifier")
-    for index, dept in _items(data, "departments"):
-        for i, target in _str_list(dept.get("notify")):
+    for index, department in _items(data, "departments"):
+        for i, target in _str_list(department.get("notify")):
             need(("departments", index, "notify", i), target, notifiers, "notifier")
-        campus = dept.get("campus")
+        campus = department.get("campus")
         if campuses and isinstance(campus, str):
             need(("departments", index, "campus"), campus, campuses, "campus")
     for index, system in _items(data, "systems"):
@@ -181,12 +181,13 @@ def _check_references(source: _Source) -> None:
         if isinstance(vendor, dict):
             for i, target in _str_list(vendor.get("notify")):
                 need(("systems", index, "vendor", "notify", i), target, notifiers, "notifier")
-    state = data.get("state") if isinstance(data.get("state"), dict) else {}
-    shared = str((state or {}).get("url", "")).startswith("postgresql://")
+    state_section = data.get("state")
+    state = state_section if isinstance(state_section, dict) else {}
+    shared = str(state.get("url", "")).startswith("postgresql://")
     for index, check in _items(data, "checks"):
-        system = check.get("system")
-        if isinstance(system, str):
-            need(("checks", index, "system"), system, systems, "system")
+        check_system = check.get("system")
+        if isinstance(check_system, str):
+            need(("checks", index, "system"), check_system, systems, "system")
         quorum = check.get("vantage_quorum")
         if isinstance(quorum, int) and quorum > 1 and not shared:
             source.report(("checks", index, "vantage_quorum"),
@@ -200,8 +201,8 @@ def _check_references(source: _Source) -> None:
             else:
                 need(("notifiers", index, "fallback"), fallback, notifiers, "notifier")
     for index, window in _items(data, "maintenance"):
-        for i, system in _str_list(window.get("systems")):
-            need(("maintenance", index, "systems", i), system, systems, "system")
+        for i, window_system in _str_list(window.get("systems")):
+            need(("maintenance", index, "systems", i), window_system, systems, "system")
     for index, plan in _items(data, "plans"):
         targets: list[tuple[KeyPath, Any]] = [
             (("plans", index, "early_warning"), plan.get("early_warning")),

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import Annotated, Any, Literal, Union
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, Protocol, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -20,10 +21,10 @@ from pydantic import (
     model_validator,
 )
 
-from checks import CHECK_TYPES
+from checks import AnyCheck
 from checks.base import CheckBase
 from monitor.core.durations import Duration
-from notifiers import NOTIFIER_TYPES
+from notifiers import AnyNotifier
 from notifiers.base import NotifierBase
 
 MESSAGE_KINDS = (
@@ -36,6 +37,13 @@ MessageKind = Literal[
     "vendor_escalation", "progress_update", "recovery", "acknowledged",
     "maintenance_notice", "maintenance_over",
 ]
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+_T = TypeVar("_T", bound=_Identified)
+
 Language = Literal["zh", "en"]
 Id = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
@@ -162,7 +170,7 @@ class Plan(Strict):
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAYS: tuple[str, ...] = get_args(Weekday)
 
 
 class Recurrence(Strict):
@@ -171,7 +179,7 @@ class Recurrence(Strict):
     An `end` earlier than `start` crosses midnight. No `days` means every day.
     """
 
-    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS))
+    days: list[Weekday] = Field(default_factory=lambda: list(get_args(Weekday)))
     start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
 
@@ -205,14 +213,8 @@ class Maintenance(Strict):
         return self
 
 
-def _tagged_union(registry: dict[str, type[Any]]) -> Any:
-    members = tuple(registry.values())
-    union = members[0] if len(members) == 1 else Union[members]  # noqa: UP007
-    return Annotated[union, Field(discriminator="type")]
-
-
-CheckConfig = _tagged_union(CHECK_TYPES)
-NotifierConfig = _tagged_union(NOTIFIER_TYPES)
+CheckConfig = AnyCheck
+NotifierConfig = AnyNotifier
 
 
 class Config(Strict):
@@ -223,8 +225,8 @@ class Config(Strict):
     roles: dict[str, list[str]] = Field(default_factory=dict)
     departments: list[Department] = Field(default_factory=list)
     systems: list[System] = Field(default_factory=list)
-    checks: list[CheckConfig] = Field(default_factory=list)  # type: ignore[valid-type]
-    notifiers: list[NotifierConfig] = Field(default_factory=list)  # type: ignore[valid-type]
+    checks: list[CheckConfig] = Field(default_factory=list)
+    notifiers: list[NotifierConfig] = Field(default_factory=list)
     plans: list[Plan] = Field(default_factory=list)
     maintenance: list[Maintenance] = Field(default_factory=list)
     templates: dict[Language, dict[MessageKind, str]] = Field(default_factory=dict)
@@ -241,23 +243,23 @@ class Config(Strict):
 
     # Lookups the daemon uses on every decision; built once per loaded config.
     def system(self, system_id: str) -> System:
-        return self._index("systems")[system_id]
+        return self._index("systems", self.systems)[system_id]
 
     def department(self, department_id: str) -> Department:
-        return self._index("departments")[department_id]
+        return self._index("departments", self.departments)[department_id]
 
     def notifier(self, notifier_id: str) -> NotifierBase:
-        return self._index("notifiers")[notifier_id]
+        return self._index("notifiers", self.notifiers)[notifier_id]
 
     def plan(self, plan_id: str) -> Plan:
-        return self._index("plans")[plan_id]
+        return self._index("plans", self.plans)[plan_id]
 
     def check(self, check_id: str) -> CheckBase:
-        return self._index("checks")[check_id]
+        return self._index("checks", self.checks)[check_id]
 
     def has_system(self, system_id: str) -> bool:
         """False for a system removed by a reload while its incident is still stored."""
-        return system_id in self._index("systems")
+        return system_id in self._index("systems", self.systems)
 
     def checks_of(self, system_id: str) -> list[CheckBase]:
         by_system = self._indexes.get("checks_by_system")
@@ -268,10 +270,10 @@ class Config(Strict):
             self._indexes["checks_by_system"] = by_system
         return list(by_system.get(system_id, []))
 
-    def _index(self, name: str) -> dict[str, Any]:
+    def _index(self, name: str, items: Sequence[_T]) -> dict[str, _T]:
         cache = self._indexes
         if name not in cache:
-            cache[name] = {item.id: item for item in getattr(self, name)}
+            cache[name] = {item.id: item for item in items}
         return cache[name]
 
     def dependencies(self, system_id: str) -> list[str]:

@@ -59,8 +59,8 @@ def message_context(
     end = incident.resolved_at if incident.resolved_at is not None else now
     departments = [config.department(d) for d in incident.affected_departments]
     by_campus: OrderedDict[str, list[str]] = OrderedDict()
-    for dept in departments:
-        by_campus.setdefault(dept.campus or "-", []).append(dept.name)
+    for department in departments:
+        by_campus.setdefault(department.campus or "-", []).append(department.name)
     payload = incident_payload(incident, config)
     payload.update(
         started_at_local=local(incident.started_at, tz),

@@ -32,7 +32,7 @@ ResultHook = Callable[[str, str, str], None]
 def backoff(attempts: int, initial: float, max_delay: float, rng: random.Random) -> float:
     """Exponential backoff with ±20% jitter so retries of many messages do not align."""
     delay = min(initial * (2 ** max(attempts - 1, 0)), max_delay)
-    return delay * rng.uniform(0.8, 1.2)
+    return float(delay * rng.uniform(0.8, 1.2))
 
 
 def scrub(text: str, secrets: list[str]) -> str:

@@ -342,7 +342,7 @@ class PostgresStore(Store):
     async def list_incidents(
         self, status: str | None = None, since: float | None = None, limit: int = 500
     ) -> list[Incident]:
-        query, args = "SELECT record FROM incidents WHERE TRUE", []
+        query, args = "SELECT record FROM incidents WHERE TRUE", list[Any]()
         if status:
             query += " AND status = %s"
             args.append(status)
@@ -436,7 +436,7 @@ class PostgresStore(Store):
     async def list_messages(
         self, status: str | None = None, incident_id: str | None = None, limit: int = 500
     ) -> list[OutboxMessage]:
-        query, args = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE TRUE", []
+        query, args = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE TRUE", list[Any]()
         if status:
             query += " AND status = %s"
             args.append(status)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -58,7 +58,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _serialized(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def _serialized(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
     """One writer at a time on the shared connection.
 
     Every statement goes through one connection, so a write issued while another task's
@@ -146,7 +148,7 @@ class SqliteStore(Store):
     async def list_incidents(
         self, status: str | None = None, since: float | None = None, limit: int = 500
     ) -> list[Incident]:
-        sql, args = "SELECT record FROM incidents WHERE 1=1", []
+        sql, args = "SELECT record FROM incidents WHERE 1=1", list[Any]()
         if status:
             sql += " AND status = ?"
             args.append(status)
@@ -244,7 +246,7 @@ class SqliteStore(Store):
     async def list_messages(
         self, status: str | None = None, incident_id: str | None = None, limit: int = 500
     ) -> list[OutboxMessage]:
-        sql, args = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE 1=1", []
+        sql, args = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE 1=1", list[Any]()
         if status:
             sql += " AND status = ?"
             args.append(status)

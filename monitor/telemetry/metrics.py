@@ -20,6 +20,7 @@ from monitor import __version__
 from monitor.core.result import State
 
 if TYPE_CHECKING:
+    from monitor.core.models import Incident
     from monitor.probing.state import CheckState
 
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -82,7 +83,7 @@ def _escape(value: str) -> str:
 
 def _number(value: float) -> str:
     """Prometheus text for a value, exactly as prometheus_client writes it."""
-    return floatToGoString(value)
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
 
 
 class CheckLines:
@@ -147,7 +148,7 @@ class MetricsSource:
     def __init__(self) -> None:
         self.states: dict[str, CheckState] = {}
         self.systems: list[str] = []
-        self.open_incidents: list = []
+        self.open_incidents: list[Incident] = []
         self.outbox_pending: int = 0
         self.outbox_undelivered: int = 0
         self.store_ok: bool = True
