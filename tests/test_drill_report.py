@@ -67,9 +67,11 @@ async def test_a_drill_walks_the_whole_plan_to_drill_notifiers_only(
     code, out = await run_cli("drill", "-c", str(path), "--system", "his", "--speed", "900")
     assert code == 0, out
     kinds = [m["kind"] for m in receiver.messages]
-    assert [k for k in PLAN_KINDS if k in kinds] == [k for k in PLAN_KINDS
-                                                      if k != "vendor_escalation"]
+    # SPEC §10: the vendor step names no drill notifier, so every drill notifier gets it.
+    assert [k for k in PLAN_KINDS if k in kinds] == PLAN_KINDS
     assert receiver.kinds("vendor") == [], "vendor-hook is not drill: true"
+    assert sorted(m["_path"] for m in receiver.messages
+                  if m["kind"] == "vendor_escalation") == ["/boss", "/er", "/it"]
     assert all(m.get("drill") is True for m in receiver.messages)
     assert all("DRILL" in m["title"] for m in receiver.messages)
     notice = next(m for m in receiver.messages if m["kind"] == "department_outage")
@@ -123,3 +125,129 @@ def test_report_figures_per_system_and_vendor() -> None:
     assert "his" in table and "Vendor A" in table and "Longest outages" in table
     csv_text = render(report, "csv", config)
     assert csv_text.splitlines()[0].startswith("scope,name,incidents")
+
+
+# ---- issue 10 items 1-3: a drill never reaches a real channel --------------------------
+
+
+def _local_iso(ts: float) -> str:
+    import datetime as dt
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+
+
+def guarded_config(receiver: Receiver, tmp: Path) -> str:
+    """A hospital where the only drill notifiers are a test group and a broken test hook.
+
+    No plan step names the test group; a maintenance window is announced for the next hour
+    on another system and one announced window ended ten minutes ago, so a drill that let
+    the daemon's other traffic through would send planned-downtime and "maintenance over"
+    notices to the real ward.
+    """
+    import time
+    now = time.time()
+    return f"""
+site: {{name: Drill Hospital, timezone: Asia/Shanghai, language: en}}
+state: {{url: "sqlite:///{tmp}/state.db"}}
+server: {{public_url: "http://hismon.test"}}
+roles: {{it_oncall: [it, drill-broken], leadership: [boss]}}
+departments:
+  - {{id: er, name: Emergency, notify: [er-ward]}}
+systems:
+  - id: his
+    name: Doctor station
+    departments: [er]
+    plan: standard
+    downtime_procedure: Paper prescriptions (form B-3).
+  - {{id: pacs, name: PACS, departments: [er]}}
+checks:
+  - {{id: his-web, system: his, type: http, url: "http://127.0.0.1:1/"}}
+notifiers:
+  - {{id: it, type: webhook, url: "{receiver.url('it')}"}}
+  - {{id: boss, type: webhook, url: "{receiver.url('boss')}"}}
+  - {{id: er-ward, type: webhook, url: "{receiver.url('er')}"}}
+  - {{id: drill-group, type: webhook, url: "{receiver.url('group')}", drill: true}}
+  - id: drill-broken
+    type: webhook
+    url: "{receiver.url('broken')}"
+    drill: true
+    fallback: er-ward
+maintenance:
+  - systems: [pacs]
+    start: "{_local_iso(now + 1800)}"
+    end: "{_local_iso(now + 5400)}"
+    reason: PACS upgrade
+    announce: [24h, 1h]
+  - systems: [pacs]
+    start: "{_local_iso(now - 4200)}"
+    end: "{_local_iso(now - 600)}"
+    reason: PACS archive
+    announce: [1h]
+plans:
+  - id: standard
+    steps:
+      - {{after: 0m,  notify: [role:it_oncall],  message: outage_it}}
+      - {{after: 5m,  notify: [departments],     message: department_outage}}
+      - {{after: 15m, notify: [role:leadership], message: leadership_report}}
+      - {{every: 30m, notify: [role:leadership, departments], message: progress_update}}
+    on_recovery: [role:it_oncall, departments, role:leadership]
+"""
+
+
+async def test_a_drill_sends_nothing_to_real_channels_and_every_step_to_the_test_group(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    """Issue 10 items 1 and 2: no maintenance traffic, no fallback to a real channel, and a
+    step none of whose recipients is a drill notifier goes to every drill notifier."""
+    receiver.fail_with, receiver.fail_paths = 400, {"/broken"}
+    path = tmp_path / "h.yaml"
+    path.write_text(guarded_config(receiver, tmp_path))
+    code, out = await run_cli("drill", "-c", str(path), "--system", "his", "--speed", "900")
+    assert code == 0, out
+    real = [(m["_path"], m["kind"]) for m in receiver.messages
+            if m["_path"] not in ("/group", "/broken")]
+    assert real == [], f"a drill reached real channels: {real}\n{out}"
+    assert not [m for m in receiver.messages if m["kind"].startswith("maintenance")]
+    group = receiver.kinds("group")
+    for kind in ("department_outage", "leadership_report", "progress_update"):
+        assert kind in group, (kind, group, out)
+    assert all("DRILL" in m["title"] and m["drill"] is True for m in receiver.messages)
+    notice = next(m for m in receiver.messages if m["kind"] == "department_outage")
+    assert "Paper prescriptions" in notice["text"]
+    # The output says where each step went, and that the test group stood in for the ward.
+    assert "outage_it" in out and "drill-broken" in out
+    line = next(x for x in out.splitlines()
+                if "department_outage" in x and not x.startswith("{"))
+    assert "drill-group" in line and "drill-broken" in line, out
+
+
+async def test_each_drill_has_its_own_id_keys_and_links(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    """Issue 10 item 3: `drill-N` is never reused; keys differ; links name the stored id."""
+    path = tmp_path / "h.yaml"
+    path.write_text(guarded_config(receiver, tmp_path))
+    ids: list[list[str]] = []
+    seen: set[str] = set()
+    for _ in range(2):
+        code, out = await run_cli("drill", "-c", str(path), "--system", "his",
+                                  "--speed", "900")
+        assert code == 0, out
+        new = {m["incident"]["id"] for m in receiver.messages if m.get("incident")} - seen
+        ids.append(sorted(new))
+        seen |= new
+    first, second = ids[0], ids[1]
+    assert len(first) == 1 and len(second) == 1 and first != second, ids
+    keys = [m["idempotency_key"] for m in receiver.messages]
+    assert len(keys) == len(set(keys)), keys
+    for m in receiver.messages:
+        assert f"/incidents/{m['incident']['id']}" in m["text"] or "/incidents/" not in m["text"]
+    from monitor.store.sqlite import SqliteStore
+    store = SqliteStore(f"sqlite:///{tmp_path}/state.db")
+    await store.open()
+    try:
+        for incident_id in first + second:
+            stored = await store.get_incident(incident_id)
+            assert stored is not None and stored.drill, incident_id
+            assert await store.list_messages(incident_id=incident_id)
+    finally:
+        await store.close()

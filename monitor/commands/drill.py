@@ -5,8 +5,15 @@ compressed clock: the system's checks are set hard CRIT, every step of the plan 
 turn (one occurrence of each `every` step), then the system recovers. Every message is
 marked DRILL and goes only to notifiers with `drill: true`, unless `--live`.
 
+Only the drill incident's messages go out (SPEC §10): no maintenance notice, no other
+traffic, no fallback to a real channel. Each step goes to its `drill: true` recipients, or,
+when it names none, to every drill notifier (`monitor.delivery.drill`); the output lists
+each step and where it went.
+
 The drill runs on a private in-memory store so that a daemon running on the same state
-file never sees (and never re-sends) its messages; at the end the drill incident, its
+file never sees (and never re-sends) its messages. Its number is taken from the real store
+first, so each drill is `drill-N` with N never reused, its idempotency keys are its own, and
+the links in its messages name the id it is kept under: at the end the drill incident, its
 timeline and its messages are copied into the real store, where the report lists them as
 drills and never counts them as downtime.
 """
@@ -19,8 +26,11 @@ from dataclasses import replace
 from typing import TextIO, overload
 
 from monitor.config.model import Config
+from monitor.core.models import Incident, OutboxMessage
 from monitor.core.result import State
+from monitor.delivery import drill as drill_route
 from monitor.delivery.outbox import Outbox
+from monitor.incidents import plans
 from monitor.incidents.engine import Engine
 from monitor.probing.state import CheckState
 from monitor.store import open_store
@@ -62,17 +72,39 @@ def plan_length(config: Config, system_id: str) -> float:
     return max(after, every) + 1.0
 
 
+class _DrillStore(SqliteStore):
+    """The private store of one drill: its incident number is the one reserved for it."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__("sqlite://")
+        self.number = number
+
+    async def next_incident_number(self) -> int:
+        return self.number
+
+
+async def _reserve_number(config: Config) -> int:
+    """Take the next incident number from the real store, so `drill-N` is never reused."""
+    store = open_store(config.state.url)
+    await store.open()
+    try:
+        return await store.next_incident_number()
+    finally:
+        await store.close()
+
+
 async def run_drill(config: Config, system_id: str, speed: float, live: bool,
                     out: TextIO) -> int:
     system = config.system(system_id)
     checks = config.checks_of(system_id)
     clock = CompressedClock(speed)
-    scratch = SqliteStore("sqlite://")
+    scratch = _DrillStore(await _reserve_number(config))
     await scratch.open()
     states = {c.id: CheckState(c.id, c.system, c.type) for c in checks}
     if not states:
         states[f"{system_id}-drill"] = CheckState(f"{system_id}-drill", system_id, "drill")
-    outbox = Outbox(config, scratch, clock=clock)
+    outbox = Outbox(config, scratch, clock=clock,
+                    allowed=lambda notifier: drill_route.may_receive(config, notifier, live))
     engine = Engine(config, scratch, states, clock, outbox.wake, drill=True, live=live)
     recipients = [n.id for n in config.notifiers if live or n.drill]
     out.write(f"DRILL {system.name} ({system_id}): plan {system.plan or '(none)'}, "
@@ -103,13 +135,56 @@ async def run_drill(config: Config, system_id: str, speed: float, live: bool,
     finally:
         await outbox.stop()
     messages = await scratch.list_messages(incident_id=incident.id)
-    for m in reversed(messages):
-        out.write(f"  {m.kind:<20} → {m.notifier:<20} {m.status}\n")
+    resolved = await scratch.get_incident(incident.id)
+    out.write(_steps_report(config, resolved or incident, messages,
+                            await scratch.steps_recorded(incident.id), live))
     await _keep_record(config, scratch, incident.id, clock)
     await scratch.close()
     failed = [m for m in messages if m.status != "sent"]
-    out.write(f"DRILL done: {len(messages)} messages, {len(failed)} not delivered\n")
+    out.write(f"DRILL done: {incident.id}, {len(messages)} messages, "
+              f"{len(failed)} not delivered\n")
     return 0
+
+
+def _step_of(message: OutboxMessage) -> tuple[str, int]:
+    """(step key, occurrence) from `drill-N:step-1:notifier:0[:fallback:x]`."""
+    parts = message.idempotency_key.split(":")
+    occurrence = int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else 0
+    return parts[1] if len(parts) > 1 else "?", occurrence
+
+
+def _steps_report(config: Config, incident: Incident, messages: list[OutboxMessage],
+                  recorded: dict[tuple[str, int], str], live: bool) -> str:
+    """One line per step occurrence: its kind and each notifier it went to, with the result."""
+    plan = config.plan(config.system(incident.system).plan or "") if config.system(
+        incident.system).plan else None
+    kinds: dict[str, str] = {"recovery": "recovery", "ack": "acknowledged",
+                             "early": "early_warning"}
+    instead: dict[str, bool] = {}
+    for index, step in enumerate(plan.steps if plan else []):
+        key = f"step-{index}"
+        kinds[key] = step.message
+        real = plans.resolve_targets(tuple(step.notify), config, incident)
+        instead[key] = drill_route.route(real, config, live).instead
+    by_step: dict[tuple[str, int], list[OutboxMessage]] = {}
+    for m in sorted(messages, key=lambda m: (m.created_at, m.id or 0)):
+        by_step.setdefault(_step_of(m), []).append(m)
+    order = sorted(set(recorded) | set(by_step),
+                   key=lambda k: min((m.created_at for m in by_step.get(k, [])),
+                                     default=float("inf")))
+    lines = []
+    for key, occurrence in order:
+        kind = kinds.get(key, key)
+        label = f"{key}#{occurrence}" if occurrence else key
+        sent = by_step.get((key, occurrence), [])
+        if recorded.get((key, occurrence)) == "skipped":
+            where = "not sent (skipped)"
+        else:
+            where = ", ".join(f"{m.notifier} ({m.status})" for m in sent) or "nobody"
+        note = "  [no drill notifier among its recipients: every drill notifier]" \
+            if instead.get(key) else ""
+        lines.append(f"  {label:<10} {kind:<20} → {where}{note}\n")
+    return "".join(lines)
 
 
 async def _drain(outbox: Outbox, limit: float) -> None:
@@ -125,32 +200,29 @@ async def _keep_record(config: Config, scratch: SqliteStore, incident_id: str,
                        clock: CompressedClock) -> None:
     """Copy the drill incident, its timeline and its messages into the real store.
 
-    Times are stored as they really happened (the drill took seconds, not hours), so the
-    record never lies in the future of the report that lists it.
+    The id (`drill-N`) was reserved in the real store before the drill began, so it, the
+    idempotency keys and the links inside the messages stay as they were sent. Times are
+    stored as they really happened (the drill took seconds, not hours), so the record never
+    lies in the future of the report that lists it.
     """
     store = open_store(config.state.url)
     await store.open()
     try:
-        number = await store.next_incident_number()
-        kept_id = f"drill-{number}"
         incident = await scratch.get_incident(incident_id)
         assert incident is not None
         await store.save_incident(replace(
-            incident, id=kept_id, started_at=clock.real(incident.started_at),
+            incident, started_at=clock.real(incident.started_at),
             opened_at=clock.real(incident.opened_at),
             plan_started_at=clock.real(incident.plan_started_at),
             resolved_at=clock.real(incident.resolved_at),
             acknowledged_at=clock.real(incident.acknowledged_at)))
         for entry in await scratch.timeline(incident_id):
-            await store.add_timeline(replace(entry, incident_id=kept_id,
-                                             at=clock.real(entry.at)))
+            await store.add_timeline(replace(entry, at=clock.real(entry.at)))
         copies = []
         for m in reversed(await scratch.list_messages(incident_id=incident_id)):
             # Never leave a drill message pending where a running daemon would send it.
             status = m.status if m.status != "pending" else "failed"
-            copies.append(replace(m, id=None, incident_id=kept_id, status=status,
-                                  idempotency_key=m.idempotency_key.replace(incident_id,
-                                                                            kept_id, 1)))
+            copies.append(replace(m, id=None, status=status))
         await store.enqueue(copies)
     finally:
         await store.close()

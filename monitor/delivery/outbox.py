@@ -165,8 +165,12 @@ class Sender:
 
 class Outbox:
     def __init__(self, config: Config, store: Store, clock: Clock = time.time,
-                 on_result: ResultHook | None = None) -> None:
+                 on_result: ResultHook | None = None,
+                 allowed: Callable[[str], bool] | None = None) -> None:
         self.config = config
+        self.allowed = allowed or (lambda notifier: True)
+        """Notifiers this outbox may deliver to; a drill allows only `drill: true` ones, so
+        neither a sender nor a fallback ever reaches a real channel (SPEC §10)."""
         self.store = store
         self.clock = clock
         self.on_result = on_result or (lambda n, k, r: None)
@@ -186,7 +190,8 @@ class Outbox:
 
     def start(self) -> None:
         for notifier in self.config.notifiers:
-            self._start_sender(notifier)
+            if self.allowed(notifier.id):
+                self._start_sender(notifier)
 
     def _start_sender(self, notifier: NotifierBase) -> None:
         sender = Sender(self, notifier)
@@ -201,7 +206,7 @@ class Outbox:
         for notifier in config.notifiers:
             if notifier.id in self.senders:
                 self.senders[notifier.id].notifier = notifier
-            else:
+            elif self.allowed(notifier.id):
                 self._start_sender(notifier)
         self.wake()
 
@@ -210,6 +215,10 @@ class Outbox:
             sender.wakeup.set()
 
     async def hand_to_fallback(self, message: OutboxMessage, fallback: str, now: float) -> None:
+        if not self.allowed(fallback):
+            log.warning("message_fallback_refused", notifier=message.notifier,
+                        fallback=fallback, key=message.idempotency_key, reason="drill")
+            return
         copy = OutboxMessage(
             idempotency_key=f"{message.idempotency_key}:fallback:{fallback}",
             notifier=fallback, kind=message.kind, incident_id=message.incident_id,

@@ -18,6 +18,7 @@ import structlog
 from monitor.config.model import Config
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.core.result import State
+from monitor.delivery import drill as drill_route
 from monitor.delivery.context import local, maintenance_context, message_context
 from monitor.delivery.messages import MessageRenderer
 from monitor.incidents import maintenance, plans
@@ -294,7 +295,8 @@ class Engine:
     def _hold_reason(self, incident: Incident, now: float) -> str | None:
         if incident.caused_by:
             return "caused_by"
-        if self.in_maintenance(incident.system, now):
+        if not incident.drill and self.in_maintenance(incident.system, now):
+            # A drill rehearses the plan even inside a window: nothing real is held by it.
             return "maintenance"
         flapping = any(s.flapping for s in self.states.values() if s.system == incident.system)
         if flapping and now - incident.started_at < self.config.defaults.flapping.max_hold:
@@ -320,7 +322,12 @@ class Engine:
         return any(w.covers(system_id, now) for w in self.windows(now))
 
     async def _announce_maintenance(self, now: float) -> None:
-        """Planned downtime: tell the departments ahead, and again when it is over."""
+        """Planned downtime: tell the departments ahead, and again when it is over.
+
+        Never in a drill: a rehearsal sends only its own incident's messages (SPEC §10).
+        """
+        if self.drill:
+            return
         for window in self.windows(now):
             lead = maintenance.notice_due(window, now)
             if lead is not None:
@@ -418,6 +425,8 @@ class Engine:
 
     def _messages(self, incident: Incident, due: plans.DueStep, now: float) -> list[OutboxMessage]:
         targets = list(due.targets)
+        extra: list[str] = []
+        """IT asked for a note: not the step's own recipients (a drill routes them apart)."""
         note, note_missing = None, False
         if due.kind == "progress_update":
             note = self._latest_note.get(incident.id)
@@ -425,32 +434,38 @@ class Engine:
             note_missing = note is None or note["at"] <= since
             plan = self._plan_of(incident)
             if note_missing and plan is not None:
-                targets += [t for t in plans.it_targets(plan) if t not in targets]
+                extra = [t for t in plans.it_targets(plan) if t not in targets]
         affected = [incident.system] + [
             i.system for i in self.open.values() if i.caused_by == incident.id]
         told = self._told.get(incident.id, set()) if due.kind == "recovery" else None
         messages = []
-        for recipient in plans.resolve_targets(targets, self.config, incident):
-            if told is not None and recipient.notifier not in told:
-                continue
-            if incident.drill and not self.live and not self.config.notifier(
-                    recipient.notifier).drill:
+        recipients = [(r.notifier, r.department)
+                      for r in plans.resolve_targets(targets + extra, self.config, incident)]
+        if incident.drill:
+            recipients = []
+            for group in (targets, extra):
+                found = plans.resolve_targets(group, self.config, incident) if group else []
+                for pair in drill_route.route(found, self.config, self.live).recipients:
+                    if group and pair[0] not in {n for n, _ in recipients}:
+                        recipients.append(pair)
+        for notifier, department in recipients:
+            if told is not None and notifier not in told:
                 continue
             language = self.config.site.language
-            if recipient.department:
-                language = self.config.department(recipient.department).language or language
+            if department:
+                language = self.config.department(department).language or language
             context = message_context(
-                due.kind, incident, self.config, now, department_id=recipient.department,
+                due.kind, incident, self.config, now, department_id=department,
                 language=language, note=_public_note(note, self.config), note_missing=note_missing,
                 affected_systems=affected)
             title, text = self.renderer.render(due.kind, language, context)
             messages.append(OutboxMessage(
-                idempotency_key=f"{incident.id}:{due.key}:{recipient.notifier}:{due.occurrence}",
-                notifier=recipient.notifier, kind=due.kind, incident_id=incident.id,
+                idempotency_key=f"{incident.id}:{due.key}:{notifier}:{due.occurrence}",
+                notifier=notifier, kind=due.kind, incident_id=incident.id,
                 created_at=now, next_attempt_at=now,
                 payload={"title": title, "text": text, "incident": context["incident"],
                          "drill": incident.drill, "status_url": context["status_url"],
-                         "recipient": recipient.notifier}))
+                         "recipient": notifier}))
         return messages
 
     # ---- operator actions ------------------------------------------------------------
