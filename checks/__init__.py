@@ -19,6 +19,7 @@ from checks.mysql import MysqlCheck
 from checks.oracle import OracleCheck
 from checks.postgres import PostgresCheck
 from checks.prometheus import PrometheusCheck
+from checks.snmp import SnmpCheck
 from checks.tcp import TcpCheck
 from checks.tls import TlsCheck
 
@@ -38,6 +39,7 @@ AnyCheck = Annotated[
         Hl7Check,
         DicomCheck,
         HeartbeatCheck,
+        SnmpCheck,
     ],
     Field(discriminator="type"),
 ]

@@ -158,6 +158,18 @@ class ProbeContext:
         )
         self.heartbeats: dict[str, float] = {}
         self.app_state: dict[str, Any] = {}
+        self._resources: dict[tuple[Any, ...], tuple[Any, Callable[[Any], None]]] = {}
+
+    def resource(self, key: tuple[Any, ...], create: Callable[[], Any],
+                 close: Callable[[Any], None]) -> Any:
+        """A costly client object shared by probes (an SNMP engine costs ~150 ms of CPU).
+
+        Made on first use, closed by `close()`; `key` says which probes may share one.
+        """
+        found = self._resources.get(key)
+        if found is None:
+            found = self._resources[key] = (create(), close)
+        return found[0]
 
     def ssl_context(
         self,
@@ -205,6 +217,9 @@ class ProbeContext:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
+        for value, close in self._resources.values():
+            close(value)
+        self._resources.clear()
         self.blocking_pool.shutdown(wait=False, cancel_futures=True)
 
 
