@@ -90,7 +90,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 def v2c(port: int, **extra: Any) -> dict[str, Any]:
     return {"type": "snmp", "host": "127.0.0.1", "port": port, "community": COMMUNITY,
-            "timeout": "2s", **extra}
+            "timeout": "5s", **extra}
 
 
 async def test_v2c_reads_uptime_interface_status_and_the_value_we_set(agent: int) -> None:
@@ -134,7 +134,7 @@ async def test_a_missing_oid_is_unknown_and_named(agent: int) -> None:
 
 async def test_a_wrong_community_times_out_as_critical_and_says_why(agent: int) -> None:
     result = await probe(v2c(agent, oids=[SYS_UPTIME], community="not-the-community",
-                             timeout="1s"))
+                             timeout="2s"))
     assert result.state is State.CRIT
     assert result.message.startswith(f"no SNMP answer from 127.0.0.1:{agent} within")
     assert "wrong community" in result.message
@@ -144,10 +144,10 @@ async def test_a_wrong_community_times_out_as_critical_and_says_why(agent: int) 
 async def test_no_agent_on_the_port_is_a_timeout() -> None:
     started = time.monotonic()
     result = await probe({"type": "snmp", "host": "127.0.0.1", "port": free_udp_port(),
-                          "community": COMMUNITY, "oids": [SYS_UPTIME], "timeout": "1s"})
+                          "community": COMMUNITY, "oids": [SYS_UPTIME], "timeout": "2s"})
     assert result.state is State.CRIT
     assert "no SNMP answer" in result.message
-    assert time.monotonic() - started < 1.5  # the probe's own budget, not the runner's
+    assert time.monotonic() - started < 3  # the probe's own budget, not the runner's
 
 
 @pytest.mark.parametrize(("user", "auth", "priv"), [(u, a, p) for u, a, _, p, _ in V3_USERS],
@@ -157,7 +157,7 @@ async def test_v3_auth_priv_with_every_protocol(agent: int, user: str, auth: str
     result = await probe({"type": "snmp", "host": "127.0.0.1", "port": agent, "user": user,
                           "auth_protocol": auth, "auth_key": AUTH_KEY, "priv_protocol": priv,
                           "priv_key": PRIV_KEY, "oids": [BATTERY], "expect": "42",
-                          "timeout": "2s"})
+                          "timeout": "5s"})
     assert result.state is State.OK, result.message
     assert result.message == f"{BATTERY} = 42"
 
@@ -165,10 +165,10 @@ async def test_v3_auth_priv_with_every_protocol(agent: int, user: str, auth: str
 async def test_v3_auth_only_and_no_auth_levels(agent: int) -> None:
     auth_only = await probe({"type": "snmp", "host": "127.0.0.1", "port": agent,
                              "user": "ups-authonly", "auth_key": AUTH_KEY, "oids": [BATTERY],
-                             "timeout": "2s"})
+                             "timeout": "5s"})
     assert auth_only.state is State.OK, auth_only.message
     no_auth = await probe({"type": "snmp", "host": "127.0.0.1", "port": agent,
-                           "user": "ups-noauth", "oids": [BATTERY], "timeout": "2s"})
+                           "user": "ups-noauth", "oids": [BATTERY], "timeout": "5s"})
     assert no_auth.state is State.OK, no_auth.message
 
 
@@ -176,7 +176,7 @@ async def test_v3_wrong_auth_key_is_unknown_authentication_failure(agent: int) -
     result = await probe({"type": "snmp", "host": "127.0.0.1", "port": agent,
                           "user": "ups-sha256", "auth_protocol": "SHA256",
                           "auth_key": "wrong-auth-key", "priv_protocol": "AES",
-                          "priv_key": PRIV_KEY, "oids": [BATTERY], "timeout": "2s"})
+                          "priv_key": PRIV_KEY, "oids": [BATTERY], "timeout": "5s"})
     assert result.state is State.UNKNOWN
     assert result.message == (f"SNMP 127.0.0.1:{agent}: v3 authentication failed "
                               "(wrong auth_key or auth_protocol?)")
@@ -186,7 +186,7 @@ async def test_v3_wrong_priv_key_is_dropped_by_the_agent_so_it_times_out(agent: 
     result = await probe({"type": "snmp", "host": "127.0.0.1", "port": agent,
                           "user": "ups-sha256", "auth_protocol": "SHA256", "auth_key": AUTH_KEY,
                           "priv_protocol": "AES", "priv_key": "wrong-priv-key",
-                          "oids": [BATTERY], "timeout": "1s"})
+                          "oids": [BATTERY], "timeout": "2s"})
     assert result.state is State.CRIT
     assert "wrong v3 user/keys" in result.message
 
