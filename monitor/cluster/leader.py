@@ -63,7 +63,9 @@ FOLLOWER_SLACK = 0.05
 class LeaseStore(Protocol):
     """What a store needs for a shared lease (PostgresStore has it; SQLite does not)."""
 
-    async def acquire_lease(self, name: str, me: str, ttl: float) -> tuple[str | None, float]:
+    async def acquire_lease(
+        self, name: str, me: str, ttl: float
+    ) -> tuple[str | None, float, int]:
         ...
 
     async def release_lease(self, name: str, me: str) -> bool: ...
@@ -119,6 +121,8 @@ class Leadership:
         self.last_error: str | None = None
         self.shared = isinstance(store, LeaseStore)
         """False on SQLite: a single instance, always the leader."""
+        self.term = 0
+        """The current holder's term (SPEC 9 fencing): grows at every change of holder."""
         self._monotonic = monotonic
         self._valid_until = float("-inf")
         self._holder_remaining = 0.0
@@ -158,6 +162,7 @@ class Leadership:
         if not isinstance(self.store, LeaseStore):
             if self.holder != self.me:
                 self.since = now
+                self.term += 1
             self.holder, self._valid_until = self.me, float("inf")
             return True
         sent_at = self._monotonic()
@@ -165,7 +170,8 @@ class Leadership:
         try:
             # Bounded by the step-down margin: an answer arriving later is useless anyway.
             async with asyncio.timeout(max(self.renew_every, 1.0)):
-                holder, remaining = await self.store.acquire_lease(self.name, self.me, self.ttl)
+                holder, remaining, term = await self.store.acquire_lease(
+                    self.name, self.me, self.ttl)
         except Exception as exc:  # store down or slow: decide on what we already know
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
             log.warning("leader_lease_failed", error=self.last_error, leader=self.is_leader)
@@ -174,12 +180,12 @@ class Leadership:
                 self.since = None
             return self.is_leader
         self.last_error = None
-        self.holder, self._holder_remaining = holder, max(remaining, 0.0)
+        self.holder, self._holder_remaining, self.term = holder, max(remaining, 0.0), term
         if holder == self.me:
             self._valid_until = sent_at + STEP_DOWN_FRACTION * self.ttl
             if not was_leader:
                 self.since = now
-                log.info("leadership_acquired", me=self.me, ttl=self.ttl)
+                log.info("leadership_acquired", me=self.me, ttl=self.ttl, term=term)
             return True
         self._valid_until = float("-inf")
         if was_leader:

@@ -216,6 +216,17 @@ def _check_references(source: _Source) -> None:
                 _check_target(source, (*path, i), target, notifiers, set(roles), departments)
     _check_cycles(source, data)
     _check_templates(source, data)
+    _check_cluster(source, data)
+
+
+def _check_cluster(source: _Source, data: dict[str, Any]) -> None:
+    """Members find each other through the shared store: a cluster on SQLite is one instance."""
+    state = data.get("state")
+    url = state.get("url") if isinstance(state, dict) else None
+    if isinstance(data.get("cluster"), dict) and not (
+            isinstance(url, str) and url.startswith("postgresql://")):
+        source.report(("cluster",), "needs a shared store (state.url: postgresql://...); "
+                                    "SQLite serves a single instance")
 
 
 def _check_target(source: _Source, path: KeyPath, target: str, notifiers: set[str],

@@ -95,6 +95,16 @@ class StateConfig(Strict):
     url: str = Field(default="sqlite:///./hismon-state.db", pattern=r"^(sqlite|postgresql)://")
 
 
+class ClusterConfig(Strict):
+    """`cluster: {shards: auto, replicas: N}` (SPEC 9): checks follow the live members."""
+
+    shards: Literal["auto"] = "auto"
+    replicas: int = Field(default=1, ge=1, le=16)
+    """How many live members probe each check (at least its `vantage_quorum`)."""
+    member_id: str | None = Field(default=None, min_length=1, max_length=200)
+    """Stable across restarts, so a restart does not move checks; default HOSTNAME:PORT."""
+
+
 class Flapping(Strict):
     """Nagios method: percent state change over the last 21 results, with hysteresis."""
 
@@ -221,6 +231,7 @@ class Config(Strict):
     site: Site = Field(default_factory=Site)
     server: Server = Field(default_factory=Server)
     state: StateConfig = Field(default_factory=StateConfig)
+    cluster: ClusterConfig | None = None
     defaults: Defaults = Field(default_factory=Defaults)
     roles: dict[str, list[str]] = Field(default_factory=dict)
     departments: list[Department] = Field(default_factory=list)

@@ -20,13 +20,18 @@ import structlog
 
 from monitor.config.model import Config
 from monitor.core.models import OutboxMessage
-from monitor.store.base import Store
+from monitor.store.base import Fenced, Store
 from notifiers.base import DeliveryError, NotifierBase, NotifyContext, OutgoingMessage, parse_rate
 
 log = structlog.get_logger("hismon.outbox")
 Clock = Callable[[], float]
 ResultHook = Callable[[str, str, str], None]
 """(notifier, kind, result) for hismon_notifications_total."""
+
+
+MIN_SEND_WINDOW = 1.0
+"""A leader starts a send only with the notifier's timeout, or at least this many seconds,
+left on its lease; the send is cut when the lease would end."""
 
 
 def backoff(attempts: int, initial: float, max_delay: float, rng: random.Random) -> float:
@@ -117,8 +122,16 @@ class Sender:
             status_url=message.payload.get("status_url"))
         message.attempts += 1
         now = outbox.clock()
+        lease_left = await outbox.store.begin_attempt(message)
+        if lease_left is None or lease_left < min(notifier.timeout, MIN_SEND_WINDOW):
+            # Another instance leads now, or our lease is about to end: leave it untouched.
+            message.attempts -= 1
+            log.warning("send_fenced", notifier=notifier.id, incident=message.incident_id,
+                        kind=message.kind)
+            raise Fenced("leadership term over")
         try:
-            async with asyncio.timeout(notifier.timeout + 1):
+            # A send never outlives the leadership that started it (SPEC 9 fencing).
+            async with asyncio.timeout(min(notifier.timeout + 1, lease_left)):
                 answer = await notifier.send(outgoing, outbox.notify_context)
         except Exception as exc:
             permanent = isinstance(exc, DeliveryError) and exc.permanent

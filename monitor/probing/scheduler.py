@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -202,6 +203,8 @@ class Scheduler:
         self.on_change = on_change
         self.clock = clock
         self.shard = shard
+        self.owned: set[str] | None = None
+        """With `cluster: {shards: auto}`: the checks this member probes (None: by shard)."""
         self.trends: dict[str, Any] = {}
         self._checks: dict[str, CheckBase] = {}
         self._aps = _LoopScheduler(
@@ -223,7 +226,7 @@ class Scheduler:
     def apply_config(self, config: Config) -> None:
         """Add, change and remove jobs to match the config; untouched checks keep their state."""
         self.config = config
-        wanted = {c.id: c for c in config.checks if in_shard(c.id, self.shard)}
+        wanted = {c.id: c for c in config.checks if self.owns(c.id)}
         for check_id in list(self._checks):
             if check_id not in wanted:
                 self._aps.remove_job(check_id)
@@ -257,6 +260,28 @@ class Scheduler:
                                   name=check_id)
             else:
                 self._aps.reschedule_job(check_id, trigger=trigger)
+
+    def owns(self, check_id: str) -> bool:
+        """Whether this instance probes `check_id` (its shard, or its cluster share)."""
+        if self.owned is not None:
+            return check_id in self.owned
+        return in_shard(check_id, self.shard)
+
+    def set_owned(self, owned: set[str]) -> list[str]:
+        """Probe exactly `owned` from now on; checks that moved here are probed at once.
+
+        Returns the ids that moved here. Their state (taken from the store by the caller,
+        before this call) is kept: a check that moves keeps its hard state (SPEC 9).
+        """
+        before = set(self._checks)
+        self.owned = set(owned)
+        self.apply_config(self.config)
+        moved_in = sorted(set(self._checks) - before)
+        now = dt.datetime.now(dt.UTC)
+        for check_id in moved_in:
+            with contextlib.suppress(LookupError):
+                self._aps.modify_job(check_id, next_run_time=now)
+        return moved_in
 
     def _skipped(self, event: Any) -> None:
         state = self.states.get(event.job_id)

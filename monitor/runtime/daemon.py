@@ -18,12 +18,14 @@ from typing import Any
 import structlog
 
 from checks.base import ProbeContext
+from monitor.cluster import assign
 from monitor.cluster.leader import Leadership, config_lease_ttl
+from monitor.cluster.membership import Membership, MemberStore, default_member_id
 from monitor.config.loader import ConfigError, load_config
 from monitor.config.model import Config
 from monitor.delivery.outbox import Outbox
 from monitor.incidents.engine import Engine
-from monitor.probing.scheduler import Scheduler, in_shard
+from monitor.probing.scheduler import Scheduler
 from monitor.probing.state import CheckState, from_record
 from monitor.runtime import memtrim, sdnotify
 from monitor.store import Store, open_store
@@ -61,6 +63,7 @@ class Daemon:
                                    self._check_changed, clock, shard)
         self.shard = shard
         self.leadership = Leadership(self.store, ttl=config_lease_ttl(config))
+        self.membership = self._membership(config)
         self.leading = False
         """Only the leader opens incidents, runs plans and sends (SPEC §9); all instances probe."""
         self._term_stop: asyncio.Event | None = None
@@ -74,6 +77,47 @@ class Daemon:
 
     # ---- wiring ----------------------------------------------------------------------
 
+    def _membership(self, config: Config) -> Membership | None:
+        """`cluster: {shards: auto}`: checks follow the live members (SPEC 9)."""
+        if config.cluster is None or not isinstance(self.store, MemberStore):
+            return None
+        me = config.cluster.member_id or default_member_id(config.server.listen)
+        shortest = min((float(c.interval) for c in config.checks if c.interval), default=None)
+        return Membership(self.store, me, self.leadership.ttl, self._check_replicas,
+                          self._owned_changed, period=shortest)
+
+    def _check_replicas(self) -> list[tuple[str, int]]:
+        replicas = self.config.cluster.replicas if self.config.cluster else 1
+        return [(c.id, assign.replicas_for(c.vantage_quorum, replicas))
+                for c in self.config.checks]
+
+    def _owned_changed(self, owned: set[str]) -> None:
+        if self.scheduler.owned is None:  # before start: the scheduler starts with this set
+            return
+        task = asyncio.ensure_future(self._take_over(owned))
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+
+    async def _take_over(self, owned: set[str]) -> None:
+        """Checks that moved here start from the hard state their last owner saved."""
+        moving_in = owned - set(self.scheduler._checks)
+        if moving_in:
+            try:
+                saved = await asyncio.wait_for(self.store.load_check_states(), 5.0)
+            except Exception as exc:
+                log.warning("cluster_states_unavailable",
+                            error=f"{type(exc).__name__}: {exc}"[:300])
+                saved = {}
+            for check in self.config.checks:
+                record = saved.get(check.id)
+                if check.id in moving_in and record is not None:
+                    self.states[check.id] = from_record(check.id, check.system, check.type,
+                                                        record)
+        moved = self.scheduler.set_owned(owned)
+        if moved:
+            log.info("cluster_checks_taken", member=self.membership.me if self.membership
+                     else None, checks=len(moved))
+
     def _count_notification(self, notifier: str, kind: str, result: str) -> None:
         self.metrics.notifications.labels(notifier, kind, result).inc()
 
@@ -86,6 +130,9 @@ class Daemon:
         self.source.outbox_pending = self.outbox.pending
         self.source.store_ok = self.store_error is None
         self.source.leader = self.leading
+        self.source.leader_term = self.leadership.term
+        self.source.checks_owned = len(self.scheduler._checks)
+        self.source.cluster_members = len(self.membership.members) if self.membership else 1
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -95,6 +142,13 @@ class Daemon:
         self.ctx.heartbeats.update(await self.store.load_heartbeats())
         await self.engine.load()  # a read-only view until this instance leads
         await self.engine.restore_notes()
+        if self.membership is not None:
+            await self.membership.beat()
+            # No answer from the store: probe everything rather than nothing.
+            self.scheduler.owned = (set(self.membership.owned) if self.membership.members
+                                    else {c.id for c in self.config.checks})
+            self._tasks.append(asyncio.create_task(self.membership.run(self.stop_event),
+                                                   name="membership"))
         self.scheduler.start()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         self._lead_task = asyncio.create_task(
@@ -128,6 +182,9 @@ class Daemon:
             engine.apply_config(self.config)
             await self.outbox.stop()
             self.engine, self.outbox = engine, outbox
+            if hasattr(self.store, "fence"):  # SPEC 9: every write of this term checks it
+                self.store.fence = (self.leadership.name, self.leadership.me,
+                                    self.leadership.term)
             outbox.start()
             self._term_stop = asyncio.Event()
             self._engine_task = asyncio.create_task(engine.run(self._term_stop), name="engine")
@@ -184,11 +241,11 @@ class Daemon:
             self.engine.open = {i.system: i for i in await self.store.list_incidents(
                 status="open") if not i.drill}
             return
-        if self.shard is None:
+        if self.shard is None and self.membership is None:
             return
         saved = await self.store.load_check_states()
         for check in self.config.checks:
-            if in_shard(check.id, self.shard) or check.id not in saved:
+            if self.scheduler.owns(check.id) or check.id not in saved:
                 continue
             theirs = from_record(check.id, check.system, check.type, saved[check.id])
             mine = self.states.get(check.id)
@@ -245,6 +302,10 @@ class Daemon:
             return False
         self.config = config
         self.leadership.ttl = config_lease_ttl(config)
+        if self.membership is not None:
+            self.membership.ttl = self.leadership.ttl
+            self.scheduler.owned = self.membership.reassign() if self.membership.members \
+                else {c.id for c in config.checks}
         self.scheduler.apply_config(config)
         self.engine.apply_config(config)
         self.outbox.apply_config(config)

@@ -7,10 +7,15 @@ operation, which is what makes "no step sent twice, none skipped" hold across a 
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any
 
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
+
+
+class Fenced(RuntimeError):
+    """A write by a leader whose term is over (another instance leads now): nothing written."""
 
 
 class Store(ABC):
@@ -63,6 +68,15 @@ class Store(ABC):
 
     @abstractmethod
     async def pending_messages(self, notifier: str | None = None) -> list[OutboxMessage]: ...
+
+    async def begin_attempt(self, message: OutboxMessage) -> float | None:
+        """Called before each send attempt: how long this instance may take to send (the
+        time left on its leadership), or None when it must not send at all.
+
+        A single-instance store has no one to be fenced by; the shared store checks the
+        leader's term and lease in the same transaction (SPEC 9).
+        """
+        return math.inf
 
     @abstractmethod
     async def update_message(self, message: OutboxMessage) -> None: ...

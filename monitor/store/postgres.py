@@ -45,7 +45,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
-from monitor.store.base import Store
+from monitor.store.base import Fenced, Store
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
@@ -94,6 +94,13 @@ SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS leader (
         name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL,
         acquired_at TIMESTAMPTZ NOT NULL, renewed_at TIMESTAMPTZ NOT NULL)""",
+    # Fencing (SPEC 9): the term grows at every change of holder; an older term writes nothing.
+    "ALTER TABLE leader ADD COLUMN IF NOT EXISTS term BIGINT NOT NULL DEFAULT 1",
+    "CREATE TABLE IF NOT EXISTS fenced_terms (name TEXT PRIMARY KEY, term BIGINT NOT NULL)",
+    # Cluster members (monitor/cluster/membership.py): one heartbeat row per live instance.
+    """CREATE TABLE IF NOT EXISTS members (
+        id TEXT PRIMARY KEY, expires_at TIMESTAMPTZ NOT NULL, last_seen TIMESTAMPTZ NOT NULL,
+        checks INTEGER NOT NULL DEFAULT 0)""",
 )
 
 _OUTBOX_COLUMNS = (
@@ -113,18 +120,39 @@ _INSERT_MESSAGE = (
 # expired (or not yet existing) lease exactly one gets a row back. The others then ask who
 # holds it in a second statement: one with a fresh snapshot, which sees the winner's commit.
 _ACQUIRE_LEASE = """
-INSERT INTO leader AS l (name, holder, expires_at, acquired_at, renewed_at)
-VALUES (%(name)s, %(me)s, now() + make_interval(secs => %(ttl)s), now(), now())
+INSERT INTO leader AS l (name, holder, expires_at, acquired_at, renewed_at, term)
+VALUES (%(name)s, %(me)s, now() + make_interval(secs => %(ttl)s), now(), now(),
+        COALESCE((SELECT max(term) FROM fenced_terms WHERE name = %(name)s), 0) + 1)
 ON CONFLICT (name) DO UPDATE
     SET holder = excluded.holder, expires_at = excluded.expires_at,
         renewed_at = excluded.renewed_at,
         acquired_at = CASE WHEN l.holder = excluded.holder THEN l.acquired_at
-                           ELSE excluded.acquired_at END
+                           ELSE excluded.acquired_at END,
+        term = CASE WHEN l.holder = excluded.holder THEN l.term
+                    ELSE GREATEST(l.term, excluded.term) + 1 END
     WHERE l.holder = excluded.holder OR l.expires_at < now()
-RETURNING holder, extract(epoch FROM expires_at - now())::float8
+RETURNING holder, extract(epoch FROM expires_at - now())::float8, term
 """
 _LEASE_HOLDER = (
-    "SELECT holder, extract(epoch FROM expires_at - now())::float8 FROM leader WHERE name = %s"
+    "SELECT holder, extract(epoch FROM expires_at - now())::float8, term FROM leader "
+    "WHERE name = %s"
+)
+# A released lease row is deleted; its last term is kept here so the next term is higher.
+_REMEMBER_TERM = (
+    "INSERT INTO fenced_terms(name, term) SELECT name, term FROM leader "
+    "WHERE name = %s AND holder = %s ON CONFLICT (name) DO UPDATE "
+    "SET term = GREATEST(fenced_terms.term, excluded.term)"
+)
+_MEMBER_HEARTBEAT = """
+INSERT INTO members AS m (id, expires_at, last_seen, checks)
+VALUES (%(me)s, now() + make_interval(secs => %(ttl)s), now(), %(checks)s)
+ON CONFLICT (id) DO UPDATE
+    SET expires_at = excluded.expires_at, last_seen = excluded.last_seen,
+        checks = excluded.checks
+"""
+_LIVE_MEMBERS = (
+    "SELECT id, checks, extract(epoch FROM last_seen)::float8 FROM members "
+    "WHERE expires_at > now() ORDER BY id"
 )
 
 
@@ -201,6 +229,9 @@ class PostgresStore(Store):
         self._open = False
         self.reconnects = 0
         """Connections dropped because they broke; visible for metrics and tests."""
+        self.fence: tuple[str, str, int] | None = None
+        """(lease name, holder, term) while this instance leads: every step record, enqueue
+        and send attempt checks it in its own transaction (SPEC 9 fencing)."""
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.where}, schema={self.schema or 'default'})"
@@ -382,6 +413,7 @@ class PostgresStore(Store):
     ) -> bool:
         async def op(conn: Conn) -> list[tuple[OutboxMessage, int]] | None:
             async with conn.transaction():
+                await self._check_fence(conn)
                 cur = await conn.execute(
                     "INSERT INTO plan_steps(incident_id, step_key, occurrence, at, status) "
                     "VALUES (%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
@@ -412,6 +444,7 @@ class PostgresStore(Store):
 
         async def op(conn: Conn) -> list[tuple[OutboxMessage, int]]:
             async with conn.transaction():
+                await self._check_fence(conn)
                 return await _insert_messages(conn, messages)
 
         inserted = await self._run(op)
@@ -538,30 +571,107 @@ class PostgresStore(Store):
 
     # ---- leader lease (used by monitor.cluster.leader, not part of Store) --------------------
 
-    async def acquire_lease(self, name: str, me: str, ttl: float) -> tuple[str | None, float]:
+    async def acquire_lease(
+        self, name: str, me: str, ttl: float
+    ) -> tuple[str | None, float, int]:
         """Take or renew lease `name` for `me` if it is ours or expired.
 
-        Returns (holder after the call, seconds left on the holder's lease, by the
-        database's clock). Repeatable: renewing twice only moves the expiry.
+        Returns (holder after the call, seconds left on the holder's lease by the database's
+        clock, the holder's term). Repeatable: renewing twice only moves the expiry; the
+        term grows only when the holder changes (SPEC 9 fencing).
         """
-        async def op(conn: Conn) -> tuple[str | None, float]:
+        async def op(conn: Conn) -> tuple[str | None, float, int]:
             cur = await conn.execute(_ACQUIRE_LEASE, {"name": name, "me": me, "ttl": ttl})
             row = await cur.fetchone()
             if row is None:  # someone else holds it (a follower's poll: two round trips)
                 cur = await conn.execute(_LEASE_HOLDER, (name,))
                 row = await cur.fetchone()
-            return (row[0], float(row[1])) if row else (None, 0.0)
+            return (row[0], float(row[1]), int(row[2])) if row else (None, 0.0, 0)
 
         return await self._run(op)
 
     async def release_lease(self, name: str, me: str) -> bool:
         """Give the lease up now so another instance need not wait for it to run out."""
         async def op(conn: Conn) -> bool:
-            cur = await conn.execute("DELETE FROM leader WHERE name = %s AND holder = %s",
-                                     (name, me))
-            return cur.rowcount > 0
+            async with conn.transaction():
+                await conn.execute(_REMEMBER_TERM, (name, me))
+                cur = await conn.execute("DELETE FROM leader WHERE name = %s AND holder = %s",
+                                         (name, me))
+                return cur.rowcount > 0
 
         return await self._run(op)
+
+    async def current_term(self, name: str) -> int:
+        """The term of whoever holds lease `name` now (0 when nobody does)."""
+        async def op(conn: Conn) -> int:
+            cur = await conn.execute(
+                "SELECT term FROM leader WHERE name = %s AND expires_at > now()", (name,))
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._run(op)
+
+    async def _check_fence(self, conn: Conn) -> float:
+        """Inside the caller's transaction: raise `Fenced` unless our term still holds;
+        returns the seconds left on our lease (infinite without a fence).
+
+        `FOR SHARE` locks the lease row until the transaction ends, so a takeover (which
+        updates that row) waits for this write to commit, or this write sees the new term.
+        """
+        if self.fence is None:
+            return math.inf
+        name, me, term = self.fence
+        cur = await conn.execute(
+            "SELECT extract(epoch FROM expires_at - now())::float8 FROM leader "
+            "WHERE name = %s AND holder = %s AND term = %s AND expires_at > now() FOR SHARE",
+            (name, me, term))
+        row = await cur.fetchone()
+        if row is None:
+            raise Fenced(f"leadership term {term} of {me} is over")
+        return float(row[0])
+
+    async def begin_attempt(self, message: OutboxMessage) -> float | None:
+        """Before a send: check the term and count the attempt, in one transaction.
+
+        Returns the seconds left on this leader's lease (the send must end by then), or
+        None: another instance leads now and this one must not send.
+        """
+        async def op(conn: Conn) -> float | None:
+            async with conn.transaction():
+                try:
+                    left = await self._check_fence(conn)
+                except Fenced:
+                    return None
+                await conn.execute(
+                    "UPDATE outbox SET attempts = %s WHERE id = %s AND status = 'pending'",
+                    (message.attempts, message.id))
+                return left
+
+        return await self._run(op)
+
+    # ---- cluster members (used by monitor.cluster.membership, not part of Store) ----------
+
+    async def member_heartbeat(
+        self, me: str, ttl: float, checks: int
+    ) -> list[tuple[str, int, float]]:
+        """Renew `me`'s member row and return the live members: (id, checks, last_seen).
+
+        Liveness is judged by the database's clock, like the lease, so clock skew between
+        machines cannot make a member look dead or alive to some and not to others.
+        """
+        async def op(conn: Conn) -> list[tuple[str, int, float]]:
+            await conn.execute(_MEMBER_HEARTBEAT, {"me": me, "ttl": ttl, "checks": checks})
+            cur = await conn.execute(_LIVE_MEMBERS)
+            return [(r[0], int(r[1]), float(r[2])) for r in await cur.fetchall()]
+
+        return await self._run(op)
+
+    async def member_leave(self, me: str) -> None:
+        """A clean stop: the others take this member's checks at once, not after the TTL."""
+        async def op(conn: Conn) -> None:
+            await conn.execute("DELETE FROM members WHERE id = %s", (me,))
+
+        await self._run(op)
 
 
 async def _insert_messages(

@@ -58,6 +58,13 @@ class SystemCollector(Collector):
         yield GaugeMetricFamily("hismon_leader",
                                 "1 on the instance that runs incidents, plans and notifications",
                                 value=1.0 if src.leader else 0.0)
+        yield GaugeMetricFamily("hismon_leader_term",
+                                "Term of this instance's current or last leadership (fencing)",
+                                value=float(src.leader_term))
+        yield GaugeMetricFamily("hismon_cluster_members", "Live cluster members (1 alone)",
+                                value=float(src.cluster_members))
+        yield GaugeMetricFamily("hismon_checks_owned", "Checks this instance probes",
+                                value=float(src.checks_owned))
 
 
 CHECK_FAMILIES = (
@@ -153,6 +160,9 @@ class MetricsSource:
         self.outbox_undelivered: int = 0
         self.store_ok: bool = True
         self.leader: bool = False
+        self.leader_term: int = 0
+        self.cluster_members: int = 1
+        self.checks_owned: int = 0
 
 
 class Metrics:

@@ -1,0 +1,209 @@
+"""Cluster membership, check assignment and fencing (SPEC 9).
+
+The assignment is pure (rendezvous hashing) and tested as such; membership and fencing run
+against the real PostgreSQL, each test on a fresh schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from monitor.cluster import assign
+from monitor.cluster.leader import Leadership
+from monitor.cluster.membership import Membership, default_member_id
+from monitor.core.models import OutboxMessage
+from monitor.store import Store, open_store
+from monitor.store.base import Fenced
+from tests.test_store_contract import drop_schema, new_schema_name, require_pg, with_params
+
+CHECKS = [f"check-{i:04d}" for i in range(600)]
+
+
+# ---- assignment (pure) ---------------------------------------------------------------------
+
+
+def test_every_check_has_exactly_one_owner_and_the_split_is_even() -> None:
+    members = ["a:9464", "b:9464", "c:9464"]
+    owned = {m: assign.owned_by(m, [(c, 1) for c in CHECKS], members) for m in members}
+    assert set().union(*owned.values()) == set(CHECKS)
+    assert sum(len(s) for s in owned.values()) == len(CHECKS), "a check probed twice"
+    for share in owned.values():
+        assert 150 < len(share) < 250, {m: len(s) for m, s in owned.items()}
+
+
+def test_a_dead_member_moves_only_its_own_checks() -> None:
+    before = {c: assign.owners(c, ["a", "b", "c"])[0] for c in CHECKS}
+    after = {c: assign.owners(c, ["a", "c"])[0] for c in CHECKS}
+    moved = {c for c in CHECKS if before[c] != after[c]}
+    assert moved == {c for c in CHECKS if before[c] == "b"}
+
+
+def test_a_new_member_takes_a_share_from_everyone_and_nothing_else_moves() -> None:
+    before = {c: assign.owners(c, ["a", "b", "c"])[0] for c in CHECKS}
+    after = {c: assign.owners(c, ["a", "b", "c", "d"])[0] for c in CHECKS}
+    moved = {c for c in CHECKS if before[c] != after[c]}
+    assert all(after[c] == "d" for c in moved)
+    assert 100 < len(moved) < 200
+    assert {before[c] for c in moved} == {"a", "b", "c"}
+
+
+def test_the_answer_does_not_depend_on_the_order_members_are_listed() -> None:
+    for check in CHECKS[:50]:
+        assert assign.owners(check, ["a", "b", "c"], 2) == assign.owners(check, ["c", "a", "b"], 2)
+
+
+def test_replicas_and_quorum_give_distinct_members_capped_by_who_is_alive() -> None:
+    assert len(set(assign.owners("x", ["a", "b", "c"], 2))) == 2
+    assert assign.owners("x", ["a"], 3) == ["a"]
+    assert assign.owners("x", [], 1) == []
+    assert assign.replicas_for(vantage_quorum=2, replicas=1) == 2
+    assert assign.replicas_for(vantage_quorum=1, replicas=3) == 3
+
+
+def test_a_member_nobody_sees_yet_owns_nothing() -> None:
+    assert assign.owned_by("ghost", [("x", 1)], ["a", "b"]) == set()
+
+
+def test_the_default_member_id_is_the_host_and_the_listen_port() -> None:
+    assert default_member_id("127.0.0.1:9464").endswith(":9464")
+    assert default_member_id("[::1]:19000").endswith(":19000")
+
+
+# ---- membership on the real PostgreSQL ------------------------------------------------------
+
+
+@pytest.fixture
+async def pg_stores() -> AsyncIterator[Callable[[], Awaitable[Store]]]:
+    schema = new_schema_name()
+    url = with_params(require_pg(), schema=schema)
+    made: list[Store] = []
+
+    async def make() -> Store:
+        store = open_store(url)
+        await store.open()
+        made.append(store)
+        return store
+
+    try:
+        yield make
+    finally:
+        for store in made:
+            await store.close()
+        await drop_schema(schema)
+
+
+def _member(store: Store, me: str, ttl: float, changes: list[set[str]]) -> Membership:
+    return Membership(store, me, ttl, lambda: [(c, 1) for c in CHECKS[:90]], changes.append)  # type: ignore[arg-type]
+
+
+async def test_members_split_the_checks_and_take_over_a_silent_member(
+    pg_stores: Callable[[], Awaitable[Store]]
+) -> None:
+    ttl = 1.0  # b's; a and c keep theirs long so only b's row can run out in this test
+    changes: dict[str, list[set[str]]] = {m: [] for m in "abc"}
+    members = {m: _member(await pg_stores(), m, ttl if m == "b" else 30.0, changes[m])
+               for m in "abc"}
+    for member in members.values():
+        await member.beat()
+    for member in members.values():  # the first ones saw fewer members: beat again
+        await member.beat()
+    assert all(m.member_ids == ["a", "b", "c"] for m in members.values())
+    shares = [members[m].owned for m in "abc"]
+    assert set().union(*shares) == set(CHECKS[:90])
+    assert sum(len(s) for s in shares) == 90
+    b_share = set(members["b"].owned)
+    assert b_share, "b owns something"
+
+    # b stops heartbeating (SIGKILL, frozen VM): after the TTL the others cover its checks.
+    await asyncio.sleep(ttl + 0.3)
+    await members["a"].beat()
+    await members["c"].beat()
+    assert members["a"].member_ids == ["a", "c"]
+    assert members["a"].owned | members["c"].owned == set(CHECKS[:90])
+    assert members["a"].owned.isdisjoint(members["c"].owned)
+    assert "b" in members["a"].lost
+    assert changes["a"][-1] == members["a"].owned
+
+
+async def test_a_joining_member_takes_its_share_and_a_leaving_one_hands_over_at_once(
+    pg_stores: Callable[[], Awaitable[Store]]
+) -> None:
+    changes: list[set[str]] = []
+    a = _member(await pg_stores(), "a", 30.0, changes)
+    await a.beat()
+    assert a.owned == set(CHECKS[:90])
+    b = _member(await pg_stores(), "b", 30.0, [])
+    await b.beat()
+    await a.beat()
+    assert b.owned and a.owned.isdisjoint(b.owned)
+    assert a.owned | b.owned == set(CHECKS[:90])
+
+    stop = asyncio.Event()
+    stop.set()
+    await b.run(stop)  # a clean stop leaves the member table at once, not after 30 s
+    await a.beat()
+    assert a.member_ids == ["a"] and a.owned == set(CHECKS[:90])
+
+
+# ---- fencing --------------------------------------------------------------------------------
+
+
+def _message(key: str) -> OutboxMessage:
+    return OutboxMessage(id=None, idempotency_key=key, notifier="it", kind="outage_it",
+                         incident_id="inc-1", payload={"text": "x"}, created_at=0.0,
+                         status="pending", attempts=0, next_attempt_at=0.0)
+
+
+async def test_terms_grow_with_each_new_holder(pg_stores: Callable[[], Awaitable[Store]]) -> None:
+    store_a, store_b = await pg_stores(), await pg_stores()
+    a, b = Leadership(store_a, ttl=5, me="a"), Leadership(store_b, ttl=5, me="b")
+    assert await a.acquire_or_renew()
+    first = a.term
+    assert await a.acquire_or_renew() and a.term == first, "a renewal keeps the term"
+    assert not await b.acquire_or_renew() and b.term == first
+    await a.release()
+    assert await b.acquire_or_renew() and b.term == first + 1
+    await b.release()
+    assert await a.acquire_or_renew() and a.term == first + 2, "a released term is remembered"
+
+
+async def test_a_paused_leader_writes_and_sends_nothing_after_another_took_over(
+    pg_stores: Callable[[], Awaitable[Store]]
+) -> None:
+    old, new = await pg_stores(), await pg_stores()
+    holder, _, term = await old.acquire_lease("hismon", "old", 0.5)  # type: ignore[attr-defined]
+    assert holder == "old"
+    old.fence = ("hismon", "old", term)  # type: ignore[attr-defined]
+    early = _message("inc-1:step-0:it:0")
+    assert await old.record_step("inc-1", "step-0", 0, 1.0, "sent", [early])
+    assert await old.begin_attempt(early) is not None
+
+    await asyncio.sleep(0.7)  # old is frozen past its lease; new takes over
+    holder, _, new_term = await new.acquire_lease("hismon", "new", 30)  # type: ignore[attr-defined]
+    assert holder == "new" and new_term == term + 1
+    new.fence = ("hismon", "new", new_term)  # type: ignore[attr-defined]
+
+    with pytest.raises(Fenced):
+        await old.record_step("inc-1", "step-1", 0, 2.0, "sent", [_message("inc-1:step-1:it:0")])
+    with pytest.raises(Fenced):
+        await old.enqueue([_message("inc-1:late:it:0")])
+    assert await old.begin_attempt(early) is None, "the old leader must not start a send"
+    assert await new.steps_recorded("inc-1") == {("step-0", 0): "sent"}
+    assert await new.record_step("inc-1", "step-1", 0, 2.0, "sent",
+                                 [_message("inc-1:step-1:it:0")])
+    assert await new.begin_attempt(early) is not None
+
+
+async def test_a_send_attempt_learns_how_long_the_lease_still_runs(
+    pg_stores: Callable[[], Awaitable[Store]]
+) -> None:
+    store = await pg_stores()
+    _, _, term = await store.acquire_lease("hismon", "me", 3)  # type: ignore[attr-defined]
+    store.fence = ("hismon", "me", term)  # type: ignore[attr-defined]
+    message = _message("k")
+    await store.enqueue([message])
+    left = await store.begin_attempt(message)
+    assert left is not None and 2.0 < left <= 3.0

@@ -1,0 +1,212 @@
+"""Real daemons on one PostgreSQL with `cluster: {shards: auto}` (SPEC 9).
+
+The targets keep their own request log, so "its checks are probed by the others" is judged
+by what the targets saw, not by what hismon says about itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import signal
+import time
+from collections import defaultdict
+
+import httpx
+import pytest
+from aiohttp import web
+
+from tests.conftest import Receiver, free_port
+from tests.test_store_contract import drop_schema, new_schema_name, require_pg, with_params
+
+pytestmark = pytest.mark.slow
+
+CHECKS = 24
+TTL = 5.0  # the lease TTL for 1 s checks: 1.5 × 1 s, raised to the 5 s floor
+INTERVAL = 1.0
+
+
+class LoggingTarget:
+    """One HTTP server, one path per check; remembers when each path was asked."""
+
+    def __init__(self) -> None:
+        self.hits: dict[str, list[float]] = defaultdict(list)
+        self.failing: set[str] = set()
+        self.port = 0
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self.hits[name].append(time.monotonic())
+        return web.Response(status=503 if name in self.failing else 200, text="UP")
+
+    async def start(self) -> LoggingTarget:
+        app = web.Application()
+        app.router.add_get("/c/{name}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+    def longest_gap(self, name: str, since: float, until: float) -> float:
+        """The longest stretch in [since, until] in which `name` was not probed."""
+        times = [since, *(t for t in self.hits[name] if since <= t <= until), until]
+        return max(b - a for a, b in itertools.pairwise(times))
+
+
+def config(url: str, port: int, target: LoggingTarget, rec: Receiver) -> str:
+    checks = "\n".join(
+        f'  - {{id: c{i:02d}, system: {"his" if i == 0 else "lab"}, type: http, '
+        f'url: "http://127.0.0.1:{target.port}/c/c{i:02d}"}}' for i in range(CHECKS))
+    return f"""
+site: {{name: Cluster Hospital, timezone: Asia/Shanghai, language: en}}
+server: {{listen: "127.0.0.1:{port}", api_tokens: [t]}}
+state: {{url: "{url}"}}
+cluster: {{shards: auto, member_id: "member-{port}"}}
+defaults: {{interval: 1s, timeout: 500ms, retry_interval: 250ms, confirm: 2, recover: 2}}
+roles: {{it_oncall: [it]}}
+systems:
+  - {{id: his, name: HIS, plan: p}}
+  - {{id: lab, name: LIS, plan: p}}
+checks:
+{checks}
+notifiers:
+  - {{id: it, type: webhook, url: "{rec.url('it')}"}}
+plans:
+  - id: p
+    steps:
+      - {{after: 0s, notify: [role:it_oncall], message: outage_it}}
+    on_recovery: [role:it_oncall]
+"""
+
+
+async def gauge(client: httpx.AsyncClient, url: str, name: str) -> float | None:
+    try:
+        text = (await client.get(f"{url}/metrics", timeout=2)).text
+    except httpx.HTTPError:
+        return None
+    match = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else None
+
+
+async def wait_gauges(client: httpx.AsyncClient, urls: list[str], name: str,
+                      ok: object, timeout: float = 20) -> list[float | None]:
+    deadline = time.monotonic() + timeout
+    values: list[float | None] = []
+    while time.monotonic() < deadline:
+        values = [await gauge(client, u, name) for u in urls]
+        if ok(values):  # type: ignore[operator]
+            return values
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"{name} never settled: {values}")
+
+
+async def test_a_killed_member_s_checks_move_and_a_new_member_takes_a_share(
+    receiver: Receiver, daemon_factory
+) -> None:
+    schema = new_schema_name()
+    url = with_params(require_pg(), schema=schema)
+    target = await LoggingTarget().start()
+    try:
+        ports = [free_port() for _ in range(3)]
+        daemons = [await daemon_factory(config(url, p, target, receiver), p, f"m{i}")
+                   for i, p in enumerate(ports)]
+        urls = [d.url for d in daemons]
+        async with httpx.AsyncClient(trust_env=False) as client:
+            await wait_gauges(client, urls, "hismon_cluster_members",
+                              lambda v: v == [3.0, 3.0, 3.0])
+            owned = await wait_gauges(client, urls, "hismon_checks_owned",
+                                      lambda v: None not in v and sum(v) == CHECKS)
+            assert all(o and o > 0 for o in owned), owned
+
+            # Each check is probed by one member, not three: about one hit per interval.
+            before = {n: len(target.hits[n]) for n in list(target.hits)}
+            await asyncio.sleep(3)
+            rates = [(len(target.hits[f"c{i:02d}"]) - before.get(f"c{i:02d}", 0)) / 3
+                     for i in range(CHECKS)]
+            assert max(rates) < 2.0, f"probed by several members: {rates}"
+
+            # An incident on the leader's side while one member is killed.
+            target.failing.add("c00")
+            await receiver.wait_for(lambda: "outage_it" in receiver.kinds("it"), timeout=15)
+            leaders = [await gauge(client, u, "hismon_leader") for u in urls]
+            victim = next(i for i, lead in enumerate(leaders) if lead == 0.0)
+            daemons[victim].kill()
+            killed = time.monotonic()
+            survivors = [u for i, u in enumerate(urls) if i != victim]
+            await wait_gauges(client, survivors, "hismon_cluster_members",
+                              lambda v: v == [2.0, 2.0])
+            await asyncio.sleep(TTL + 2 * INTERVAL)
+            now = time.monotonic()
+            bound = TTL + INTERVAL + 1.0  # one interval of slack for the probe itself
+            gaps = {f"c{i:02d}": target.longest_gap(f"c{i:02d}", killed, now)
+                    for i in range(CHECKS)}
+            assert max(gaps.values()) <= bound, f"unprobed too long after the kill: {gaps}"
+
+            target.failing.clear()
+            await receiver.wait_for(lambda: "recovery" in receiver.kinds("it"), timeout=20)
+
+            # A fourth member joins and takes a share from the others.
+            port = free_port()
+            fourth = await daemon_factory(config(url, port, target, receiver), port, "m4")
+            values = await wait_gauges(client, [*survivors, fourth.url], "hismon_checks_owned",
+                                       lambda v: None not in v and v[2] > 0
+                                       and sum(v) == CHECKS)
+            assert values[2] and values[2] > 0
+            fourth.kill()
+        keys = [m["idempotency_key"] for m in receiver.messages]
+        assert len(keys) == len(set(keys)), f"sent twice: {keys}"
+        assert receiver.kinds("it") == ["outage_it", "recovery"]
+    finally:
+        for daemon in daemons:
+            daemon.kill()
+        await target.stop()
+        await drop_schema(schema)
+
+
+async def test_a_paused_leader_sends_nothing_when_it_resumes(
+    receiver: Receiver, daemon_factory
+) -> None:
+    """SIGSTOP the leader past its lease, let the other take over and send, SIGCONT it."""
+    schema = new_schema_name()
+    url = with_params(require_pg(), schema=schema)
+    target = await LoggingTarget().start()
+    try:
+        ports = [free_port(), free_port()]
+        text = [config(url, p, target, receiver).replace(
+            "message: outage_it}", "message: outage_it}\n"
+            "      - {after: 12s, every: 4s, notify: [role:it_oncall], message: progress_update}")
+            for p in ports]
+        a = await daemon_factory(text[0], ports[0], "a")
+        b = await daemon_factory(text[1], ports[1], "b")
+        async with httpx.AsyncClient(trust_env=False) as client:
+            assert await gauge(client, a.url, "hismon_leader") == 1.0
+            term_a = await gauge(client, a.url, "hismon_leader_term")
+            target.failing.add("c00")
+            await receiver.wait_for(lambda: "outage_it" in receiver.kinds("it"), timeout=15)
+            a.proc.send_signal(signal.SIGSTOP)
+            try:
+                await wait_gauges(client, [b.url], "hismon_leader", lambda v: v == [1.0],
+                                  timeout=TTL * 3)
+                term_b = await gauge(client, b.url, "hismon_leader_term")
+                assert term_a is not None and term_b is not None and term_b > term_a
+                await receiver.wait_for(
+                    lambda: "progress_update" in receiver.kinds("it"), timeout=20)
+            finally:
+                a.proc.send_signal(signal.SIGCONT)
+            await wait_gauges(client, [a.url], "hismon_leader", lambda v: v == [0.0],
+                              timeout=10)
+            await asyncio.sleep(5)  # what a resumed old leader would send, it sends now
+        keys = [m["idempotency_key"] for m in receiver.messages]
+        assert len(keys) == len(set(keys)), f"sent twice: {keys}"
+        assert "send_fenced" in a.log() or "engine_tick_failed" not in a.log()
+    finally:
+        a.kill()
+        b.kill()
+        await target.stop()
+        await drop_schema(schema)
