@@ -96,7 +96,11 @@ class Daemon:
             return
         task = asyncio.ensure_future(self._take_over(owned))
         self._tasks.append(task)
-        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Future[Any]) -> None:
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(task)  # type: ignore[arg-type]
 
     async def _take_over(self, owned: set[str]) -> None:
         """Checks that moved here start from the hard state their last owner saved."""
