@@ -342,3 +342,20 @@ async def test_steps_wait_while_every_failing_check_confirms_its_recovery(world:
     await world.fail("his-web", times=1)
     await world.at(5.2)
     assert ("department_outage", "opd-hook") in await world.sent()
+
+
+async def test_each_step_occurrence_is_counted_once_at_its_first_decision(
+    world: World,
+) -> None:
+    counted: list[tuple[str, str]] = []
+    world.engine = Engine(world.config, world.store, world.states, world.clock,
+                          count_step=lambda kind, result: counted.append((kind, result)))
+    world.engine.silences["s1"] = Silence("s1", ["his"], T0 - 60, T0 + 600, "migration")
+    await world.fail("his-web")
+    await world.at(1)
+    await world.at(2)
+    assert counted == [("outage_it", "maintenance")], "held on every tick, counted once"
+    await world.at(10)
+    assert counted == [("outage_it", "maintenance")], "sent later: not counted again"
+    await world.at(15)
+    assert counted[-1] == ("department_outage", "sent")

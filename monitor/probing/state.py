@@ -2,7 +2,9 @@
 
 A failure is *soft* until `confirm` consecutive equal non-OK results make it *hard*; a hard
 failure clears after `recover` consecutive OKs. Only hard changes open or close incidents.
-Everything here is a pure function of (state, result, now): tests drive it with numbers.
+Nothing here does I/O or reads a clock: `advance` folds one result into a `CheckState` *in
+place* (the scheduler keeps one live object per check) and is deterministic in (state,
+result, now), so tests drive it with numbers.
 """
 
 from __future__ import annotations
@@ -97,7 +99,11 @@ def advance(
     flap_high: float = 20.0,
     flap_low: float = 5.0,
 ) -> Change:
-    """Fold one probe result into the check state."""
+    """Fold one probe result into `cs` (mutated in place) and say what changed.
+
+    Not pure in the functional sense: the caller's state object is updated, so the scheduler,
+    the engine and the metrics all read the same live state. Deterministic, no I/O, no clock.
+    """
     old_hard = cs.hard_state
     previous = cs.state
     new = result.state

@@ -56,7 +56,8 @@ class Daemon:
         self.ctx.app_state["started_at"] = self.started_at
         self.store: Store = open_store(config.state.url)
         self.outbox = Outbox(config, self.store, clock, self._count_notification)
-        self.engine = Engine(config, self.store, self.states, clock, self.outbox.wake)
+        self.engine = Engine(config, self.store, self.states, clock, self.outbox.wake,
+                             count_step=self.metrics.count_step)
         # Quorum checks count only once the votes of other instances were read.
         self.engine.unconfirmed = {c.id for c in config.checks if c.vantage_quorum > 1}
         self.scheduler = Scheduler(config, self.ctx, self.states, self.metrics,
@@ -178,7 +179,8 @@ class Daemon:
         """
         if lead:
             outbox = Outbox(self.config, self.store, self.clock, self._count_notification)
-            engine = Engine(self.config, self.store, self.states, self.clock, outbox.wake)
+            engine = Engine(self.config, self.store, self.states, self.clock, outbox.wake,
+                            count_step=self.metrics.count_step)
             engine._dirty_checks |= self.engine._dirty_checks
             engine.unconfirmed = set(self.engine.unconfirmed)
             await engine.load()

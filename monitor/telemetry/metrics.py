@@ -182,6 +182,10 @@ class Metrics:
         self.notifications = Counter(
             "hismon_notifications", "Notification attempts by result",
             ["notifier", "kind", "result"], registry=self.registry)
+        self.plan_steps = Counter(
+            "hismon_plan_steps", "Plan step occurrences by kind and result at their first "
+            "decision: sent, or why held (acknowledged, dependency, maintenance, flapping, "
+            "recovering)", ["kind", "result"], registry=self.registry)
         self.config_reload_ok = Gauge(
             "hismon_config_last_reload_successful", "1 if the last config (re)load succeeded",
             registry=self.registry)
@@ -201,6 +205,10 @@ class Metrics:
             for kind in MESSAGE_KINDS:
                 for result in ("failed", "undeliverable"):
                     self.notifications.labels(notifier, kind, result)
+
+    def count_step(self, kind: str, result: str) -> None:
+        """One plan step occurrence decided (the incident applier calls this once each)."""
+        self.plan_steps.labels(kind, result).inc()
 
     async def exposition(self) -> bytes:
         """The whole `/metrics` body: per-check lines on the loop in slices, then the rest."""

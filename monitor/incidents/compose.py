@@ -1,0 +1,109 @@
+"""Who receives a due step and with which text: pure, from the facts the rules see.
+
+Kept apart from the rules so the question "what does a department read" has one home; the
+rules decide *that* a step is sent, this module decides *what* goes to *whom*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from monitor.config.model import Config
+from monitor.core.models import Incident, OutboxMessage
+from monitor.delivery import drill as drill_route
+from monitor.delivery.context import local, maintenance_context, message_context
+from monitor.delivery.messages import MessageRenderer
+from monitor.incidents import maintenance, plans
+from monitor.incidents.facts import Facts
+
+
+def step_messages(facts: Facts, incident: Incident, due: plans.DueStep, now: float,
+                  told: Collection[str] | None = None) -> list[OutboxMessage]:
+    """The outbox messages of one step occurrence (one per notifier, stable keys).
+
+    `told` restricts a recovery to the notifiers that heard of the outage."""
+    config = facts.config
+    targets = list(due.targets)
+    extra: list[str] = []
+    """IT asked for a note: not the step's own recipients (a drill routes them apart)."""
+    note, note_missing = None, False
+    if due.kind == "progress_update":
+        note = facts.notes.get(incident.id)
+        since = incident.last_update_sent_at or incident.started_at
+        note_missing = note is None or note["at"] <= since
+        plan = facts.plan_of(incident)
+        if note_missing and plan is not None:
+            extra = [t for t in plans.it_targets(plan) if t not in targets]
+    affected = [incident.system] + [
+        i.system for i in facts.open.values() if i.caused_by == incident.id]
+    recipients = [(r.notifier, r.department)
+                  for r in plans.resolve_targets(targets + extra, config, incident)]
+    if incident.drill:
+        recipients = []
+        for group in (targets, extra):
+            found = plans.resolve_targets(group, config, incident) if group else []
+            for pair in drill_route.route(found, config, facts.live).recipients:
+                if group and pair[0] not in {n for n, _ in recipients}:
+                    recipients.append(pair)
+    messages = []
+    for notifier, department in recipients:
+        if told is not None and notifier not in told:
+            continue
+        language = config.site.language
+        if department:
+            language = config.department(department).language or language
+        context = message_context(
+            due.kind, incident, config, now, department_id=department,
+            language=language, note=public_note(note, config), note_missing=note_missing,
+            affected_systems=affected)
+        title, text = facts.renderer.render(due.kind, language, context)
+        messages.append(OutboxMessage(
+            idempotency_key=f"{incident.id}:{due.key}:{notifier}:{due.occurrence}",
+            notifier=notifier, kind=due.kind, incident_id=incident.id,
+            created_at=now, next_attempt_at=now,
+            payload={"title": title, "text": text, "incident": context["incident"],
+                     "drill": incident.drill, "status_url": context["status_url"],
+                     "recipient": notifier}))
+    return messages
+
+
+def maintenance_messages(config: Config, renderer: MessageRenderer, kind: str,
+                         window: maintenance.Window, key: str,
+                         now: float) -> list[OutboxMessage]:
+    """A planned-downtime notice (or "maintenance over") for each affected department."""
+    departments: list[str] = []
+    for system_id in window.systems:
+        if not config.has_system(system_id):
+            continue
+        for dept_id in config.system(system_id).departments:
+            if dept_id not in departments:
+                departments.append(dept_id)
+    messages: list[OutboxMessage] = []
+    seen: set[str] = set()
+    for dept_id in departments:
+        dept = config.department(dept_id)
+        language = dept.language or config.site.language
+        affected = [s for s in window.systems
+                    if config.has_system(s) and dept_id in config.system(s).departments]
+        context = maintenance_context(kind, config, affected, window.start, window.end,
+                                      window.reason, department_id=dept_id, language=language)
+        title, text = renderer.render(kind, language, context)
+        for notifier in dept.notify:
+            if notifier in seen:
+                continue
+            seen.add(notifier)
+            messages.append(OutboxMessage(
+                idempotency_key=f"maint:{key}:{notifier}", notifier=notifier, kind=kind,
+                created_at=now, next_attempt_at=now,
+                payload={"title": title, "text": text, "incident": None,
+                         "maintenance": context["maintenance"],
+                         "status_url": context["status_url"], "recipient": notifier}))
+    return messages
+
+
+def public_note(note: dict[str, Any] | None, config: Config) -> dict[str, Any] | None:
+    if note is None:
+        return None
+    return {"by": note["by"], "text": note["text"],
+            "at_local": local(note["at"], config.site.tz)}

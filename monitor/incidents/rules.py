@@ -1,0 +1,329 @@
+"""The incident rules (SPEC 4, 5): pure functions of (facts, what was already sent, now) that
+return the effects to apply. No I/O, no clock, no mutation of their inputs: every incident an
+effect carries is a copy (`_copy`), so a table test can call a rule twice with the same facts
+and get the same answer.
+
+The engine calls them in this order each tick, applying the effects of one before the next
+sees the result (a new incident needs its id before a dependent can link to it):
+
+1. `announce_maintenance`  planned-downtime notices and "maintenance over"
+2. `evaluate_system`       open / escalate / update / resolve, per changed system
+3. `recovery`              after a resolve: the recovery step to those who were told
+4. `link_dependencies`     caused_by and departments joining the root
+5. `catch_up_departments`  a joined department still gets the notices already sent
+6. `run_plan`              hold or release, and the steps that fell due
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Collection, Mapping, Set
+
+from monitor.core.models import Incident
+from monitor.core.result import State
+from monitor.core.types import HoldReason
+from monitor.incidents import maintenance, plans
+from monitor.incidents.cause import suspect
+from monitor.incidents.compose import maintenance_messages, step_messages
+from monitor.incidents.effects import (
+    Change,
+    Effect,
+    Enqueue,
+    HoldStep,
+    Note,
+    OpenIncident,
+    ResolveIncident,
+    SendStep,
+    SkipStep,
+    UpdateIncident,
+)
+from monitor.incidents.facts import Facts
+from monitor.probing.state import CheckState
+
+Recorded = Mapping[tuple[str, int], str]
+"""What the store says was decided for an incident: (step key, occurrence) -> sent|skipped."""
+
+
+def _copy(incident: Incident) -> Incident:
+    return copy.deepcopy(incident)
+
+
+# ---- incidents from check states --------------------------------------------------------
+
+
+def evaluate_system(facts: Facts, system_id: str, now: float) -> list[Effect]:
+    """Open, escalate, update or resolve the system's incident from its checks' hard states."""
+    states = facts.states_of(system_id)
+    failing = [s for s in states if s.failing and s.check_id not in facts.unconfirmed]
+    current = facts.open.get(system_id)
+    if not failing:
+        if current is None:
+            return []
+        if any(s.flapping for s in states):
+            # One incident for a flapping system, not an open/resolve pair per flap.
+            return []
+        if not all(s.probed for s in states):
+            # Just restarted: a check not probed yet is not evidence of recovery.
+            return []
+        return [resolve(current, states, now)]
+    effects: list[Effect] = []
+    severity = "critical" if any(s.hard_state is State.CRIT for s in failing) else "warning"
+    notes: list[Note] = []
+    if current is None:
+        incident = _new_incident(facts, system_id, failing, severity, now)
+        opened = OpenIncident(incident, "drill" if facts.drill else "inc",
+                              (Note("opened", f"{severity} incident opened",
+                                    {"severity": severity}),))
+        effects.append(opened)
+        incident = _copy(incident)
+        change = Change.CHECKS
+    else:
+        incident = _copy(current)
+        change = Change.CHECKS
+        if severity == "critical" and incident.severity == "warning":
+            incident.severity = "critical"
+            incident.plan_started_at = now
+            notes.append(Note("escalated", "warning escalated to critical"))
+            change = Change.ESCALATE
+    notes += _check_notes(incident, failing)
+    incident.failing_checks = [_check_entry(s) for s in failing]
+    incident.suspected_cause, incident.cause_evidence = suspect(states)
+    if current is None:
+        # The opened incident's first checks and cause ride on the same record.
+        effects[0] = OpenIncident(incident, opened.id_prefix, opened.notes + tuple(notes))
+        return effects
+    effects.append(UpdateIncident(incident, change, tuple(notes)))
+    return effects
+
+
+def _new_incident(facts: Facts, system_id: str, failing: list[CheckState], severity: str,
+                  now: float) -> Incident:
+    started = min((s.first_failure_at or now) for s in failing)
+    system = facts.config.system(system_id)
+    return Incident(
+        id="", system=system_id, severity=severity, started_at=started, opened_at=now,
+        plan_started_at=started if severity == "critical" else None,
+        affected_departments=list(system.departments), drill=facts.drill)
+
+
+def _check_entry(s: CheckState) -> dict[str, object]:
+    return {"id": s.check_id, "type": s.type, "state": s.hard_state.name, "message": s.message}
+
+
+def _check_notes(incident: Incident, failing: list[CheckState]) -> list[Note]:
+    before = {c["id"]: c for c in incident.failing_checks}
+    after = {s.check_id: _check_entry(s) for s in failing}
+    notes = []
+    for check_id in [c for c in after if c not in before]:
+        notes.append(Note("check_failed", f"{check_id} {after[check_id]['state']}: "
+                          f"{after[check_id]['message']}", {"check": check_id}))
+    for check_id in [c for c in before if c not in after]:
+        notes.append(Note("check_recovered", f"{check_id} OK", {"check": check_id}))
+    for check_id in [c for c in after if c in before]:
+        if after[check_id]["state"] != before[check_id]["state"]:
+            notes.append(Note("check_state", f"{check_id} {before[check_id]['state']} → "
+                              f"{after[check_id]['state']}", {"check": check_id}))
+    return notes
+
+
+def resolve(current: Incident, states: list[CheckState], now: float) -> ResolveIncident:
+    recovered = [s.recovered_at for s in states if s.recovered_at is not None]
+    incident = _copy(current)
+    incident.status = "resolved"
+    incident.resolved_at = max(recovered) if recovered else now
+    incident.failing_checks = []
+    return ResolveIncident(incident, (Note("resolved", "all checks OK again"),))
+
+
+def recovery(facts: Facts, incident: Incident, recorded: Recorded, told: Collection[str],
+             now: float) -> list[Effect]:
+    """The recovery step of a resolved incident: only to those who heard of the outage.
+
+    A dependent incident's recovery is told by its root's."""
+    plan = facts.plan_of(incident)
+    if plan is None or not plan.on_recovery or not plans.anything_sent(dict(recorded)):
+        return []
+    if incident.caused_by:
+        return []
+    due = plans.DueStep("recovery", 0, "recovery", tuple(plan.on_recovery))
+    return [SendStep(incident.id, due, tuple(step_messages(facts, incident, due, now, told)))]
+
+
+# ---- dependencies -----------------------------------------------------------------------
+
+
+def root_of(facts: Facts, open_: Mapping[str, Incident], system_id: str) -> Incident | None:
+    """The deepest dependency with an open critical incident of its own making."""
+    root = None
+    for dep in facts.config.dependencies(system_id):
+        candidate = open_.get(dep)
+        if candidate is not None and candidate.severity == "critical":
+            root = candidate
+    if root is not None and root.caused_by is not None:
+        return open_.get(root.caused_by_system or "") or root
+    return root
+
+
+def link_dependencies(facts: Facts, now: float) -> list[Effect]:
+    """Mark dependents `caused_by` their root and add their departments to the root."""
+    effects: list[Effect] = []
+    work = {system: _copy(i) for system, i in facts.open.items()}
+    for system in list(work):
+        incident = work[system]
+        if not facts.config.has_system(system):
+            continue
+        root = root_of(facts, work, system)
+        previous = incident.caused_by
+        if root is not None and root.id != incident.id:
+            if previous != root.id:
+                incident.caused_by, incident.caused_by_system = root.id, root.system
+                effects.append(UpdateIncident(_copy(incident), Change.LINK, (
+                    Note("caused_by", f"caused by {root.id} ({root.system})"),)))
+            added = [d for d in facts.config.system(system).departments
+                     if d not in root.affected_departments]
+            if added:
+                root.affected_departments.extend(added)
+                effects.append(UpdateIncident(_copy(root), Change.DEPARTMENTS, (
+                    Note("departments_added", f"{system} depends on {root.system}: "
+                         f"{', '.join(added)} affected", {"system": system}),)))
+        elif previous is not None:
+            incident.caused_by = incident.caused_by_system = None
+            incident.plan_started_at = now
+            effects.append(UpdateIncident(_copy(incident), Change.UNLINK, (
+                Note("caused_by_cleared",
+                     f"{previous} resolved; this system still fails on its own"),)))
+    return effects
+
+
+def catch_up_departments(facts: Facts, root: Incident, recorded: Recorded,
+                         now: float) -> list[Effect]:
+    """Departments that joined after their notice went out still get it (same keys)."""
+    plan = facts.plan_of(root)
+    if plan is None:
+        return []
+    effects: list[Effect] = []
+    for index, step in enumerate(plan.steps):
+        key = f"step-{index}"
+        if "departments" not in step.notify:
+            continue
+        for (rec_key, occurrence), status in recorded.items():
+            if rec_key == key and status == "sent":
+                due = plans.DueStep(key, occurrence, step.message, tuple(step.notify))
+                effects.append(Enqueue(tuple(step_messages(facts, root, due, now)),
+                                       "departments_caught_up",
+                                       fields={"incident": root.id, "step": key}))
+    return effects
+
+
+# ---- plans ------------------------------------------------------------------------------
+
+
+def hold_reason(facts: Facts, incident: Incident, now: float) -> HoldReason | None:
+    """Why the incident's steps must wait right now, or None."""
+    if incident.caused_by:
+        return HoldReason.DEPENDENCY
+    if not incident.drill and facts.in_maintenance(incident.system, now):
+        # A drill rehearses the plan even inside a window: nothing real is held by it.
+        return HoldReason.MAINTENANCE
+    states = facts.states_of(incident.system)
+    flapping = any(s.flapping for s in states)
+    if flapping and now - incident.started_at < facts.config.defaults.flapping.max_hold:
+        return HoldReason.FLAPPING
+    failing = [facts.states.get(str(c["id"])) for c in incident.failing_checks]
+    if failing and all(s is not None and s.state is State.OK for s in failing):
+        # Every failing check answers again and is confirming its recovery: a step
+        # falling due in these seconds would page people for a system coming back.
+        return HoldReason.RECOVERING
+    return None
+
+
+def run_plan(facts: Facts, incident: Incident, recorded: Recorded, now: float) -> list[Effect]:
+    """Hold or release the incident's notifications, and the steps that fell due."""
+    effects: list[Effect] = []
+    plan = facts.plan_of(incident)
+    hold = hold_reason(facts, incident, now)
+    if hold != incident.held:
+        changed = _copy(incident)
+        if hold is None and incident.held in (HoldReason.MAINTENANCE, HoldReason.DEPENDENCY):
+            changed.plan_started_at = now if changed.severity == "critical" else None
+        text = f"notifications held: {hold}" if hold else "notifications released"
+        changed.held = hold
+        effects.append(UpdateIncident(changed, Change.HOLD,
+                                      (Note("hold", text, {"reason": hold}),)))
+        incident = changed
+    if plan is None:
+        return effects
+    for due in plans.due_steps(incident, plan, dict(recorded), now):
+        if hold is not None:
+            effects.append(HoldStep(incident.id, due, hold))
+        else:
+            effects.append(step(facts, incident, due, now))
+    return effects
+
+
+def step(facts: Facts, incident: Incident, due: plans.DueStep, now: float) -> Effect:
+    """Send (or, `unless: acknowledged`, skip) one due step occurrence."""
+    if due.skip_reason:
+        return SkipStep(incident.id, due, HoldReason(due.skip_reason))
+    after = None
+    if due.kind == "progress_update":
+        after = _copy(incident)
+        after.last_update_sent_at = now
+    elif due.kind == "vendor_escalation" and incident.vendor_escalated_at is None:
+        after = _copy(incident)
+        after.vendor_escalated_at = now
+    return SendStep(incident.id, due, tuple(step_messages(facts, incident, due, now)), after)
+
+
+# ---- maintenance ------------------------------------------------------------------------
+
+
+def announce_maintenance(facts: Facts, announced: Set[str], now: float) -> list[Effect]:
+    """Planned downtime: tell the departments ahead, and again when it is over.
+
+    Never in a drill: a rehearsal sends only its own incident's messages (SPEC 10).
+    """
+    effects: list[Effect] = []
+    if facts.drill:
+        return effects
+    for window in facts.windows:
+        lead = maintenance.notice_due(window, now)
+        candidates = []
+        if lead is not None:
+            candidates.append(("maintenance_notice", f"{window.key}:notice:{int(lead)}"))
+        if maintenance.over_due(window, now):
+            candidates.append(("maintenance_over", f"{window.key}:over"))
+        for kind, key in candidates:
+            if key in announced:
+                continue
+            messages = maintenance_messages(facts.config, facts.renderer, kind, window, key,
+                                            now)
+            effects.append(Enqueue(tuple(messages), "maintenance_announced", key,
+                                   {"kind": kind, "window": window.key}))
+    return effects
+
+
+# ---- operator actions -------------------------------------------------------------------
+
+
+def acknowledge(facts: Facts, incident: Incident, by: str, note: str | None,
+                recorded: Recorded, now: float) -> list[Effect]:
+    """Record who acknowledged; IT hears of it if anything was sent and nothing is held."""
+    if incident.acknowledged_by is not None:
+        return []
+    acked = _copy(incident)
+    acked.acknowledged_by, acked.acknowledged_at, acked.ack_note = by, now, note
+    effects: list[Effect] = [UpdateIncident(acked, Change.ACKNOWLEDGE, (
+        Note("acknowledged", f"acknowledged by {by}" + (f": {note}" if note else ""),
+             {"by": by, "note": note}),))]
+    plan = facts.plan_of(acked)
+    if plan is not None and plans.anything_sent(dict(recorded)) and not acked.held:
+        effects.append(step(facts, acked, plans.DueStep("ack", 0, "acknowledged",
+                                                        plans.it_targets(plan)), now))
+    return effects
+
+
+def add_note(incident: Incident, by: str, text: str, now: float) -> list[Effect]:
+    noted = _copy(incident)
+    noted.last_note_at = now
+    return [UpdateIncident(noted, Change.NOTE, (Note("note", text, {"by": by}),))]
