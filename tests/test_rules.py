@@ -15,7 +15,6 @@ from monitor.config.loader import load_config_text
 from monitor.core.models import Incident
 from monitor.core.result import Result, State
 from monitor.core.types import HoldReason
-from monitor.delivery.messages import MessageRenderer
 from monitor.incidents import rules
 from monitor.incidents.effects import (
     Change,
@@ -26,13 +25,14 @@ from monitor.incidents.effects import (
     SkipStep,
     UpdateIncident,
 )
+from monitor.incidents.engine import renderer_for
 from monitor.incidents.facts import Facts
 from monitor.incidents.maintenance import Window
 from monitor.probing.state import CheckState, advance
 from tests.test_engine import CONFIG, T0
 
 config = load_config_text(CONFIG, "t.yaml", {})
-renderer = MessageRenderer(config.templates)  # type: ignore[arg-type]
+renderer = renderer_for(config)
 
 
 def states(**results: list[State]) -> dict[str, CheckState]:
@@ -62,7 +62,7 @@ def facts(checks: dict[str, CheckState], *open_: Incident, windows: tuple[Window
                  windows=windows, renderer=renderer)
 
 
-C, W, O = State.CRIT, State.WARN, State.OK
+C, W, K = State.CRIT, State.WARN, State.OK
 
 
 @dataclass
@@ -85,9 +85,9 @@ EVALUATE = [
         [incident(severity="warning")], [(UpdateIncident, Change.ESCALATE)]),
     Row("still failing: the record is refreshed", {"his_web": [C, C, C]}, [incident()],
         [(UpdateIncident, Change.CHECKS)]),
-    Row("all OK again resolves", {"his_web": [C, C, C, O, O]}, [incident()],
+    Row("all OK again resolves", {"his_web": [C, C, C, K, K]}, [incident()],
         [(ResolveIncident, None)]),
-    Row("one OK is not yet a recovery", {"his_web": [C, C, C, O]}, [incident()],
+    Row("one OK is not yet a recovery", {"his_web": [C, C, C, K]}, [incident()],
         [(UpdateIncident, Change.CHECKS)]),
 ]
 
@@ -117,7 +117,7 @@ def test_an_opened_incident_starts_at_the_first_failed_probe() -> None:
 
 
 def test_a_resolve_dates_the_end_at_the_first_ok_probe() -> None:
-    checks = states(his_web=[C, C, C, O, O])
+    checks = states(his_web=[C, C, C, K, K])
     [effect] = rules.evaluate_system(facts(checks, incident()), "his", T0 + 60)
     assert isinstance(effect, ResolveIncident)
     assert effect.incident.status == "resolved" and effect.incident.resolved_at == T0 + 3
@@ -150,7 +150,7 @@ def test_hold_reason(name: str, fields: dict[str, object], windows: tuple[Window
 
 
 def test_a_flapping_check_holds_until_max_hold() -> None:
-    checks = states(his_web=[C, O, C, O, C, O, C, O, C, C, C])
+    checks = states(his_web=[C, K, C, K, C, K, C, K, C, C, C])
     assert checks["his-web"].flapping
     inc = incident()
     assert rules.hold_reason(facts(checks, inc), inc, T0 + 60) is HoldReason.FLAPPING
@@ -158,7 +158,7 @@ def test_a_flapping_check_holds_until_max_hold() -> None:
 
 
 def test_every_failing_check_confirming_its_recovery_holds_steps() -> None:
-    checks = states(his_web=[C, C, C, O])
+    checks = states(his_web=[C, C, C, K])
     inc = incident(failing_checks=[{"id": "his-web", "type": "http", "state": "CRIT",
                                     "message": "down"}])
     assert rules.hold_reason(facts(checks, inc), inc, T0 + 10) is HoldReason.RECOVERING
@@ -231,7 +231,7 @@ def test_a_dependent_links_to_its_root_and_its_departments_join() -> None:
 
 
 def test_recovery_goes_only_to_those_who_were_told() -> None:
-    checks = states(his_web=[C, C, C, O, O])
+    checks = states(his_web=[C, C, C, K, K])
     inc = incident(status="resolved", resolved_at=T0 + 400)
     [effect] = rules.recovery(facts(checks), inc, {("step-0", 0): "sent",
                                                    ("step-1", 0): "sent"}, {"it"}, T0 + 400)

@@ -33,6 +33,12 @@ Clock = Callable[[], float]
 TICK_SECONDS = 1.0
 
 
+def renderer_for(config: Config) -> MessageRenderer:
+    """The message renderer with the config's template overrides."""
+    return MessageRenderer({str(language): {str(kind): text for kind, text in kinds.items()}
+                            for language, kinds in config.templates.items()})
+
+
 class Engine:
     def __init__(
         self,
@@ -53,7 +59,7 @@ class Engine:
         self.states = states
         self.clock = clock
         self.on_enqueued = on_enqueued or (lambda: None)
-        self.renderer = MessageRenderer(config.templates)  # type: ignore[arg-type]
+        self.renderer = renderer_for(config)
         self.open: dict[str, Incident] = {}
         self.silences: dict[str, Silence] = {}
         self.applier = Applier(store, self.open, self._enqueued, count_step)
@@ -83,7 +89,7 @@ class Engine:
 
     def apply_config(self, config: Config) -> None:
         self.config = config
-        self.renderer = MessageRenderer(config.templates)  # type: ignore[arg-type]
+        self.renderer = renderer_for(config)
         self.invalidate_windows()
         self._dirty.update(s.id for s in config.systems)
         self.wake()
