@@ -170,7 +170,23 @@ class OutgoingMessage:
         }
         if self.drill:
             body["drill"] = True
+        if self.person is not None:
+            body["person"] = {"id": self.person.get("id"), "name": self.person.get("name")}
+        if self.extra.get("links"):
+            body["links"] = dict(self.extra["links"])
         return body
+
+    @property
+    def person(self) -> dict[str, Any] | None:
+        """The person this message is for (SPEC §13.1): id, name, mobile, email."""
+        found = self.extra.get("person")
+        return found if isinstance(found, dict) else None
+
+    def person_address(self, key: str) -> str | None:
+        """The person's `mobile` or `email`, when this message is for a person who has one."""
+        person = self.person
+        value = person.get(key) if person else None
+        return value if isinstance(value, str) and value else None
 
     def trimmed_text(self, limit: int) -> str:
         """Fit the channel's length limit, pointing at the status page for the rest."""

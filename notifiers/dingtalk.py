@@ -89,6 +89,12 @@ def build_request(
     return json_request(signed_url(webhook_url, secret, timestamp_ms), payload)
 
 
+def _mentions(message: OutgoingMessage, configured: list[str]) -> list[str]:
+    """A message for a person @-mentions their mobile instead of the configured ones."""
+    mobile = message.person_address("mobile")
+    return [mobile] if mobile else list(configured)
+
+
 class DingTalkNotifier(NotifierBase):
     type: Literal["dingtalk"]
     webhook_url: str = Field(pattern=r"^https?://")
@@ -107,7 +113,7 @@ class DingTalkNotifier(NotifierBase):
     def build_request(self, message: OutgoingMessage, *, now: float | None = None) -> HttpRequest:
         timestamp = time.time() if now is None else now
         return build_request(message, webhook_url=self.webhook_url, secret=self.secret,
-                             fmt=self.format, at_mobiles=self.at_mobiles,
+                             fmt=self.format, at_mobiles=_mentions(message, self.at_mobiles),
                              limit=min(self.text_limit, API_LIMIT),
                              timestamp_ms=int(timestamp * 1000))
 

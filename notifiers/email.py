@@ -196,7 +196,7 @@ class EmailNotifier(NotifierBase):
         return self.port or DEFAULT_PORTS[self.tls]
 
     def build_email(self, message: OutgoingMessage, *, now: float | None = None) -> EmailMessage:
-        return build_email(message, from_addr=self.from_, to=self.to,
+        return build_email(message, from_addr=self.from_, to=self.addressees(message),
                            now=time.time() if now is None else now, limit=self.text_limit)
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -206,7 +206,13 @@ class EmailNotifier(NotifierBase):
             context.verify_mode = ssl.CERT_NONE
         return context
 
-    def _transmit(self, mail: EmailMessage, deadline: float) -> str:
+    def addressees(self, message: OutgoingMessage) -> list[str]:
+        """A message for a person goes to their own address, not to `to` (SPEC §13.1)."""
+        email = message.person_address("email")
+        return [email] if email else list(self.to)
+
+    def _transmit(self, mail: EmailMessage, deadline: float,
+                  to: list[str] | None = None) -> str:
         """The blocking SMTP dialogue; every step gets what is left of one deadline."""
 
         def left() -> float:
@@ -216,7 +222,7 @@ class EmailNotifier(NotifierBase):
             return remaining
 
         envelope_from = parseaddr(self.from_)[1]
-        recipients = [parseaddr(t)[1] for t in self.to]
+        recipients = [parseaddr(t)[1] for t in (self.to if to is None else to)]
         helo = socket.gethostname()  # getfqdn() may wait on reverse DNS
         smtp: smtplib.SMTP
         if self.tls == "implicit":
@@ -268,6 +274,7 @@ class EmailNotifier(NotifierBase):
         mail = self.build_email(message)
         deadline = time.monotonic() + self.timeout
         try:
-            return await asyncio.to_thread(self._transmit, mail, deadline)
+            return await asyncio.to_thread(self._transmit, mail, deadline,
+                                           self.addressees(message))
         except Exception as exc:
             raise classify(exc, self.host, self.secrets()) from None

@@ -187,7 +187,9 @@ class SmsNotifier(NotifierBase):
         self._delivered.move_to_end(message.idempotency_key)
         while len(self._delivered) > REMEMBERED_MESSAGES:
             self._delivered.popitem(last=False)
-        todo = [r for r in dict.fromkeys(self.recipients) if r not in done]
+        mobile = message.person_address("mobile")
+        addressees = [mobile] if mobile else self.recipients  # a person's own mobile (§13.1)
+        todo = [r for r in dict.fromkeys(addressees) if r not in done]
         results = await asyncio.gather(*(self._send_one(message, r, ctx) for r in todo),
                                        return_exceptions=True)
         failures: list[tuple[str, BaseException]] = []
@@ -198,7 +200,7 @@ class SmsNotifier(NotifierBase):
             else:
                 done.add(recipient)
                 answers.append(result)
-        total = len(dict.fromkeys(self.recipients))
+        total = len(dict.fromkeys(addressees))
         if failures:
             for _, exc in failures:
                 if not isinstance(exc, Exception):

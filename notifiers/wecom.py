@@ -76,8 +76,10 @@ class WeComNotifier(NotifierBase):
         return min(self.max_length or API_LIMITS[self.format], API_LIMITS[self.format])
 
     def build_request(self, message: OutgoingMessage) -> HttpRequest:
+        mobile = message.person_address("mobile")  # a person's message @-mentions them
         payload = build_payload(message, fmt=self.format,
-                                mentioned_mobiles=self.mentioned_mobiles, limit=self.text_limit)
+                                mentioned_mobiles=[mobile] if mobile else self.mentioned_mobiles,
+                                limit=self.text_limit)
         return json_request(self.webhook_url, payload)
 
     async def deliver(self, request: HttpRequest, ctx: NotifyContext) -> str:

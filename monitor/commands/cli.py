@@ -456,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", required=True, help="RFC 3339 time or a duration like 2h")
     p.add_argument("--start", help="RFC 3339 time (default now)")
     p.add_argument("--reason", required=True)
+    from monitor.commands import people
+
+    people.register(add)
     return parser
 
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from monitor.config.model import MESSAGE_KINDS, Config
+from monitor.people.validate import check_people, is_people_target, target_problem
 
 KeyPath = tuple[str | int, ...]
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -213,7 +214,13 @@ def _check_references(source: _Source) -> None:
                 targets.append((("plans", index, "steps", s_index, "notify"), step.get("notify")))
         for path, value in targets:
             for i, target in _str_list(value):
+                if is_people_target(target):
+                    problem = target_problem(target, data)
+                    if problem:
+                        source.report((*path, i), problem)
+                    continue
                 _check_target(source, (*path, i), target, notifiers, set(roles), departments)
+    check_people(data, source.report)
     _check_cycles(source, data)
     _check_templates(source, data)
     _check_cluster(source, data)
@@ -241,7 +248,7 @@ def _check_target(source: _Source, path: KeyPath, target: str, notifiers: set[st
             source.report(path, f'unknown department "{target[11:]}"')
     elif target not in notifiers:
         source.report(path, f'unknown notify target "{target}" (a notifier id, role:NAME, '
-                            "departments, department:ID or vendor)")
+                            "departments, department:ID, vendor, person:ID or schedule:ID)")
 
 
 def _check_cycles(source: _Source, data: dict[str, Any]) -> None:

@@ -24,18 +24,19 @@ from pydantic import (
 from checks import AnyCheck
 from checks.base import CheckBase
 from monitor.core.durations import Duration
+from monitor.people.model import Person, Schedule
 from notifiers import AnyNotifier
 from notifiers.base import NotifierBase
 
 MESSAGE_KINDS = (
     "early_warning", "outage_it", "department_outage", "leadership_report",
     "vendor_escalation", "progress_update", "recovery", "acknowledged",
-    "maintenance_notice", "maintenance_over",
+    "maintenance_notice", "maintenance_over", "backfill_reminder",
 )
 MessageKind = Literal[
     "early_warning", "outage_it", "department_outage", "leadership_report",
     "vendor_escalation", "progress_update", "recovery", "acknowledged",
-    "maintenance_notice", "maintenance_over",
+    "maintenance_notice", "maintenance_over", "backfill_reminder",
 ]
 class _Identified(Protocol):
     @property
@@ -77,7 +78,10 @@ class Site(Strict):
 class Server(Strict):
     listen: str = Field(default="127.0.0.1:9464", pattern=r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$")
     api_tokens: list[str] = Field(default_factory=list)
-    public_url: str | None = None
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+")
+    """Where people reach hismon; only then do messages carry links (SPEC §13.2)."""
+    link_ttl: Duration = 86400.0
+    """How long an acknowledgement link stays valid (it also ends when the incident does)."""
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -159,16 +163,20 @@ class System(Strict):
 class Step(Strict):
     after: Duration | None = None
     every: Duration | None = None
+    times: PositiveInt | None = None
+    """With `every`: N sends in all (SPEC §13.1)."""
     notify: list[str] = Field(min_length=1)
     message: MessageKind
     unless: Literal["acknowledged"] | None = None
 
     @model_validator(mode="after")
-    def _exactly_one_timing(self) -> Step:
-        if (self.after is None) == (self.every is None):
-            raise ValueError("a step needs exactly one of `after` or `every`")
+    def _timing(self) -> Step:
+        if self.after is None and self.every is None:
+            raise ValueError("a step needs `after`, `every` or both")
         if self.every is not None and self.every <= 0:
             raise ValueError("`every` must be longer than 0s")
+        if self.times is not None and self.every is None:
+            raise ValueError("`times` needs `every` (N sends, `every` apart)")
         return self
 
 
@@ -177,6 +185,8 @@ class Plan(Strict):
     early_warning: list[str] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)
     on_recovery: list[str] = Field(default_factory=list)
+    backfill_reminder: Duration | None = None
+    """Once, this long after recovery, to departments not done back-filling (SPEC §13.3)."""
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -238,6 +248,8 @@ class Config(Strict):
     systems: list[System] = Field(default_factory=list)
     checks: list[CheckConfig] = Field(default_factory=list)
     notifiers: list[NotifierConfig] = Field(default_factory=list)
+    people: list[Person] = Field(default_factory=list)
+    schedules: list[Schedule] = Field(default_factory=list)
     plans: list[Plan] = Field(default_factory=list)
     maintenance: list[Maintenance] = Field(default_factory=list)
     templates: dict[Language, dict[MessageKind, str]] = Field(default_factory=dict)
@@ -264,6 +276,12 @@ class Config(Strict):
 
     def plan(self, plan_id: str) -> Plan:
         return self._index("plans", self.plans)[plan_id]
+
+    def person(self, person_id: str) -> Person:
+        return self._index("people", self.people)[person_id]
+
+    def schedule(self, schedule_id: str) -> Schedule:
+        return self._index("schedules", self.schedules)[schedule_id]
 
     def check(self, check_id: str) -> CheckBase:
         return self._index("checks", self.checks)[check_id]

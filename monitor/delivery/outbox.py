@@ -119,7 +119,8 @@ class Sender:
             recipient=message.payload.get("recipient", message.notifier),
             title=message.payload.get("title", ""), text=message.payload.get("text", ""),
             incident=message.payload.get("incident"), drill=bool(message.payload.get("drill")),
-            status_url=message.payload.get("status_url"))
+            status_url=message.payload.get("status_url"),
+            extra={k: message.payload[k] for k in ("person", "links") if message.payload.get(k)})
         message.attempts += 1
         now = outbox.clock()
         lease_left = await outbox.store.begin_attempt(message)

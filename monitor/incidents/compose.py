@@ -16,6 +16,8 @@ from monitor.delivery.context import local, maintenance_context, message_context
 from monitor.delivery.messages import MessageRenderer
 from monitor.incidents import maintenance, plans
 from monitor.incidents.facts import Facts
+from monitor.people.addressing import for_person
+from monitor.people.targets import person_card
 
 
 def step_messages(facts: Facts, incident: Incident, due: plans.DueStep, now: float,
@@ -37,17 +39,18 @@ def step_messages(facts: Facts, incident: Incident, due: plans.DueStep, now: flo
             extra = [t for t in plans.it_targets(plan) if t not in targets]
     affected = [incident.system] + [
         i.system for i in facts.open.values() if i.caused_by == incident.id]
-    recipients = [(r.notifier, r.department)
-                  for r in plans.resolve_targets(targets + extra, config, incident)]
+    recipients = plans.resolve_targets(targets + extra, config, incident, now)
     if incident.drill:
-        recipients = []
+        pairs: list[tuple[str, str | None]] = []
         for group in (targets, extra):
-            found = plans.resolve_targets(group, config, incident) if group else []
+            found = plans.resolve_targets(group, config, incident, now) if group else []
             for pair in drill_route.route(found, config, facts.live).recipients:
-                if group and pair[0] not in {n for n, _ in recipients}:
-                    recipients.append(pair)
+                if group and pair[0] not in {n for n, _ in pairs}:
+                    pairs.append(pair)
+        recipients = [plans.Recipient(n, d) for n, d in pairs]
     messages = []
-    for notifier, department in recipients:
+    for recipient in recipients:
+        notifier, department = recipient.notifier, recipient.department
         if told is not None and notifier not in told:
             continue
         language = config.site.language
@@ -58,13 +61,15 @@ def step_messages(facts: Facts, incident: Incident, due: plans.DueStep, now: flo
             language=language, note=public_note(note, config), note_missing=note_missing,
             affected_systems=affected)
         title, text = facts.renderer.render(due.kind, language, context)
+        payload: dict[str, Any] = {
+            "title": title, "text": text, "incident": context["incident"],
+            "drill": incident.drill, "status_url": context["status_url"], "recipient": notifier}
+        if recipient.person:
+            for_person(payload, person_card(config, recipient.person), config.notifier(notifier))
         messages.append(OutboxMessage(
-            idempotency_key=f"{incident.id}:{due.key}:{notifier}:{due.occurrence}",
+            idempotency_key=f"{incident.id}:{due.key}:{recipient.key}:{due.occurrence}",
             notifier=notifier, kind=due.kind, incident_id=incident.id,
-            created_at=now, next_attempt_at=now,
-            payload={"title": title, "text": text, "incident": context["incident"],
-                     "drill": incident.drill, "status_url": context["status_url"],
-                     "recipient": notifier}))
+            created_at=now, next_attempt_at=now, payload=payload))
     return messages
 
 

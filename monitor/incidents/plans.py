@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from monitor.config.model import Config, Plan
 from monitor.core.models import Incident
+from monitor.people.targets import person_of_target, recipient_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,13 @@ class DueStep:
 class Recipient:
     notifier: str
     department: str | None = None
+    person: str | None = None
+    """Set for `person:`/`schedule:` targets: the notifier sends to this person's address."""
+
+    @property
+    def key(self) -> str:
+        """The recipient part of the idempotency key."""
+        return recipient_key(self.person, self.notifier) if self.person else self.notifier
 
 
 def due_steps(
@@ -43,21 +51,34 @@ def due_steps(
     elapsed = now - base
     for index, step in enumerate(plan.steps):
         key = f"step-{index}"
-        if step.after is not None:
-            if elapsed < step.after or (key, 0) in recorded:
-                continue
-            occurrence = 0
-        else:
-            assert step.every is not None
-            occurrence = math.floor(elapsed / step.every)
-            # Only the latest missed occurrence: three catch-up progress updates in a row
-            # after a restart would be noise, not information.
-            if occurrence < 1 or (key, occurrence) in recorded:
-                continue
+        occurrence = step_occurrence(step.after, step.every, step.times, elapsed)
+        if occurrence is None or (key, occurrence) in recorded:
+            continue
         acked = step.unless == "acknowledged" and incident.acknowledged_by is not None
         skip = "acknowledged" if acked else None
         due.append(DueStep(key, occurrence, step.message, tuple(step.notify), skip))
     return due
+
+
+def step_occurrence(after: float | None, every: float | None, times: int | None,
+                    elapsed: float) -> int | None:
+    """The occurrence of a step due at `elapsed` seconds into the plan, or None yet.
+
+    `after` alone: occurrence 0 at `after`. `every` alone: occurrence k at k × every
+    (k ≥ 1). Both: occurrence k at after + k × every (k ≥ 0). Only the latest missed
+    occurrence is returned: three catch-up reminders in a row after a restart would be
+    noise, not information. `times: N` caps the occurrences at N sends in all.
+    """
+    if every is None:
+        return 0 if after is not None and elapsed >= after else None
+    first = 0 if after is not None else 1
+    offset = after or 0.0
+    if elapsed < offset + first * every:
+        return None
+    occurrence = math.floor((elapsed - offset) / every)
+    if times is not None:
+        occurrence = min(occurrence, first + times - 1)
+    return occurrence
 
 
 def anything_sent(recorded: dict[tuple[str, int], str]) -> bool:
@@ -65,10 +86,17 @@ def anything_sent(recorded: dict[tuple[str, int], str]) -> bool:
 
 
 def resolve_targets(targets: tuple[str, ...] | list[str], config: Config,
-                    incident: Incident) -> list[Recipient]:
-    """Expand notify targets to notifiers, each at most once; departments keep their id."""
+                    incident: Incident, now: float | None = None) -> list[Recipient]:
+    """Expand notify targets to notifiers, each at most once; departments keep their id.
+
+    A person (`person:`, `schedule:` at `now`) is reached through each notifier of their
+    `notify`, addressed to them; a role's post to a notifier that also carries a person's
+    post of the same message is that one post (the person's, which names them).
+    """
     recipients: list[Recipient] = []
     seen: set[str] = set()
+    people: list[Recipient] = []
+    at = incident.started_at if now is None else now
 
     def add(notifier: str, department: str | None = None) -> None:
         if notifier not in seen:
@@ -77,7 +105,17 @@ def resolve_targets(targets: tuple[str, ...] | list[str], config: Config,
 
     system = config.system(incident.system)
     for target in targets:
-        if target == "departments":
+        person = person_of_target(target, config, at)
+        if person is not None:
+            for notifier in config.person(person).notify:
+                found = Recipient(notifier, person=person)
+                if found not in people:
+                    people.append(found)
+        elif target.startswith("departments:"):
+            for dept_id in department_selection(target, incident):
+                for notifier in config.department(dept_id).notify:
+                    add(notifier, dept_id)
+        elif target == "departments":
             for dept_id in incident.affected_departments:
                 for notifier in config.department(dept_id).notify:
                     add(notifier, dept_id)
@@ -93,7 +131,20 @@ def resolve_targets(targets: tuple[str, ...] | list[str], config: Config,
                 add(notifier)
         else:
             add(target)
-    return recipients
+    personal = {r.notifier for r in people}
+    return [r for r in recipients if r.department or r.notifier not in personal] + people
+
+
+def department_selection(target: str, incident: Incident) -> list[str]:
+    """`departments:unconfirmed` and `departments:backfill_pending` (SPEC §13.3)."""
+    confirmed = getattr(incident, "departments_confirmed", None) or {}
+    if target == "departments:unconfirmed":
+        return [d for d in incident.affected_departments
+                if not (confirmed.get(d) or {}).get("on_paper_at")]
+    if target == "departments:backfill_pending":
+        return [d for d in incident.affected_departments
+                if not (confirmed.get(d) or {}).get("backfill_done_at")]
+    return []
 
 
 def it_targets(plan: Plan) -> tuple[str, ...]:
