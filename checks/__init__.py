@@ -17,6 +17,7 @@ from checks.icmp import IcmpCheck
 from checks.mssql import MssqlCheck
 from checks.mysql import MysqlCheck
 from checks.oracle import OracleCheck
+from checks.passive import PassiveCheck
 from checks.postgres import PostgresCheck
 from checks.prometheus import PrometheusCheck
 from checks.snmp import SnmpCheck
@@ -40,6 +41,7 @@ AnyCheck = Annotated[
         DicomCheck,
         HeartbeatCheck,
         SnmpCheck,
+        PassiveCheck,
     ],
     Field(discriminator="type"),
 ]

@@ -8,6 +8,7 @@ exception handling, so a probe may let unexpected errors escape: they become UNK
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import errno
 import functools
 import importlib
@@ -117,6 +118,8 @@ class CheckBase(Strict):
 
     secret_fields: ClassVar[tuple[str, ...]] = ()
     """Keys whose values must never reach logs, API answers or messages."""
+    pushed: ClassVar[bool] = False
+    """Results are pushed to hismon (passive): the schedule only asks `overdue()`."""
 
     @model_validator(mode="after")
     def _timeout_within_interval(self) -> CheckBase:
@@ -133,6 +136,10 @@ class CheckBase(Strict):
 
     async def probe(self, ctx: ProbeContext) -> Result:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def overdue(self, ctx: ProbeContext, now: float, tz: dt.tzinfo | None = None) -> Result | None:
+        """For pushed checks: the result to record when pushes stopped coming, else None."""
+        return None
 
     def public_config(self) -> dict[str, Any]:
         """The check's settings with secrets masked, for the API and `hismon probe -v`."""

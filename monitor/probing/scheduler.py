@@ -31,6 +31,7 @@ from apscheduler.util import datetime_to_utc_timestamp
 
 from checks.base import CheckBase, ProbeContext
 from monitor.config.model import Config
+from monitor.core.result import Result
 from monitor.probing.runner import run_probe
 from monitor.probing.state import CheckState, advance
 from monitor.telemetry.metrics import Metrics
@@ -301,11 +302,34 @@ class Scheduler:
         if missed:
             state.missed_runs += missed
             log.warning("run_missed", check=check_id, reason="overload", missed=missed)
+        if check.pushed:  # results come through the API; the schedule only watches freshness
+            stale = check.overdue(self.ctx, self.clock(), self.config.site.tz)
+            if stale is not None:
+                self._fold(check, state, stale)
+            return
         result = await run_probe(check, self.ctx)
+        self.metrics.observe_probe(check.type, result.duration)
+        self._fold(check, state, result)
+
+    def submit(self, check_id: str, result: Result) -> bool:
+        """A pushed result of a passive check, folded like a probe's; False if no such check.
+
+        Its time is kept as the check's heartbeat: what `overdue()` measures silence from.
+        """
+        state = self.states.get(check_id)
+        check = self._checks.get(check_id)
+        if state is None or check is None or not check.pushed:
+            return False
+        self.ctx.heartbeats[check_id] = self.clock()
+        self._fold(check, state, result)
+        return True
+
+    def _fold(self, check: CheckBase, state: CheckState, result: Result) -> None:
+        """One result into the trend, the state machine and (on a hard change) the engine."""
+        check_id = check.id
         tracker = self.trends.get(check_id)
         if tracker is not None:
             result = tracker.observe(result)
-        self.metrics.observe_probe(check.type, result.duration)
         flap = self.config.defaults.flapping
         assert check.confirm is not None and check.recover is not None
         change = advance(state, result, self.clock(), check.confirm, check.recover,
@@ -315,7 +339,7 @@ class Scheduler:
                      state=state.hard_state.name, previous=change.old_hard.name,
                      flapping=state.flapping, message=state.message)
             self.on_change(state)
-        if state.unconfirmed or (state.failing and not state.hard):
+        if not check.pushed and (state.unconfirmed or (state.failing and not state.hard)):
             self._retry_soon(check_id, check)
 
     def _retry_soon(self, check_id: str, check: CheckBase) -> None:

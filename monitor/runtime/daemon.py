@@ -23,8 +23,10 @@ from monitor.cluster.leader import Leadership, config_lease_ttl
 from monitor.cluster.membership import Membership, MemberStore, default_member_id
 from monitor.config.loader import ConfigError, load_config
 from monitor.config.model import Config
+from monitor.core.result import Result
 from monitor.delivery.outbox import Outbox
 from monitor.incidents.engine import Engine
+from monitor.probing.pushed import AlertBook, AmAlert, Applied
 from monitor.probing.scheduler import Scheduler
 from monitor.probing.state import CheckState, from_record
 from monitor.runtime import memtrim, sdnotify
@@ -62,6 +64,8 @@ class Daemon:
         self.engine.unconfirmed = {c.id for c in config.checks if c.vantage_quorum > 1}
         self.scheduler = Scheduler(config, self.ctx, self.states, self.metrics,
                                    self._check_changed, clock, shard)
+        self.alerts = AlertBook()
+        """Alertmanager alerts by fingerprint per passive check (SPEC 15)."""
         self.shard = shard
         self.leadership = Leadership(self.store, ttl=config_lease_ttl(config))
         self.membership = self._membership(config)
@@ -128,6 +132,29 @@ class Daemon:
 
     def _check_changed(self, state: CheckState) -> None:
         self.engine.check_changed(state)
+
+    # ---- pushed results (SPEC 15) ----------------------------------------------------
+
+    async def push_result(self, check_id: str, result: Result) -> float | None:
+        """A passive check's pushed result; None when this instance has no such check."""
+        if not self.scheduler.submit(check_id, result):
+            return None
+        received = self.ctx.heartbeats[check_id]
+        await self.store.save_heartbeat(check_id, received)  # freshness survives a restart
+        return received
+
+    async def apply_alerts(self, alerts: list[AmAlert]) -> Applied:
+        """An Alertmanager notification: each alert naming a passive check sets that check."""
+        passive = {c.id for c in self.config.checks if c.pushed}
+        applied = self.alerts.apply(alerts, passive)
+        for check_id, result in applied.results.items():
+            await self.push_result(check_id, result)
+        self.metrics.alertmanager_alerts.labels("applied").inc(applied.applied)
+        if applied.unknown_check:
+            self.metrics.alertmanager_alerts.labels("unknown_check").inc(applied.unknown_check)
+            log.warning("alertmanager_unknown_check", count=applied.unknown_check,
+                        checks=sorted(set(applied.unknown_names))[:20])
+        return applied
 
     def _refresh_source(self) -> None:
         self.source.systems = [s.id for s in self.config.systems]
@@ -313,6 +340,7 @@ class Daemon:
             self.scheduler.owned = self.membership.reassign() if self.membership.members \
                 else {c.id for c in config.checks}
         self.scheduler.apply_config(config)
+        self.alerts.forget({c.id for c in config.checks if c.pushed})
         self.engine.apply_config(config)
         self.outbox.apply_config(config)
         self.metrics.config_reload_ok.set(1)

@@ -186,6 +186,11 @@ class Metrics:
             "hismon_plan_steps", "Plan step occurrences by kind and result at their first "
             "decision: sent, or why held (acknowledged, dependency, maintenance, flapping, "
             "recovering)", ["kind", "result"], registry=self.registry)
+        self.alertmanager_alerts = Counter(
+            "hismon_alertmanager_alerts", "Alerts received from Alertmanager, by what was done",
+            ["result"], registry=self.registry)
+        for result in ("applied", "unknown_check"):
+            self.alertmanager_alerts.labels(result)
         self.config_reload_ok = Gauge(
             "hismon_config_last_reload_successful", "1 if the last config (re)load succeeded",
             registry=self.registry)
