@@ -27,8 +27,17 @@ def _load(path: str) -> Any:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     config = _load(args.config)
+    if args.expand:
+        from monitor.config.expand import dump_checks
+
+        sys.stdout.write(dump_checks(config))
+        return 0
     print(f"{args.config}: OK ({len(config.checks)} checks, {len(config.systems)} systems, "
           f"{len(config.notifiers)} notifiers, {len(config.plans)} plans)")
+    files = config.files
+    print(f"read {len(files)} file{'s' if len(files) != 1 else ''}: {', '.join(files)}")
+    for note in config.notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -39,11 +48,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure(args.log_level)
     config = _load(args.config)
     shard = _parse_shard(args.shard) if args.shard else None
-    daemon = Daemon(config, config_path=args.config, shard=shard)
     try:
+        daemon = Daemon(config, config_path=args.config, shard=shard)
         asyncio.run(daemon.run_forever())
-    except OSError as exc:
-        print(f"hismon: {exc}", file=sys.stderr)
+    except Exception as exc:  # start-up failures: one clear line, never a traceback
+        from monitor.config.reload import startup_failure
+
+        print(f"hismon: {startup_failure(exc, config)}", file=sys.stderr)
         return 1
     return 0
 
@@ -420,7 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", cmd_run, "run the daemon in the foreground", config=True)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--shard", help="I/N: run only this instance's share of the checks")
-    add("validate", cmd_validate, "validate a config file", config=True)
+    p = add("validate", cmd_validate, "validate a config file", config=True)
+    p.add_argument("--expand", action="store_true",
+                   help="print every check after templates and apply rules, secrets masked")
     p = add("probe", cmd_probe, "run checks once and print one line each", config=True)
     p.add_argument("checks", nargs="*", metavar="CHECK_ID")
     p = add("demo", cmd_demo, "run a simulated hospital and the daemon against it")

@@ -7,111 +7,34 @@ the line of the offending key (or of its block, for a missing key) and the key p
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from monitor.config import bounds
+from monitor.config.document import KeyPath, Problem, format_path
+from monitor.config.document import read_text as read_yaml
+from monitor.config.expand import expand
 from monitor.config.model import MESSAGE_KINDS, Config
+from monitor.config.sources import Sources, gather, read_file
 from monitor.people.validate import check_people, is_people_target, target_problem
 
-KeyPath = tuple[str | int, ...]
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+__all__ = ["ConfigError", "Problem", "format_path", "load_config", "load_config_text",
+           "merged_data"]
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
-    file: str
-    line: int
-    path: str
-    message: str
 
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.path}: {self.message}"
+INTERNAL = "hismon could not check this config (a bug: please report it)"
 
 
 class ConfigError(Exception):
-    """Raised with every problem found, sorted by line."""
+    """Raised with every problem found, sorted by file and line."""
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.path))
         super().__init__("\n".join(map(str, self.problems)))
-
-
-def format_path(path: KeyPath) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
-def _line_map(node: yaml.Node | None) -> dict[KeyPath, int]:
-    """Line of every key and list item, keyed by its path in the loaded data."""
-    lines: dict[KeyPath, int] = {}
-
-    def walk(current: yaml.Node, path: KeyPath) -> None:
-        if isinstance(current, yaml.MappingNode):
-            for key_node, value_node in current.value:
-                key_path = (*path, str(key_node.value))
-                lines[key_path] = key_node.start_mark.line + 1
-                walk(value_node, key_path)
-        elif isinstance(current, yaml.SequenceNode):
-            for index, item in enumerate(current.value):
-                lines[(*path, index)] = item.start_mark.line + 1
-                walk(item, (*path, index))
-
-    if node is not None:
-        lines[()] = node.start_mark.line + 1
-        walk(node, ())
-    return lines
-
-
-class _Source:
-    """The loaded document with its line map, so any later check can say where it looked."""
-
-    def __init__(self, file: str, data: Any, lines: dict[KeyPath, int]) -> None:
-        self.file, self.data, self.lines = file, data, lines
-        self.problems: list[Problem] = []
-
-    def line_of(self, path: KeyPath) -> int:
-        for end in range(len(path), -1, -1):
-            if path[:end] in self.lines:
-                return self.lines[path[:end]]
-        return 1
-
-    def report(self, path: KeyPath, message: str) -> None:
-        self.problems.append(Problem(self.file, self.line_of(path), format_path(path), message))
-
-
-def _substitute_env(source: _Source, env: dict[str, str]) -> None:
-    """Replace `${NAME}` and `${NAME:-default}` in every string; an unset NAME is a problem."""
-
-    def replace(value: str, path: KeyPath) -> str:
-        def one(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            source.report(path, f"environment variable {name} is not set")
-            return ""
-
-        return _ENV.sub(one, value)
-
-    def walk(node: Any, path: KeyPath) -> Any:
-        if isinstance(node, dict):
-            return {k: walk(v, (*path, str(k))) for k, v in node.items()}
-        if isinstance(node, list):
-            return [walk(v, (*path, i)) for i, v in enumerate(node)]
-        if isinstance(node, str) and "${" in node:
-            return replace(node, path)
-        return node
-
-    source.data = walk(source.data, ())
 
 
 def _items(data: Any, section: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -122,15 +45,18 @@ def _items(data: Any, section: str) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield index, item
 
 
-def _ids(source: _Source, section: str) -> set[str]:
+def _ids(source: Sources, section: str) -> set[str]:
+    """Ids of one section; an id given twice, in one file or two, names both places."""
     seen: dict[str, int] = {}
     for index, item in _items(source.data, section):
         ident = item.get("id")
         if not isinstance(ident, str):
             continue
         if ident in seen:
+            file, line, text = source.locate((section, seen[ident], "id"))
             source.report((section, index, "id"),
-                          f'duplicate id "{ident}" (also {section}[{seen[ident]}])')
+                          f'duplicate id "{ident}" (also {text.removesuffix(".id")}), '
+                          f"first at {file}:{line}")
         else:
             seen[ident] = index
     return set(seen)
@@ -142,7 +68,7 @@ def _str_list(value: Any) -> list[tuple[int, str]]:
     return [(i, v) for i, v in enumerate(value) if isinstance(v, str)]
 
 
-def _check_references(source: _Source) -> None:
+def _check_references(source: Sources) -> None:
     """Every id that names another thing must exist: a dangling pager target is an outage."""
     data = source.data
     if not isinstance(data, dict):
@@ -153,7 +79,8 @@ def _check_references(source: _Source) -> None:
     roles = data.get("roles") if isinstance(data.get("roles"), dict) else {}
     assert isinstance(roles, dict)
     site = data.get("site") if isinstance(data.get("site"), dict) else {}
-    campuses = set(site.get("campuses") or []) if isinstance(site, dict) else set()
+    campuses = {c for _, c in _str_list(site.get("campuses"))} if isinstance(site, dict) \
+        else set()
     del checks
 
     def need(path: KeyPath, value: str, known: set[str], what: str) -> None:
@@ -226,7 +153,7 @@ def _check_references(source: _Source) -> None:
     _check_cluster(source, data)
 
 
-def _check_cluster(source: _Source, data: dict[str, Any]) -> None:
+def _check_cluster(source: Sources, data: dict[str, Any]) -> None:
     """Members find each other through the shared store: a cluster on SQLite is one instance."""
     state = data.get("state")
     url = state.get("url") if isinstance(state, dict) else None
@@ -236,7 +163,7 @@ def _check_cluster(source: _Source, data: dict[str, Any]) -> None:
                                     "SQLite serves a single instance")
 
 
-def _check_target(source: _Source, path: KeyPath, target: str, notifiers: set[str],
+def _check_target(source: Sources, path: KeyPath, target: str, notifiers: set[str],
                   roles: set[str], departments: set[str]) -> None:
     if target in ("departments", "vendor"):
         return
@@ -251,7 +178,7 @@ def _check_target(source: _Source, path: KeyPath, target: str, notifiers: set[st
                             "departments, department:ID, vendor, person:ID or schedule:ID)")
 
 
-def _check_cycles(source: _Source, data: dict[str, Any]) -> None:
+def _check_cycles(source: Sources, data: dict[str, Any]) -> None:
     graph: dict[str, list[str]] = {}
     where: dict[str, int] = {}
     for index, system in _items(data, "systems"):
@@ -274,7 +201,7 @@ def _check_cycles(source: _Source, data: dict[str, Any]) -> None:
                     stack.append((nxt, [*trail, nxt]))
 
 
-def _check_templates(source: _Source, data: dict[str, Any]) -> None:
+def _check_templates(source: Sources, data: dict[str, Any]) -> None:
     """Template overrides must compile now, not fail in the middle of an outage."""
     from jinja2 import TemplateSyntaxError
 
@@ -340,7 +267,7 @@ def _pydantic_message(error: Any) -> str:
     return message
 
 
-def _validate(source: _Source) -> Config | None:
+def _validate(source: Sources) -> Config | None:
     try:
         return Config.model_validate(source.data if source.data is not None else {})
     except ValidationError as exc:
@@ -352,32 +279,49 @@ def _validate(source: _Source) -> Config | None:
         return None
 
 
-def load_config_text(text: str, file: str, env: dict[str, str] | None = None) -> Config:
-    """Validate YAML text; raise ConfigError listing every problem."""
-    env = dict(os.environ) if env is None else env
+def _finish(source: Sources) -> Config:
+    """Expand, cross-check and validate merged sources; raise ConfigError listing everything."""
+    if source.problems:
+        raise ConfigError(source.problems)
+    config: Config | None = None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = str(getattr(exc, "problem", exc))
-        raise ConfigError([Problem(file, line, "(yaml)", problem)]) from None
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError([Problem(file, 1, "(top level)", "the config must be a YAML mapping")])
-    source = _Source(file, data or {}, _line_map(node))
-    _substitute_env(source, env)
-    _check_references(source)
-    config = _validate(source)
+        expand(source)
+        _check_references(source)
+        config = _validate(source)
+        if config is not None:
+            bounds.check(source, config)
+    except Exception as exc:  # a loader bug must read as a problem, never a traceback
+        source.problems.append(Problem(source.main.file, 1, "(internal)",
+                                       f"{INTERNAL}: {type(exc).__name__}: {exc}"[:300]))
     if source.problems or config is None:
         raise ConfigError(source.problems)
+    config._files = source.files
+    config._watch = list(dict.fromkeys(source.watch))
+    config._notes = list(source.notes)
     return config
 
 
+def load_config_text(text: str, file: str, env: dict[str, str] | None = None,
+                     base_dir: str | Path | None = None) -> Config:
+    """Validate YAML text; includes are relative to `base_dir` (default: the file's folder)."""
+    env = dict(os.environ) if env is None else env
+    doc = read_yaml(text, file)
+    here = Path(base_dir or Path(file).parent).resolve() / Path(file).name
+    return _finish(gather(doc, here, env))
+
+
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    """Read the main file and everything it includes (SPEC §14); raise ConfigError."""
+    env = dict(os.environ) if env is None else env
     file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([Problem(file, 0, "(file)", exc.strerror or str(exc))]) from None
-    return load_config_text(text, file, env)
+    real = Path(path).resolve()
+    return _finish(gather(read_file(Path(path), file), real, env))
+
+
+def merged_data(path: str | Path) -> dict[str, Any]:
+    """The main file and its includes merged as written (no `${NAME}` replaced, nothing
+    expanded, `include` dropped): what tools and tests re-dump as a single document."""
+    source = gather(read_file(Path(path), str(path)), Path(path).resolve(), None)
+    if source.problems:
+        raise ConfigError(source.problems)
+    return source.data

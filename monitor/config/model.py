@@ -233,6 +233,16 @@ class Maintenance(Strict):
         return self
 
 
+class Host(Strict):
+    """A server or device that `apply` rules make checks for (SPEC §14)."""
+
+    id: Id
+    address: str = Field(min_length=1)
+    name: str | None = None
+    system: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
 CheckConfig = AnyCheck
 NotifierConfig = AnyNotifier
 
@@ -253,7 +263,29 @@ class Config(Strict):
     plans: list[Plan] = Field(default_factory=list)
     maintenance: list[Maintenance] = Field(default_factory=list)
     templates: dict[Language, dict[MessageKind, str]] = Field(default_factory=dict)
+    hosts: list[Host] = Field(default_factory=list)
+    check_templates: list[dict[str, Any]] = Field(default_factory=list)
+    """Kept as written; the loader expands them (with `apply`) into `checks`."""
+    apply: list[dict[str, Any]] = Field(default_factory=list)
     _indexes: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
+    _files: list[str] = PrivateAttr(default_factory=list)
+    _watch: list[str] = PrivateAttr(default_factory=list)
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def files(self) -> list[str]:
+        """Every file this config was read from, the main file first (SPEC §14)."""
+        return list(self._files)
+
+    @property
+    def watch_paths(self) -> list[str]:
+        """Files and glob directories whose change means a reload."""
+        return list(self._watch)
+
+    @property
+    def notes(self) -> list[str]:
+        """What `validate` says without failing, e.g. a glob that matched no file."""
+        return list(self._notes)
 
     @model_validator(mode="after")
     def _inherit_defaults(self) -> Config:

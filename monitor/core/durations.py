@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import BeforeValidator, PlainSerializer
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+MAX_SECONDS = 3650 * 86400.0
+"""Ten years: longer than anything a monitor means, short enough for every timer and date."""
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
@@ -24,6 +26,8 @@ def parse_duration(value: object) -> float:
         pos = match.end()
     if pos == 0 or pos != len(text):
         raise ValueError(f'invalid duration "{value}"')
+    if total > MAX_SECONDS:
+        raise ValueError(f'duration "{text[:40]}" is too long (at most 3650d)')
     return total
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -21,8 +20,9 @@ from checks.base import ProbeContext
 from monitor.cluster import assign
 from monitor.cluster.leader import Leadership, config_lease_ttl
 from monitor.cluster.membership import Membership, MemberStore, default_member_id
-from monitor.config.loader import ConfigError, load_config
+from monitor.config.loader import ConfigError
 from monitor.config.model import Config
+from monitor.config.reload import Reloader, WatchedFiles
 from monitor.core.result import Result
 from monitor.delivery.outbox import Outbox
 from monitor.incidents.engine import Engine
@@ -78,7 +78,9 @@ class Daemon:
         self.store_error: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._server: Any = None
-        self._config_mtime = self._mtime()
+        self._watch = WatchedFiles(config.watch_paths or ([config_path] if config_path else []))
+        self._reloader = Reloader(config_path, self._apply_reloaded, self._reject_reload) \
+            if config_path else None
 
     # ---- wiring ----------------------------------------------------------------------
 
@@ -306,33 +308,26 @@ class Daemon:
                 self.store_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.error("store_unavailable", error=self.store_error)
             self._refresh_source()
-            mtime = self._mtime()
-            if mtime is not None and mtime != self._config_mtime:
-                self._config_mtime = mtime
-                await self.reload(reason="file changed")
+            if self._reloader is not None and self._watch.changed():
+                self._reloader.request("file changed")  # loads in a thread; never awaited here
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop_event.wait(), 1.0)
 
-    def _mtime(self) -> float | None:
-        if not self.config_path:
-            return None
-        try:
-            return os.stat(self.config_path).st_mtime
-        except OSError:
-            return None
-
     async def reload(self, reason: str = "SIGHUP") -> bool:
-        if not self.config_path:
+        """Load the config off the loop (requests during a load coalesce into one more)."""
+        if self._reloader is None:
             return False
         sdnotify.reloading()
-        try:
-            config = load_config(self.config_path)
-        except ConfigError as exc:
-            self.metrics.config_reload_ok.set(0)
-            for problem in exc.problems:
-                log.error("config_reload_rejected", problem=str(problem))
-            sdnotify.ready("config reload rejected, running the previous config")
-            return False
+        return await self._reloader.request(reason)
+
+    def _reject_reload(self, exc: ConfigError) -> None:
+        self.metrics.config_reload_ok.set(0)
+        for problem in exc.problems:
+            log.error("config_reload_rejected", problem=str(problem))
+        sdnotify.ready("config reload rejected, running the previous config")
+
+    def _apply_reloaded(self, config: Config, reason: str) -> None:
+        """The swap: synchronous on the loop, so nothing runs between its steps."""
         self.config = config
         self.leadership.ttl = config_lease_ttl(config)
         if self.membership is not None:
@@ -347,9 +342,10 @@ class Daemon:
         self.metrics.config_reload_time.set(time.time())
         self.metrics.init_notifier_series(n.id for n in config.notifiers)
         self.metrics.check_lines.forget(self.states)
-        log.info("config_reloaded", reason=reason, checks=len(config.checks))
+        self._watch.follow(config.watch_paths)
+        log.info("config_reloaded", reason=reason, checks=len(config.checks),
+                 files=len(config.files))
         sdnotify.ready(f"{len(config.checks)} checks")
-        return True
 
     async def _start_http(self) -> None:
         import uvicorn
