@@ -151,6 +151,14 @@ def _check_references(source: Sources) -> None:
     _check_cycles(source, data)
     _check_templates(source, data)
     _check_cluster(source, data)
+    for i, target in _str_list(data.get("self_alerts")):
+        if target in ("departments", "vendor") or target.startswith("department"):
+            source.report(("self_alerts", i), f'"{target}": messages about hismon itself go '
+                                              "to IT (a notifier id or role:NAME), never to "
+                                              "departments or vendors")
+        else:
+            _check_target(source, ("self_alerts", i), target, notifiers, set(roles),
+                          departments)
 
 
 def _check_cluster(source: Sources, data: dict[str, Any]) -> None:

@@ -32,11 +32,13 @@ MESSAGE_KINDS = (
     "early_warning", "outage_it", "department_outage", "leadership_report",
     "vendor_escalation", "progress_update", "recovery", "acknowledged",
     "maintenance_notice", "maintenance_over", "backfill_reminder",
+    "monitor_degraded", "monitor_ok",
 )
 MessageKind = Literal[
     "early_warning", "outage_it", "department_outage", "leadership_report",
     "vendor_escalation", "progress_update", "recovery", "acknowledged",
     "maintenance_notice", "maintenance_over", "backfill_reminder",
+    "monitor_degraded", "monitor_ok",
 ]
 class _Identified(Protocol):
     @property
@@ -252,6 +254,8 @@ class Config(Strict):
     server: Server = Field(default_factory=Server)
     state: StateConfig = Field(default_factory=StateConfig)
     cluster: ClusterConfig | None = None
+    self_alerts: list[str] = Field(default_factory=list)
+    """Who hears `monitor_degraded`/`monitor_ok` about hismon itself (SPEC 9)."""
     defaults: Defaults = Field(default_factory=Defaults)
     roles: dict[str, list[str]] = Field(default_factory=dict)
     departments: list[Department] = Field(default_factory=list)

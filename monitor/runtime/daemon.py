@@ -28,8 +28,10 @@ from monitor.delivery.outbox import Outbox
 from monitor.incidents.engine import Engine
 from monitor.probing.pushed import AlertBook, AmAlert, Applied
 from monitor.probing.scheduler import Scheduler
+from monitor.probing.staleness import stale_after
 from monitor.probing.state import CheckState, from_record
 from monitor.runtime import memtrim, sdnotify
+from monitor.runtime.selfwatch import SELF_KINDS, SelfWatch, assess, self_alert_notifiers
 from monitor.store import Store, open_store
 from monitor.telemetry.metrics import Metrics, MetricsSource
 
@@ -81,6 +83,10 @@ class Daemon:
         self._watch = WatchedFiles(config.watch_paths or ([config_path] if config_path else []))
         self._reloader = Reloader(config_path, self._apply_reloaded, self._reject_reload) \
             if config_path else None
+        self._store_down_since: float | None = None
+        self._failing_channels: list[tuple[str, str]] = []
+        self.selfwatch = SelfWatch(self.membership.me if self.membership is not None
+                                   else default_member_id(config.server.listen))
 
     # ---- wiring ----------------------------------------------------------------------
 
@@ -264,7 +270,62 @@ class Daemon:
         since = self.clock() - 86400
         given_up = [m for status in ("failed", "undeliverable")
                     for m in await self.store.list_messages(status=status, limit=1000)]
-        self.source.outbox_undelivered = sum(1 for m in given_up if m.created_at >= since)
+        recent = [m for m in given_up if m.created_at >= since]
+        self.source.outbox_undelivered = len(recent)
+        # A channel is failing while its newest given-up message is newer than its newest
+        # delivered one (self_alerts: "a message became undeliverable" until it delivers).
+        last_sent: dict[str, float] = {}
+        for m in await self.store.list_messages(status="sent", limit=1000):
+            last_sent[m.notifier] = max(last_sent.get(m.notifier, 0.0), m.created_at)
+        self._failing_channels = sorted(
+            {(m.notifier, m.kind) for m in recent if m.kind not in SELF_KINDS
+             and m.created_at > last_sent.get(m.notifier, 0.0)})
+
+    def _stale_checks(self, now: float) -> list[tuple[str, float | None]]:
+        """Probed checks whose last result is too old (SPEC 9), when this instance runs them
+        or leads (the leader judges every check by the states the members saved)."""
+        stale = []
+        for check in self.config.checks:
+            state = self.states.get(check.id)
+            if state is None or check.type in ("heartbeat", "passive"):
+                continue
+            if not (self.leading or self.scheduler.owns(check.id)):
+                continue
+            since = state.last_run if state.last_run is not None else self.started_at
+            if now - since > stale_after(check):
+                stale.append((check.id, state.last_run))
+        return stale
+
+    async def _watch_self(self) -> None:
+        """SPEC 9 self_alerts: tell IT when hismon itself cannot watch, record or deliver."""
+        if not self.config.self_alerts or not self.ready:
+            return
+        now = self.clock()
+        lost = self.membership.lost if self.membership is not None else set()
+        live = len(self.membership.members) if self.membership is not None else None
+        quorum_short = [(c.id, c.vantage_quorum, live) for c in self.config.checks
+                        if live is not None and c.vantage_quorum > live]
+        problems = assess(now=now, stale=self._stale_checks(now), lost_members=lost,
+                          store_down_since=self._store_down_since,
+                          undeliverable=self._failing_channels, quorum_short=quorum_short)
+        alerts = self.selfwatch.unsent + self.selfwatch.decide(problems, now, self.leading)
+        self.selfwatch.unsent = []
+        targets = self_alert_notifiers(self.config)
+        for alert in alerts:
+            messages = self.selfwatch.messages(alert, targets, self.config.site,
+                                               self.config.site.language, now)
+            log.warning("self_alert", kind=alert.kind, direct=alert.direct,
+                        problems=[p.key for p in alert.problems])
+            if alert.direct:
+                await self.selfwatch.send_direct(
+                    messages, {n.id: n for n in targets}, self.outbox.notify_context)
+                continue
+            try:
+                await self.store.enqueue(messages)
+                self.outbox.wake()
+            except Exception as exc:
+                log.error("self_alert_enqueue_failed", error=f"{type(exc).__name__}: {exc}"[:200])
+                self.selfwatch.unsent.append(alert)
 
     async def _follow(self) -> None:
         """What a follower (or a sharded leader) learns from the shared store each second."""
@@ -304,10 +365,17 @@ class Daemon:
                 await asyncio.wait_for(self.store.ping(), 2.0)
                 await asyncio.wait_for(self._follow(), 5.0)
                 self.store_error = self.engine.last_error if self.leading else None
+                self._store_down_since = None
             except Exception as exc:
                 self.store_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.error("store_unavailable", error=self.store_error)
+                if self._store_down_since is None:
+                    self._store_down_since = self.clock()
             self._refresh_source()
+            try:
+                await asyncio.wait_for(self._watch_self(), 10.0)
+            except Exception as exc:  # never let the self-watch stop housekeeping
+                log.error("self_watch_failed", error=f"{type(exc).__name__}: {exc}"[:300])
             if self._reloader is not None and self._watch.changed():
                 self._reloader.request("file changed")  # loads in a thread; never awaited here
             with contextlib.suppress(TimeoutError):

@@ -1,0 +1,214 @@
+"""hismon tells IT about itself (SPEC 9 `self_alerts`): `monitor_degraded` / `monitor_ok`.
+
+A monitor that cannot probe, record or deliver is worse than none if nobody knows: the
+status page would say "OK" for systems nobody watches. The conditions are the monitor's,
+never the hospital's: checks gone stale, a cluster member lost, the store unreachable for
+more than a minute, a message that became undeliverable. They open an *episode*; its first
+problem sends `monitor_degraded` to the `self_alerts` targets, and when every problem has
+cleared `monitor_ok` follows: one pair per episode, however many problems came and went in
+between. Messages about the monitor itself never count as undeliverable (no loop).
+
+The store-unreachable alert cannot go through the store-backed outbox, so it is sent by
+every instance directly (each says which instance it is); the others go through the
+outbox, enqueued by the leader only, so three instances do not send three copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from monitor.core.models import OutboxMessage
+from monitor.delivery.messages import MessageRenderer
+from notifiers.base import NotifierBase, NotifyContext, OutgoingMessage
+
+log = structlog.get_logger("hismon.selfwatch")
+
+STORE_GRACE = 60.0
+"""The store may be unreachable this long (a restart, a failover) before IT is told."""
+
+SELF_KINDS = frozenset({"monitor_degraded", "monitor_ok"})
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One reason the monitor is degraded; `key` identifies it across ticks."""
+
+    key: str
+    en: str
+    zh: str
+
+
+def assess(
+    *,
+    now: float,
+    stale: Iterable[tuple[str, float | None]] = (),
+    lost_members: Iterable[str] = (),
+    store_down_since: float | None = None,
+    undeliverable: Iterable[tuple[str, str]] = (),
+    quorum_short: Iterable[tuple[str, int, int]] = (),
+) -> list[Problem]:
+    """The monitor's problems now (pure).
+
+    `stale`: (check id, last result time); `undeliverable`: (notifier, kind) of messages
+    given up on; `quorum_short`: (check id, quorum, live members) where fewer members are
+    alive than a check's `vantage_quorum` asks for.
+    """
+    problems: list[Problem] = []
+    stale = sorted(stale)
+    if stale:
+        names = ", ".join(c for c, _ in stale[:10]) + (" …" if len(stale) > 10 else "")
+        problems.append(Problem("stale", f"{len(stale)} checks not probed on time: {names}",
+                                f"{len(stale)} 项检查未按时探测：{names}"))
+    for member in sorted(lost_members):
+        problems.append(Problem(f"member:{member}", f"cluster member {member} lost",
+                                f"集群成员 {member} 失联"))
+    if store_down_since is not None and now - store_down_since >= STORE_GRACE:
+        minutes = int((now - store_down_since) // 60)
+        problems.append(Problem("store", f"state store unreachable for {minutes} min: "
+                                         "incidents may not be recorded",
+                                f"状态库已 {minutes} 分钟无法访问：事件可能无法记录"))
+    failed = sorted({n for n, kind in undeliverable if kind not in SELF_KINDS})
+    if failed:
+        problems.append(Problem("undeliverable",
+                                "messages could not be delivered through " + ", ".join(failed),
+                                "消息无法通过以下渠道送达：" + "、".join(failed)))
+    for check, quorum, live in sorted(quorum_short):
+        problems.append(Problem(f"quorum:{check}",
+                                f"{check} needs {quorum} vantage points, {live} alive",
+                                f"{check} 需要 {quorum} 个探测点，仅 {live} 个在线"))
+    return problems
+
+
+@dataclass
+class Episode:
+    """What the watch has said: the open episode's start and every problem seen in it."""
+
+    number: int = 0
+    started_at: float | None = None
+    seen: dict[str, Problem] = field(default_factory=dict)
+
+
+def transition(episode: Episode, problems: list[Problem], now: float) -> str | None:
+    """Advance the episode (pure but for `episode`): 'monitor_degraded', 'monitor_ok' or None."""
+    if problems and episode.started_at is None:
+        episode.number += 1
+        episode.started_at = now
+        episode.seen = {p.key: p for p in problems}
+        return "monitor_degraded"
+    if problems:
+        for p in problems:
+            episode.seen.setdefault(p.key, p)
+        return None
+    if episode.started_at is not None:
+        return "monitor_ok"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One decided self-alert: its kind, whether it bypasses the store, what it names."""
+
+    kind: str
+    direct: bool
+    problems: tuple[Problem, ...]
+    episode: int
+    started_at: float
+
+
+class SelfWatch:
+    """Runs `transition` for the outbox-borne and the direct (store) episodes."""
+
+    def __init__(self, instance: str, renderer: MessageRenderer | None = None) -> None:
+        self.instance = instance
+        self.renderer = renderer or MessageRenderer()
+        self.episode = Episode()
+        self.store_episode = Episode()
+        self.problems: list[Problem] = []
+        self.unsent: list[Alert] = []
+        """Outbox-borne alerts whose enqueue failed: tried again next tick, never dropped."""
+
+    def decide(self, problems: list[Problem], now: float, leading: bool) -> list[Alert]:
+        """The alerts to send now. Only the leader keeps the outbox-borne episode (one copy
+        per cluster); every instance keeps its own store episode."""
+        self.problems = problems
+        alerts: list[Alert] = []
+        lanes = [(self.store_episode, True, [p for p in problems if p.key == "store"])]
+        if leading:
+            lanes.append((self.episode, False, [p for p in problems if p.key != "store"]))
+        for episode, direct, mine in lanes:
+            kind = transition(episode, mine, now)
+            if kind is None:
+                continue
+            named = mine if kind == "monitor_degraded" else list(episode.seen.values())
+            alerts.append(Alert(kind, direct, tuple(named), episode.number,
+                                episode.started_at or now))
+            if kind == "monitor_ok":
+                episode.started_at = None
+        return alerts
+
+    def messages(self, alert: Alert, targets: list[NotifierBase], site: Any, language: str,
+                 now: float) -> list[OutboxMessage]:
+        """One message per target notifier, keyed by episode so a restart repeats nothing."""
+        from monitor.core.durations import format_duration
+
+        lang = language if language in ("en", "zh") else "en"
+        context = {
+            "site": {"name": site.name},
+            "instance": self.instance,
+            "problems": [getattr(p, lang) for p in alert.problems],
+            "since_local": _local(alert.started_at, site.tz),
+            "duration": format_duration(max(now - alert.started_at, 0.0), lang),
+            "recovered": alert.kind == "monitor_ok",
+        }
+        title, text = self.renderer.render(alert.kind, lang, context)
+        scope = "store" if alert.direct else "monitor"
+        out = []
+        for notifier in targets:
+            key = f"{scope}:{int(alert.started_at)}:{alert.episode}:{alert.kind}:{notifier.id}"
+            if alert.direct:  # every instance sends its own
+                key += ":" + hashlib.blake2b(self.instance.encode(), digest_size=4).hexdigest()
+            out.append(OutboxMessage(
+                idempotency_key=key, notifier=notifier.id, kind=alert.kind, created_at=now,
+                next_attempt_at=now,
+                payload={"recipient": notifier.id, "title": title, "text": text}))
+        return out
+
+    async def send_direct(self, messages: list[OutboxMessage],
+                          notifiers: dict[str, NotifierBase], ctx: NotifyContext) -> int:
+        """Deliver without the store (it is the thing that is down); one try per target."""
+        sent = 0
+        for message in messages:
+            notifier = notifiers[message.notifier]
+            outgoing = OutgoingMessage(kind=message.kind,
+                                       idempotency_key=message.idempotency_key,
+                                       recipient=notifier.id, title=message.payload["title"],
+                                       text=message.payload["text"])
+            try:
+                async with asyncio.timeout(notifier.timeout + 1):
+                    await notifier.send(outgoing, ctx)
+                sent += 1
+            except Exception as exc:
+                log.error("self_alert_failed", notifier=notifier.id, kind=message.kind,
+                          error=f"{type(exc).__name__}: {exc}"[:200])
+        return sent
+
+
+def self_alert_notifiers(config: Any) -> list[NotifierBase]:
+    """`self_alerts` targets as notifiers, each once (notifier ids and role:NAME)."""
+    ids: list[str] = []
+    for target in config.self_alerts:
+        names = config.roles.get(target[5:], []) if target.startswith("role:") else [target]
+        ids.extend(n for n in names if n not in ids)
+    return [config.notifier(n) for n in ids]
+
+
+def _local(ts: float, tz: Any) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M:%S")
