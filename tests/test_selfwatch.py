@@ -14,7 +14,6 @@ from notifiers.base import NotifyContext
 from tests.conftest import HttpTarget, Receiver, free_port
 
 
-
 def test_nothing_wrong_means_no_problem() -> None:
     assert assess(now=100.0) == []
 
