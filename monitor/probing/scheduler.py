@@ -18,7 +18,7 @@ import math
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
@@ -35,6 +35,9 @@ from monitor.core.result import Result
 from monitor.probing.runner import run_probe
 from monitor.probing.state import CheckState, advance
 from monitor.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from monitor.history.recorder import HistoryRecorder
 
 log = structlog.get_logger("hismon.scheduler")
 logging.getLogger("apscheduler").setLevel(logging.ERROR)
@@ -207,6 +210,8 @@ class Scheduler:
         self.owned: set[str] | None = None
         """With `cluster: {shards: auto}`: the checks this member probes (None: by shard)."""
         self.trends: dict[str, Any] = {}
+        self.recorder: HistoryRecorder | None = None
+        """Folds every result into its check's history bucket (monitor.history), if set."""
         self._checks: dict[str, CheckBase] = {}
         self._aps = _LoopScheduler(
             jobstores={"default": _SortedJobStore()},
@@ -332,8 +337,10 @@ class Scheduler:
             result = tracker.observe(result)
         flap = self.config.defaults.flapping
         assert check.confirm is not None and check.recover is not None
-        change = advance(state, result, self.clock(), check.confirm, check.recover,
-                         flap.high, flap.low)
+        now = self.clock()
+        change = advance(state, result, now, check.confirm, check.recover, flap.high, flap.low)
+        if self.recorder is not None:
+            self.recorder.observe(state, result.duration, now)
         if change.hard_changed or change.flapping_changed:
             log.info("check_state", check=check_id, system=check.system,
                      state=state.hard_state.name, previous=change.old_hard.name,

@@ -25,6 +25,9 @@ from monitor.config.model import Config
 from monitor.config.reload import Reloader, WatchedFiles
 from monitor.core.result import Result
 from monitor.delivery.outbox import Outbox
+from monitor.history.query import HistoryReader
+from monitor.history.recorder import HistoryRecorder
+from monitor.history.service import HistoryService
 from monitor.incidents.engine import Engine
 from monitor.probing.pushed import AlertBook, AmAlert, Applied
 from monitor.probing.scheduler import Scheduler
@@ -69,6 +72,12 @@ class Daemon:
         self.alerts = AlertBook()
         """Alertmanager alerts by fingerprint per passive check (SPEC 15)."""
         self.shard = shard
+        self.history_recorder = HistoryRecorder()
+        self.scheduler.recorder = self.history_recorder
+        self.history = HistoryService(self.store, self.history_recorder,
+                                      lambda: self.config.site.tz, self._windows)
+        self.history_reader = HistoryReader(self.store, self.history_recorder,
+                                            lambda: self.config.site.tz, self._windows)
         self.leadership = Leadership(self.store, ttl=config_lease_ttl(config))
         self.membership = self._membership(config)
         self.leading = False
@@ -134,6 +143,9 @@ class Daemon:
         if moved:
             log.info("cluster_checks_taken", member=self.membership.me if self.membership
                      else None, checks=len(moved))
+
+    def _windows(self, now: float) -> list[Any]:
+        return self.engine.windows(now)
 
     def _count_notification(self, notifier: str, kind: str, result: str) -> None:
         self.metrics.notifications.labels(notifier, kind, result).inc()
@@ -371,6 +383,10 @@ class Daemon:
                 log.error("store_unavailable", error=self.store_error)
                 if self._store_down_since is None:
                     self._store_down_since = self.clock()
+            try:  # once per bucket; a failed write keeps its rows for the next attempt
+                await asyncio.wait_for(self.history.tick(self.clock(), self.leading), 10.0)
+            except Exception as exc:
+                log.error("history_write_failed", error=f"{type(exc).__name__}: {exc}"[:300])
             self._refresh_source()
             try:
                 await asyncio.wait_for(self._watch_self(), 10.0)
@@ -451,6 +467,8 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.engine.save_states()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.history.flush_all(), 5.0)
         await self.ctx.close()
         await self.store.close()
         log.info("daemon_stopped")

@@ -1,8 +1,9 @@
-"""The store interface: what must survive a restart (SPEC §4, §6).
+"""The store interface: what must survive a restart (SPEC §4, §6, §7).
 
 Incidents, their timeline, which plan steps were sent, the outbox, silences, hard check
-states and heartbeats. Recording a plan step and enqueueing its messages is one atomic
-operation, which is what makes "no step sent twice, none skipped" hold across a crash.
+states, heartbeats and the bounded history behind the status pages (`monitor.history`).
+Recording a plan step and enqueueing its messages is one atomic operation, which is what
+makes "no step sent twice, none skipped" hold across a crash.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
+from monitor.history.model import CheckBucket, SystemBucket
 
 
 class Fenced(RuntimeError):
@@ -114,3 +116,50 @@ class Store(ABC):
     @abstractmethod
     async def load_vantage(self, since: float) -> dict[str, dict[str, str]]:
         """check id → {instance → hard state} for reports newer than `since`."""
+
+    # ---- history (SPEC §7; monitor/history) ----------------------------------------------
+
+    @abstractmethod
+    async def save_check_buckets(self, rows: list[CheckBucket]) -> None:
+        """Merge 5-minute check buckets in: a row already there for (check, start) adds up."""
+
+    @abstractmethod
+    async def load_check_buckets(
+        self, since: float, until: float | None = None, system: str | None = None
+    ) -> list[CheckBucket]:
+        """Check buckets with since <= start (< until), ordered by start."""
+
+    @abstractmethod
+    async def system_worst(self, since: float, until: float) -> list[tuple[str, float, int]]:
+        """(system, start, worst of its check buckets) for buckets with since <= start < until."""
+
+    @abstractmethod
+    async def history_marker(self) -> float | None:
+        """Where system rows are rolled up to: check buckets before it are in them."""
+
+    @abstractmethod
+    async def rollup_history(
+        self, expected: float | None, upto: float, rows: list[SystemBucket]
+    ) -> bool:
+        """Atomically add `rows` to the system rows and move the marker to `upto`.
+
+        Returns False, changing nothing, if the marker is no longer `expected` (another
+        leader rolled these buckets up first): no bucket is ever counted twice.
+        """
+
+    @abstractmethod
+    async def load_system_buckets(
+        self, resolution: str, since: float, until: float | None = None,
+        system: str | None = None,
+    ) -> list[SystemBucket]:
+        """System rows of one resolution with since <= start (< until), ordered by start."""
+
+    @abstractmethod
+    async def sum_system_buckets(
+        self, resolution: str, since: float, until: float | None = None
+    ) -> dict[str, SystemBucket]:
+        """Per system: the worst state and the summed seconds of its rows in the range."""
+
+    @abstractmethod
+    async def prune_history(self, cutoffs: dict[str, float]) -> int:
+        """Delete rows older than their cutoff (keys: check, slot, hour, day); returns how many."""

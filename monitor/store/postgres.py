@@ -45,6 +45,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
+from monitor.history.model import CheckBucket, SystemBucket
 from monitor.store.base import Fenced, Store
 
 T = TypeVar("T")
@@ -89,6 +90,20 @@ SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS vantage (
         check_id TEXT NOT NULL, instance TEXT NOT NULL, state TEXT NOT NULL,
         at DOUBLE PRECISION NOT NULL, PRIMARY KEY (check_id, instance))""",
+    # History behind the status pages (monitor/history): bounded, pruned once per bucket.
+    """CREATE TABLE IF NOT EXISTS history_checks (
+        check_id TEXT NOT NULL, start DOUBLE PRECISION NOT NULL, system TEXT NOT NULL,
+        worst SMALLINT NOT NULL, n INTEGER NOT NULL, lat_min DOUBLE PRECISION NOT NULL,
+        lat_sum DOUBLE PRECISION NOT NULL, lat_max DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (system, start, check_id))""",
+    "CREATE INDEX IF NOT EXISTS history_checks_start ON history_checks(start)",
+    """CREATE TABLE IF NOT EXISTS history_systems (
+        resolution TEXT NOT NULL, system TEXT NOT NULL, start DOUBLE PRECISION NOT NULL,
+        worst SMALLINT NOT NULL, ok_s DOUBLE PRECISION NOT NULL,
+        degraded_s DOUBLE PRECISION NOT NULL, down_s DOUBLE PRECISION NOT NULL,
+        maint_s DOUBLE PRECISION NOT NULL, PRIMARY KEY (resolution, system, start))""",
+    """CREATE TABLE IF NOT EXISTS history_meta (
+        key TEXT PRIMARY KEY, value DOUBLE PRECISION NOT NULL)""",
     # The leader lease (monitor/cluster/leader.py). Times are the database's clock, so clock skew
     # between the instances' machines cannot make two leaders.
     """CREATE TABLE IF NOT EXISTS leader (
@@ -566,6 +581,156 @@ class PostgresStore(Store):
         async def op(conn: Conn) -> dict[str, float]:
             cur = await conn.execute("SELECT check_id, at FROM heartbeats")
             return {r[0]: float(r[1]) for r in await cur.fetchall()}
+
+        return await self._run(op)
+
+    # ---- history -------------------------------------------------------------------------
+
+    async def save_check_buckets(self, rows: list[CheckBucket]) -> None:
+        if not rows:
+            return
+        values = [(_clean(r.check_id), r.start, _clean(r.system), r.worst, r.n, r.lat_min,
+                   r.lat_sum, r.lat_max) for r in rows]
+
+        async def op(conn: Conn) -> None:
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO history_checks AS h (check_id, start, system, worst, n, "
+                    "lat_min, lat_sum, lat_max) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) "
+                    "ON CONFLICT (system, start, check_id) DO UPDATE SET "
+                    "worst = GREATEST(h.worst, excluded.worst), n = h.n + excluded.n, "
+                    "lat_min = LEAST(h.lat_min, excluded.lat_min), "
+                    "lat_sum = h.lat_sum + excluded.lat_sum, "
+                    "lat_max = GREATEST(h.lat_max, excluded.lat_max)",
+                    values)
+
+        # Not repeatable: a retry after a lost commit would count the probes twice.
+        await self._run(op, repeatable=False)
+
+    async def load_check_buckets(
+        self, since: float, until: float | None = None, system: str | None = None
+    ) -> list[CheckBucket]:
+        query = ("SELECT check_id, system, start, worst, n, lat_min, lat_sum, lat_max "
+                 "FROM history_checks WHERE start >= %s")
+        args: list[Any] = [since]
+        if until is not None:
+            query += " AND start < %s"
+            args.append(until)
+        if system is not None:
+            query += " AND system = %s"
+            args.append(system)
+        query += " ORDER BY start"
+
+        async def op(conn: Conn) -> list[CheckBucket]:
+            cur = await conn.execute(query, args)
+            return [CheckBucket(*r) for r in await cur.fetchall()]
+
+        return await self._run(op)
+
+    async def system_worst(self, since: float, until: float) -> list[tuple[str, float, int]]:
+        async def op(conn: Conn) -> list[tuple[str, float, int]]:
+            cur = await conn.execute(
+                "SELECT system, start, max(worst) FROM history_checks "
+                "WHERE start >= %s AND start < %s GROUP BY system, start", (since, until))
+            return [(r[0], float(r[1]), int(r[2])) for r in await cur.fetchall()]
+
+        return await self._run(op)
+
+    async def history_marker(self) -> float | None:
+        async def op(conn: Conn) -> float | None:
+            cur = await conn.execute("SELECT value FROM history_meta WHERE key = 'rolled_upto'")
+            row = await cur.fetchone()
+            return float(row[0]) if row else None
+
+        return await self._run(op)
+
+    async def rollup_history(
+        self, expected: float | None, upto: float, rows: list[SystemBucket]
+    ) -> bool:
+        values = [(r.resolution, _clean(r.system), r.start, r.worst, r.ok_s, r.degraded_s,
+                   r.down_s, r.maint_s) for r in rows]
+
+        async def op(conn: Conn) -> bool:
+            async with conn.transaction():
+                # One advisory lock orders two leaders of overlapping terms: the second sees the
+                # first's marker and gives up.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('hismon-history'))")
+                cur = await conn.execute(
+                    "SELECT value FROM history_meta WHERE key = 'rolled_upto'")
+                row = await cur.fetchone()
+                if (float(row[0]) if row else None) != expected:
+                    return False
+                async with conn.cursor() as many:
+                    await many.executemany(
+                        "INSERT INTO history_systems AS h (resolution, system, start, worst, "
+                        "ok_s, degraded_s, down_s, maint_s) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) "
+                        "ON CONFLICT (resolution, system, start) DO UPDATE SET "
+                        "worst = GREATEST(h.worst, excluded.worst), "
+                        "ok_s = h.ok_s + excluded.ok_s, "
+                        "degraded_s = h.degraded_s + excluded.degraded_s, "
+                        "down_s = h.down_s + excluded.down_s, "
+                        "maint_s = h.maint_s + excluded.maint_s", values)
+                await conn.execute(
+                    "INSERT INTO history_meta(key, value) VALUES ('rolled_upto', %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (upto,))
+                return True
+
+        # Repeatable: a retry finds the marker moved and adds nothing.
+        return await self._run(op)
+
+    async def load_system_buckets(
+        self, resolution: str, since: float, until: float | None = None,
+        system: str | None = None,
+    ) -> list[SystemBucket]:
+        query = ("SELECT system, resolution, start, worst, ok_s, degraded_s, down_s, maint_s "
+                 "FROM history_systems WHERE resolution = %s AND start >= %s")
+        args: list[Any] = [resolution, since]
+        if until is not None:
+            query += " AND start < %s"
+            args.append(until)
+        if system is not None:
+            query += " AND system = %s"
+            args.append(system)
+        query += " ORDER BY start"
+
+        async def op(conn: Conn) -> list[SystemBucket]:
+            cur = await conn.execute(query, args)
+            return [SystemBucket(*r) for r in await cur.fetchall()]
+
+        return await self._run(op)
+
+    async def sum_system_buckets(
+        self, resolution: str, since: float, until: float | None = None
+    ) -> dict[str, SystemBucket]:
+        query = ("SELECT system, max(worst), sum(ok_s), sum(degraded_s), sum(down_s), "
+                 "sum(maint_s) FROM history_systems WHERE resolution = %s AND start >= %s")
+        args: list[Any] = [resolution, since]
+        if until is not None:
+            query += " AND start < %s"
+            args.append(until)
+        query += " GROUP BY system"
+
+        async def op(conn: Conn) -> dict[str, SystemBucket]:
+            cur = await conn.execute(query, args)
+            return {r[0]: SystemBucket(r[0], resolution, since, int(r[1]), *r[2:])
+                    for r in await cur.fetchall()}
+
+        return await self._run(op)
+
+    async def prune_history(self, cutoffs: dict[str, float]) -> int:
+        async def op(conn: Conn) -> int:
+            deleted = 0
+            if "check" in cutoffs:
+                cur = await conn.execute("DELETE FROM history_checks WHERE start < %s",
+                                         (cutoffs["check"],))
+                deleted += cur.rowcount
+            for resolution in ("slot", "hour", "day"):
+                if resolution in cutoffs:
+                    cur = await conn.execute(
+                        "DELETE FROM history_systems WHERE resolution = %s AND start < %s",
+                        (resolution, cutoffs[resolution]))
+                    deleted += cur.rowcount
+            return deleted
 
         return await self._run(op)
 

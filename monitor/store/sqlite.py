@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 import aiosqlite
 
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
+from monitor.history.model import CheckBucket, SystemBucket
 from monitor.store.base import Store
 
 SCHEMA = """
@@ -46,6 +47,16 @@ CREATE TABLE IF NOT EXISTS heartbeats (check_id TEXT PRIMARY KEY, at REAL NOT NU
 CREATE TABLE IF NOT EXISTS vantage (
     check_id TEXT NOT NULL, instance TEXT NOT NULL, state TEXT NOT NULL, at REAL NOT NULL,
     PRIMARY KEY (check_id, instance));
+CREATE TABLE IF NOT EXISTS history_checks (
+    check_id TEXT NOT NULL, start REAL NOT NULL, system TEXT NOT NULL, worst INTEGER NOT NULL,
+    n INTEGER NOT NULL, lat_min REAL NOT NULL, lat_sum REAL NOT NULL, lat_max REAL NOT NULL,
+    PRIMARY KEY (system, start, check_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS history_checks_start ON history_checks(start);
+CREATE TABLE IF NOT EXISTS history_systems (
+    resolution TEXT NOT NULL, system TEXT NOT NULL, start REAL NOT NULL, worst INTEGER NOT NULL,
+    ok_s REAL NOT NULL, degraded_s REAL NOT NULL, down_s REAL NOT NULL, maint_s REAL NOT NULL,
+    PRIMARY KEY (resolution, system, start)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history_meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
 """
 
 _OUTBOX_COLUMNS = (
@@ -327,6 +338,137 @@ class SqliteStore(Store):
         async with self.db.execute("SELECT check_id, at FROM heartbeats") as cursor:
             rows = await cursor.fetchall()
         return {r[0]: float(r[1]) for r in rows}
+
+    # ---- history -------------------------------------------------------------------------
+
+    @_serialized
+    async def save_check_buckets(self, rows: list[CheckBucket]) -> None:
+        if not rows:
+            return
+        # One transaction: in autocommit mode every row would be a commit of its own.
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            await self._upsert_buckets(rows)
+        except BaseException:
+            await self.db.rollback()
+            raise
+        await self.db.commit()
+
+    async def _upsert_buckets(self, rows: list[CheckBucket]) -> None:
+        await self.db.executemany(
+            "INSERT INTO history_checks(check_id, start, system, worst, n, lat_min, lat_sum, "
+            "lat_max) VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(system, start, check_id) DO UPDATE SET "
+            "worst=max(worst, excluded.worst), n=n+excluded.n, "
+            "lat_min=min(lat_min, excluded.lat_min), lat_sum=lat_sum+excluded.lat_sum, "
+            "lat_max=max(lat_max, excluded.lat_max)",
+            [(r.check_id, r.start, r.system, r.worst, r.n, r.lat_min, r.lat_sum, r.lat_max)
+             for r in rows])
+
+    async def load_check_buckets(
+        self, since: float, until: float | None = None, system: str | None = None
+    ) -> list[CheckBucket]:
+        sql = ("SELECT check_id, system, start, worst, n, lat_min, lat_sum, lat_max "
+               "FROM history_checks WHERE start >= ?")
+        args: list[Any] = [since]
+        if until is not None:
+            sql += " AND start < ?"
+            args.append(until)
+        if system is not None:
+            sql += " AND system = ?"
+            args.append(system)
+        async with self.db.execute(sql + " ORDER BY start", args) as cursor:
+            rows = await cursor.fetchall()
+        return [CheckBucket(*r) for r in rows]
+
+    async def system_worst(self, since: float, until: float) -> list[tuple[str, float, int]]:
+        async with self.db.execute(
+            "SELECT system, start, max(worst) FROM history_checks WHERE start >= ? AND start < ? "
+            "GROUP BY system, start", (since, until)) as cursor:
+            rows = await cursor.fetchall()
+        return [(r[0], float(r[1]), int(r[2])) for r in rows]
+
+    async def history_marker(self) -> float | None:
+        async with self.db.execute(
+            "SELECT value FROM history_meta WHERE key = 'rolled_upto'") as cursor:
+            row = await cursor.fetchone()
+        return float(row[0]) if row else None
+
+    @_serialized
+    async def rollup_history(
+        self, expected: float | None, upto: float, rows: list[SystemBucket]
+    ) -> bool:
+        db = self.db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            async with db.execute(
+                    "SELECT value FROM history_meta WHERE key = 'rolled_upto'") as cursor:
+                row = await cursor.fetchone()
+            if (float(row[0]) if row else None) != expected:
+                await db.rollback()
+                return False
+            await db.executemany(
+                "INSERT INTO history_systems(resolution, system, start, worst, ok_s, "
+                "degraded_s, down_s, maint_s) VALUES(?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(resolution, system, start) DO UPDATE SET "
+                "worst=max(worst, excluded.worst), ok_s=ok_s+excluded.ok_s, "
+                "degraded_s=degraded_s+excluded.degraded_s, down_s=down_s+excluded.down_s, "
+                "maint_s=maint_s+excluded.maint_s",
+                [(r.resolution, r.system, r.start, r.worst, r.ok_s, r.degraded_s, r.down_s,
+                  r.maint_s) for r in rows])
+            await db.execute(
+                "INSERT OR REPLACE INTO history_meta(key, value) VALUES('rolled_upto', ?)",
+                (upto,))
+        except BaseException:
+            await db.rollback()
+            raise
+        await db.commit()
+        return True
+
+    async def load_system_buckets(
+        self, resolution: str, since: float, until: float | None = None,
+        system: str | None = None,
+    ) -> list[SystemBucket]:
+        sql = ("SELECT system, resolution, start, worst, ok_s, degraded_s, down_s, maint_s "
+               "FROM history_systems WHERE resolution = ? AND start >= ?")
+        args: list[Any] = [resolution, since]
+        if until is not None:
+            sql += " AND start < ?"
+            args.append(until)
+        if system is not None:
+            sql += " AND system = ?"
+            args.append(system)
+        async with self.db.execute(sql + " ORDER BY start", args) as cursor:
+            rows = await cursor.fetchall()
+        return [SystemBucket(*r) for r in rows]
+
+    async def sum_system_buckets(
+        self, resolution: str, since: float, until: float | None = None
+    ) -> dict[str, SystemBucket]:
+        sql = ("SELECT system, max(worst), sum(ok_s), sum(degraded_s), sum(down_s), "
+               "sum(maint_s) FROM history_systems WHERE resolution = ? AND start >= ?")
+        args: list[Any] = [resolution, since]
+        if until is not None:
+            sql += " AND start < ?"
+            args.append(until)
+        async with self.db.execute(sql + " GROUP BY system", args) as cursor:
+            rows = await cursor.fetchall()
+        return {r[0]: SystemBucket(r[0], resolution, since, *r[1:]) for r in rows}
+
+    @_serialized
+    async def prune_history(self, cutoffs: dict[str, float]) -> int:
+        deleted = 0
+        if "check" in cutoffs:
+            cursor = await self.db.execute("DELETE FROM history_checks WHERE start < ?",
+                                           (cutoffs["check"],))
+            deleted += cursor.rowcount
+        for resolution in ("slot", "hour", "day"):
+            if resolution in cutoffs:
+                cursor = await self.db.execute(
+                    "DELETE FROM history_systems WHERE resolution = ? AND start < ?",
+                    (resolution, cutoffs[resolution]))
+                deleted += cursor.rowcount
+        await self.db.commit()
+        return deleted
 
 
 def _message(row: Any) -> OutboxMessage:

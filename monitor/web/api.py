@@ -24,6 +24,7 @@ from monitor.core.durations import parse_duration
 from monitor.core.models import Incident, Silence, iso
 from monitor.delivery.context import incident_payload
 from monitor.runtime import memtrim
+from monitor.web.history import history_routes
 
 if TYPE_CHECKING:
     from monitor.runtime.daemon import Daemon
@@ -259,6 +260,7 @@ def build_app(daemon: Daemon) -> Starlette:
     from monitor.web.people import people_routes
 
     routes += people_routes(daemon)
+    routes += history_routes(daemon)
     try:
         from monitor.web.pages import page_routes
     except ImportError:  # pages are optional until they land

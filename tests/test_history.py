@@ -1,0 +1,230 @@
+"""History (SPEC §7): per-probe aggregation, roll-up, the reader and the history endpoint.
+
+Time is a fake clock; the store is a real SQLite file; the API runs in-process on the real
+Daemon's app (no network needed: httpx's ASGI transport).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from monitor.config.loader import load_config_text
+from monitor.core.result import State
+from monitor.history.model import DEGRADED, DOWN, MAINTENANCE, OK, CheckBucket
+from monitor.history.query import HistoryReader, history_document, slot_starts
+from monitor.history.recorder import HistoryRecorder, code_of
+from monitor.history.rollup import maintenance_seconds, system_rows
+from monitor.history.service import HistoryService
+from monitor.incidents.maintenance import Window
+from monitor.probing.state import CheckState
+from monitor.runtime.daemon import Daemon
+from monitor.store import Store, open_store
+from monitor.web.api import build_app
+
+SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
+# 2026-12-01 10:07:30 in Shanghai: mid-slot (10:00-10:30), mid-bucket (10:05-10:10).
+NOW = dt.datetime(2026, 12, 1, 10, 7, 30, tzinfo=SHANGHAI).timestamp()
+
+
+def state(check: str, hard: State = State.OK, system: str = "his",
+          flapping: bool = False) -> CheckState:
+    cs = CheckState(check, system, "http")
+    cs.hard_state, cs.flapping = hard, flapping
+    return cs
+
+
+# ---- the recorder --------------------------------------------------------------------------
+
+
+def test_codes_follow_the_spec_down_is_hard_crit_degraded_is_warn_or_unstable() -> None:
+    assert code_of(state("a")) == OK
+    assert code_of(state("a", State.CRIT)) == DOWN
+    assert code_of(state("a", State.WARN)) == DEGRADED
+    assert code_of(state("a", State.UNKNOWN)) == DEGRADED
+    assert code_of(state("a", flapping=True)) == DEGRADED
+    soft = state("a")
+    soft.state, soft.hard = State.CRIT, False  # one failed probe, not confirmed: still OK
+    assert code_of(soft) == OK
+
+
+def test_recorder_keeps_worst_and_latency_per_bucket_and_hands_over_finished_ones() -> None:
+    rec = HistoryRecorder()
+    start = NOW - NOW % 300
+    rec.observe(state("web"), 0.2, start + 1)
+    rec.observe(state("web", State.CRIT), 0.05, start + 2)
+    rec.observe(state("web"), 0.8, start + 3)
+    rec.observe(state("db", system="his-db"), 0.01, start + 4)
+    assert rec.take_finished(start + 299) == []  # the bucket is still going
+    (web,) = rec.unsaved("his")
+    assert (web.worst, web.n, web.lat_min, web.lat_max) == (DOWN, 3, 0.05, 0.8)
+    assert abs(web.lat_avg - 0.35) < 1e-9
+    rec.observe(state("web"), 0.1, start + 301)  # next bucket
+    finished = rec.take_finished(start + 302)
+    assert {(b.check_id, b.start) for b in finished} == {("web", start), ("db", start)}
+    assert [(b.start, b.worst) for b in rec.unsaved()] == [(start + 300, OK)]
+    # A failed write gives the rows back; they merge and come out again.
+    rec.give_back(finished)
+    assert len(rec.take_finished(start + 900)) == 3
+
+
+# ---- roll-up -------------------------------------------------------------------------------
+
+
+def test_maintenance_wins_over_down_and_its_seconds_are_kept_apart() -> None:
+    start = NOW - NOW % 300
+    window = Window("w", ("his",), start + 100, start + 200, "patch")
+    assert maintenance_seconds([window, window], "his", start, start + 300) == 100
+    rows = system_rows([CheckBucket("web", "his", start, DOWN, 1, 1, 1, 1),
+                        CheckBucket("api", "his", start, OK, 1, 1, 1, 1)], [window], SHANGHAI)
+    by = {r.resolution: r for r in rows}
+    assert set(by) == {"slot", "hour", "day"}
+    assert by["slot"].worst == MAINTENANCE
+    assert (by["slot"].down_s, by["slot"].maint_s, by["slot"].ok_s) == (200, 100, 0)
+    # local slot, hour and day in the site's zone
+    assert dt.datetime.fromtimestamp(by["slot"].start, SHANGHAI).strftime("%H:%M") == "10:00"
+    assert dt.datetime.fromtimestamp(by["day"].start, SHANGHAI).strftime("%d %H:%M") == \
+        "01 00:00"
+
+
+def test_a_system_in_maintenance_without_data_still_shows_maintenance() -> None:
+    start = NOW - NOW % 300
+    window = Window("w", ("lis",), start, start + 300, "move")
+    rows = system_rows([], [window], SHANGHAI, [("lis", start)])
+    assert [(r.resolution, r.worst, r.maint_s) for r in rows][0] == ("slot", MAINTENANCE, 300)
+    assert system_rows([], [], SHANGHAI, [("lis", start)]) == []  # no data, no window
+
+
+# ---- writer and reader over a real store ---------------------------------------------------
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def test_a_real_outage_shows_as_down_in_its_slot_and_its_day(sqlite_store: Store) -> None:
+    """Three hours of 30 s probes: OK, 20 minutes down, OK; written once per bucket."""
+    rec = HistoryRecorder()
+    windows: list[Window] = []
+    service = HistoryService(sqlite_store, rec, lambda: SHANGHAI, lambda now: windows)
+    reader = HistoryReader(sqlite_store, rec, lambda: SHANGHAI, lambda now: windows)
+    begin = NOW - 3 * 3600
+    outage = (NOW - 2 * 3600, NOW - 2 * 3600 + 1200)
+    writes = 0
+    t = begin
+    while t <= NOW:
+        down = outage[0] <= t < outage[1]
+        rec.observe(state("web", State.CRIT if down else State.OK), 0.5 if down else 0.1, t)
+        rec.observe(state("db", system="his"), 0.01, t)
+        before = len(await sqlite_store.load_check_buckets(0.0))
+        await service.tick(t, leading=True)
+        writes += len(await sqlite_store.load_check_buckets(0.0)) > before
+        t += 30
+    assert writes == 36  # one write per finished bucket, not per probe
+    history = await reader.system("his", NOW, 3)
+    assert len(history.slots) == 48
+    starts = [dt.datetime.fromtimestamp(s, SHANGHAI) for s, _ in history.slots]
+    assert all(s.minute in (0, 30) and s.second == 0 for s in starts)
+    assert starts[-1] <= dt.datetime.fromtimestamp(NOW, SHANGHAI) < starts[-1] + \
+        dt.timedelta(minutes=30)
+    codes = {dt.datetime.fromtimestamp(s, SHANGHAI).strftime("%H:%M"): c
+             for s, c in history.slots}
+    assert codes["08:00"] == DOWN  # 08:07:30-08:27:30 down
+    assert codes["07:30"] == OK and codes["09:00"] == OK and codes["10:00"] == OK
+    assert codes["06:30"] is None  # before the first probe: no data
+    assert [d.worst for d in history.days] == [None, None, DOWN]
+    avail = history.days[-1].availability
+    assert avail is not None and 0.85 < avail < 0.92  # 25 of ~3 h down (5-minute resolution)
+    assert history.availability_24h == avail
+    # The same after a restart: a fresh recorder and reader over the same store.
+    await service.flush_all()
+    again = await HistoryReader(sqlite_store, HistoryRecorder(), lambda: SHANGHAI,
+                                lambda now: []).system("his", NOW, 3)
+    assert again.slots == history.slots and again.days == history.days
+    overview = await reader.overview(["his", "pacs"], NOW)
+    assert overview["his"].slots == history.slots
+    assert overview["his"].availability_30d == history.availability_30d
+    assert overview["pacs"].availability_24h is None
+    assert {c for _, c in overview["pacs"].slots} == {None}
+
+
+async def test_maintenance_slot_is_left_out_of_availability(sqlite_store: Store) -> None:
+    rec = HistoryRecorder()
+    start = slot_starts(NOW, SHANGHAI)[-2]
+    windows = [Window("w", ("his",), start, start + 1800, "patch")]
+    reader = HistoryReader(sqlite_store, rec, lambda: SHANGHAI, lambda now: windows)
+    for i in range(90):
+        rec.observe(state("web", State.CRIT), 0.1, start + 20 * i)  # down all through it
+    for i in range(10):
+        rec.observe(state("web"), 0.1, start + 1800 + 30 * i)  # then fine
+    history = await reader.system("his", NOW, 1)
+    assert history.slots[-2][1] == MAINTENANCE
+    assert history.availability_24h == 1.0  # only the OK minutes of the last slot count
+    doc = history_document(history, SHANGHAI)
+    assert doc["slots_24h"][-2]["worst"] == "maintenance"  # type: ignore[index]
+
+
+# ---- the endpoint --------------------------------------------------------------------------
+
+CONFIG = """
+site: {name: H, timezone: Asia/Shanghai, language: en}
+state: {url: "sqlite:///STATE"}
+systems:
+  - {id: his, name: HIS}
+checks:
+  - {id: his-web, system: his, type: tcp, host: 127.0.0.1, port: 9}
+"""
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Daemon]]:
+    config = load_config_text(CONFIG.replace("STATE", str(tmp_path / "s.db")), "h.yaml")
+    daemon = Daemon(config, clock=lambda: NOW, serve_http=False)
+    await daemon.store.open()
+    transport = httpx.ASGITransport(app=build_app(daemon))
+    async with httpx.AsyncClient(transport=transport, base_url="http://h") as client:
+        yield client, daemon
+    await daemon.store.close()
+
+
+async def test_history_endpoint_shape(api: tuple[httpx.AsyncClient, Daemon]) -> None:
+    client, daemon = api
+    daemon.history_recorder.observe(state("his-web", State.CRIT), 0.1, NOW - 60)
+    answer = await client.get("/api/v1/systems/his/history", params={"days": 7})
+    assert answer.status_code == 200
+    body: dict[str, Any] = answer.json()
+    assert body["system"] == "his"
+    assert [d["date"] for d in body["days"]][-1] == "2026-12-01"
+    assert len(body["days"]) == 7
+    assert body["days"][-1]["worst"] == "down" and body["days"][-1]["availability"] == 0.0
+    assert body["days"][0] == {"date": "2026-11-25", "availability": None, "worst": "no_data"}
+    assert len(body["slots_24h"]) == 48
+    assert body["slots_24h"][-1] == {"start": "2026-12-01T10:00:00+08:00", "worst": "down"}
+    assert body["slots_24h"][0]["start"] == "2026-11-30T10:30:00+08:00"
+    assert len((await client.get("/api/v1/systems/his/history")).json()["days"]) == 90
+
+
+@pytest.mark.parametrize("days", ["0", "401", "-1", "x", "1.5"])
+async def test_history_days_outside_1_to_400_is_422(
+        api: tuple[httpx.AsyncClient, Daemon], days: str) -> None:
+    client, _ = api
+    answer = await client.get("/api/v1/systems/his/history", params={"days": days})
+    assert answer.status_code == 422
+    assert "1 to 400" in answer.json()["error"]
+
+
+async def test_history_of_an_unknown_system_is_404(
+        api: tuple[httpx.AsyncClient, Daemon]) -> None:
+    client, _ = api
+    assert (await client.get("/api/v1/systems/nope/history")).status_code == 404
+    assert (await client.get("/api/v1/systems/his/history?days=400")).status_code == 200

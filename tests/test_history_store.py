@@ -1,0 +1,109 @@
+"""The history part of the Store contract, on SQLite and a real PostgreSQL (SPEC §7).
+
+Same fixtures as tests/test_store_contract.py: a temp SQLite file, a fresh PostgreSQL schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from monitor.history.model import CheckBucket, SystemBucket
+from monitor.store import Store
+from tests.test_store_contract import StoreFactory, make_store, store  # noqa: F401
+
+
+def bucket(check: str, start: float, worst: int = 0, n: int = 1, lat: float = 0.1,
+           system: str = "his") -> CheckBucket:
+    return CheckBucket(check, system, start, worst, n, lat, lat * n, lat)
+
+
+async def test_check_buckets_merge_on_the_same_check_and_start(store: Store) -> None:
+    await store.save_check_buckets([bucket("web", 300.0, 0, 2, 0.2), bucket("db", 300.0)])
+    await store.save_check_buckets([bucket("web", 300.0, 2, 1, 0.05),
+                                    CheckBucket("web", "his", 300.0, 0, 1, 0.9, 0.9, 0.9)])
+    rows = {(r.check_id, r.start): r for r in await store.load_check_buckets(0.0)}
+    web = rows[("web", 300.0)]
+    assert (web.worst, web.n, web.lat_min, web.lat_max) == (2, 4, 0.05, 0.9)
+    assert abs(web.lat_sum - (0.4 + 0.05 + 0.9)) < 1e-9
+    assert rows[("db", 300.0)].n == 1
+
+
+async def test_check_buckets_filter_by_range_and_system_ordered_by_start(store: Store) -> None:
+    await store.save_check_buckets([bucket("b", 900.0), bucket("a", 300.0),
+                                    bucket("x", 600.0, system="pacs"), bucket("a", 600.0)])
+    ranged = await store.load_check_buckets(300.0, 900.0)
+    assert [r.start for r in ranged] == [300.0, 600.0, 600.0]
+    assert {(r.check_id, r.start) for r in ranged} == {("a", 300.0), ("x", 600.0), ("a", 600.0)}
+    his = await store.load_check_buckets(0.0, system="his")
+    assert [r.start for r in his] == [300.0, 600.0, 900.0]
+    assert all(r.system == "his" for r in his)
+
+
+async def test_rollup_adds_rows_and_moves_the_marker_once(store: Store) -> None:
+    assert await store.history_marker() is None
+    rows = [SystemBucket("his", "slot", 0.0, 2, ok_s=300.0, down_s=300.0),
+            SystemBucket("his", "day", 0.0, 1, degraded_s=600.0)]
+    assert await store.rollup_history(None, 600.0, rows)
+    assert await store.history_marker() == 600.0
+    # A second leader with the old marker adds nothing.
+    assert not await store.rollup_history(None, 600.0, rows)
+    more = [SystemBucket("his", "slot", 0.0, 3, maint_s=300.0)]
+    assert await store.rollup_history(600.0, 900.0, more)
+    slot = await store.load_system_buckets("slot", 0.0, system="his")
+    assert len(slot) == 1
+    assert (slot[0].worst, slot[0].ok_s, slot[0].down_s, slot[0].maint_s) == (3, 300, 300, 300)
+    day = await store.load_system_buckets("day", 0.0)
+    assert (day[0].worst, day[0].degraded_s) == (1, 600.0)
+    assert await store.load_system_buckets("hour", 0.0) == []
+
+
+async def test_concurrent_rollups_from_one_marker_count_once(make_store: StoreFactory) -> None:
+    first, second = make_store(), make_store()
+    await first.open()
+    await second.open()
+    row = [SystemBucket("his", "hour", 0.0, 0, ok_s=300.0)]
+    done = await asyncio.gather(*(s.rollup_history(None, 300.0, row)
+                                  for s in (first, second, first, second)))
+    assert sorted(done) == [False, False, False, True]
+    hour = await first.load_system_buckets("hour", 0.0)
+    assert hour[0].ok_s == 300.0
+
+
+async def test_sum_system_buckets_per_system(store: Store) -> None:
+    await store.rollup_history(None, 1.0, [
+        SystemBucket("his", "hour", 0.0, 0, ok_s=3600.0),
+        SystemBucket("his", "hour", 3600.0, 2, ok_s=1800.0, down_s=1800.0),
+        SystemBucket("pacs", "hour", 3600.0, 1, degraded_s=3600.0),
+        SystemBucket("his", "hour", 7200.0, 0, ok_s=3600.0)])
+    sums = await store.sum_system_buckets("hour", 0.0, 7200.0)
+    assert set(sums) == {"his", "pacs"}
+    assert (sums["his"].worst, sums["his"].ok_s, sums["his"].down_s) == (2, 5400.0, 1800.0)
+    assert sums["pacs"].degraded_s == 3600.0
+
+
+async def test_prune_keeps_each_kind_for_its_retention(store: Store) -> None:
+    await store.save_check_buckets([bucket("web", 100.0), bucket("web", 5000.0)])
+    await store.rollup_history(None, 1.0, [
+        SystemBucket("his", "slot", 100.0, 0, ok_s=1.0),
+        SystemBucket("his", "hour", 100.0, 0, ok_s=1.0),
+        SystemBucket("his", "day", 100.0, 0, ok_s=1.0)])
+    deleted = await store.prune_history({"check": 1000.0, "slot": 1000.0, "hour": 50.0,
+                                         "day": 50.0})
+    assert deleted == 2
+    assert [r.start for r in await store.load_check_buckets(0.0)] == [5000.0]
+    assert await store.load_system_buckets("slot", 0.0) == []
+    assert len(await store.load_system_buckets("hour", 0.0)) == 1
+    assert len(await store.load_system_buckets("day", 0.0)) == 1
+
+
+async def test_history_survives_a_restart(make_store: StoreFactory) -> None:
+    first = make_store()
+    await first.open()
+    await first.save_check_buckets([bucket("web", 300.0, 2)])
+    await first.rollup_history(None, 600.0, [SystemBucket("his", "day", 0.0, 2, down_s=300.0)])
+    await first.close()
+    again = make_store()
+    await again.open()
+    assert [r.worst for r in await again.load_check_buckets(0.0)] == [2]
+    assert await again.history_marker() == 600.0
+    assert (await again.load_system_buckets("day", 0.0))[0].down_s == 300.0
