@@ -104,8 +104,8 @@ async def read_cost(url: str, checks: int = 20) -> tuple[float, float, int]:
         now = time.time()
         first = now - 48 * 3600
         first -= first % BUCKET_SECONDS
-        rows = [CheckBucket(f"c{c:02d}", "his", first + b * BUCKET_SECONDS, c % 3 == 0 and
-                            b % 50 == 0 and 2 or 0, 10, 0.001, 0.02, 0.004)
+        rows = [CheckBucket(f"c{c:02d}", "his", first + b * BUCKET_SECONDS,
+                            2 if c % 3 == 0 and b % 50 == 0 else 0, 10, 0.001, 0.02, 0.004)
                 for c in range(checks) for b in range(576)]
         for i in range(0, len(rows), 2000):
             await store.save_check_buckets(rows[i:i + 2000])

@@ -97,7 +97,7 @@ def test_a_system_in_maintenance_without_data_still_shows_maintenance() -> None:
     start = NOW - NOW % 300
     window = Window("w", ("lis",), start, start + 300, "move")
     rows = system_rows([], [window], SHANGHAI, [("lis", start)])
-    assert [(r.resolution, r.worst, r.maint_s) for r in rows][0] == ("slot", MAINTENANCE, 300)
+    assert [(r.resolution, r.worst, r.maint_s) for r in rows[:1]] == [ ("slot", MAINTENANCE, 300)]
     assert system_rows([], [], SHANGHAI, [("lis", start)]) == []  # no data, no window
 
 

@@ -9,7 +9,11 @@ import asyncio
 
 from monitor.history.model import CheckBucket, SystemBucket
 from monitor.store import Store
-from tests.test_store_contract import StoreFactory, make_store, store  # noqa: F401
+from tests import test_store_contract as contract
+from tests.test_store_contract import StoreFactory
+
+make_store = contract.make_store  # the contract's fixtures: one SQLite file, one PG schema
+store = contract.store
 
 
 def bucket(check: str, start: float, worst: int = 0, n: int = 1, lat: float = 0.1,

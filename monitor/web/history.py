@@ -5,7 +5,7 @@ Reads `monitor.history.query` only; the same reader feeds the status pages' bars
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -18,6 +18,46 @@ if TYPE_CHECKING:
     from monitor.runtime.daemon import Daemon
 
 DEFAULT_DAYS = 90
+_WORST = {"type": "string", "enum": ["ok", "degraded", "down", "maintenance", "no_data"]}
+_SHARE = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+OPENAPI_PATHS: dict[str, Any] = {
+    "/api/v1/systems/{id}/history": {"get": {
+        "operationId": "systemHistory", "tags": ["read"],
+        "summary": "A system's history: one cell per day, 48 half-hour slots, availability",
+        "parameters": [
+            {"name": "id", "in": "path", "required": True, "description": "System id",
+             "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]+$"}},
+            {"name": "days", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS,
+                        "default": DEFAULT_DAYS}}],
+        "responses": {
+            "200": {"description": "The history", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["system", "days", "slots_24h"],
+                "properties": {
+                    "system": {"type": "string"},
+                    "days": {"type": "array", "description": "Oldest first, the last is today "
+                             "(site time zone)", "items": {
+                                 "type": "object", "required": ["date", "availability", "worst"],
+                                 "properties": {"date": {"type": "string", "format": "date"},
+                                                "availability": _SHARE, "worst": _WORST}}},
+                    "slots_24h": {"type": "array", "minItems": 48, "maxItems": 48,
+                                  "description": "Half hours at :00/:30 site time, oldest "
+                                                 "first; the last holds now", "items": {
+                                      "type": "object", "required": ["start", "worst"],
+                                      "properties": {"start": {"type": "string",
+                                                               "format": "date-time"},
+                                                     "worst": _WORST}}},
+                    "availability_24h": _SHARE,
+                    "availability_30d": _SHARE,
+                }}}}},
+            "404": {"description": "No such system", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"}}}},
+            "422": {"description": "`days` is not a whole number from 1 to 400",
+                    "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Error"}}}},
+        },
+    }},
+}
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from monitor import __version__
+from monitor.web.history import OPENAPI_PATHS as HISTORY_PATHS
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 """Ids of checks, systems, incidents (`inc-42`) and silences (`sil-1a2b3c4d`, `config-0`)."""
@@ -405,7 +406,7 @@ OPENAPI: dict[str, Any] = {
         {"name": "write", "description": "Operator actions, Bearer token"},
         {"name": "operations", "description": "Health, readiness, metrics"},
     ],
-    "paths": PATHS,
+    "paths": {**PATHS, **HISTORY_PATHS},
     "components": {
         "schemas": SCHEMAS,
         "securitySchemes": {"bearer": {
