@@ -138,7 +138,7 @@ async def test_a_channel_that_gives_up_tells_it_and_clears_when_it_delivers(
 site: {{name: Test Hospital, timezone: Asia/Shanghai, language: en}}
 server: {{listen: "127.0.0.1:{port}"}}
 state: {{url: "sqlite:///./state.db"}}
-defaults: {{interval: 500ms, timeout: 400ms, retry_interval: 200ms, confirm: 2, recover: 2}}
+defaults: {{interval: 1s, timeout: 500ms, retry_interval: 250ms, confirm: 2, recover: 2}}
 self_alerts: [it]
 departments: [{{id: er, name: ER, notify: [ward]}}]
 systems: [{{id: his, name: HIS, departments: [er], plan: p}}]
