@@ -63,16 +63,23 @@ DAEMON_REPO = REPO
 """Where `monitor/` is imported from (`--repo`: e.g. a `git archive` snapshot of a commit)."""
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-SPEC = {
-    "lag_p99_ms": 20.0,
-    "cpu_cores": 1.0,
-    "rss_per_check_kib": 8.0,
-    "metrics_render_ms": 200.0,
-    "ratio_http": 0.5,
-    "ratio_tcp": 0.4,
+SPEC = {  # the raised SPEC §12 targets (10,000 checks at 10 s)
+    "lag_p99_ms": 20.0,          # while /metrics is scraped every 5 s
+    "cpu_cores": 0.5,
+    "rss_per_check_kib": 6.0,
+    "metrics_render_ms": 100.0,
+    "ratio_http": 0.35,
+    "ratio_tcp": 0.3,
+    "start_to_ready_s": 3.0,
     "blackbox_http_us": 1200.0,
     "blackbox_tcp_us": 900.0,
 }
+STRETCH = {**SPEC, "cpu_cores": 0.75, "metrics_render_ms": 500.0, "start_to_ready_s": 10.0}
+"""50,000 TCP checks at 30 s (SPEC §12): core figures include a scrape every 15 s."""
+
+
+def targets_for(checks: int) -> dict[str, float]:
+    return STRETCH if checks >= 50000 else SPEC
 
 
 def say(*parts: Any) -> None:
@@ -639,6 +646,7 @@ def table(res: dict[str, Any]) -> str:
     m, rows = res["main"], []
     w, q, s = m["window"], m["quiet"], m["scraping"]
     base = res.get("baseline")
+    SPEC = targets_for(m["checks"])  # noqa: N806 (the same name as the module's table)
 
     def row(name: str, value: str, target: str = "", ok: bool | None = None) -> None:
         rows.append(f"  {name:<38} {value:<34} {target:<22} {verdict(ok)}")
@@ -658,7 +666,8 @@ def table(res: dict[str, Any]) -> str:
     lines.append(f"  {'figure':<38} {'measured':<34} {'SPEC §12 target':<22}")
     row("probes/s", f"{w['probes_per_s']:.1f} (expected {m['expected_probes_per_s']:g})")
     row("daemon CPU (cores)", f"{w['cpu_cores']:.3f}  (quiet {q['cpu_cores']:.3f}, "
-        f"scraping {s['cpu_cores']:.3f})", "< 1 core", w["cpu_cores"] < SPEC["cpu_cores"])
+        f"scraping {s['cpu_cores']:.3f})", f"≤ {SPEC['cpu_cores']:g} core",
+        w["cpu_cores"] <= SPEC["cpu_cores"])
     row("CPU per probe (µs)", f"{w['cpu_us_per_probe']:.0f}  (quiet "
         f"{q['cpu_us_per_probe']:.0f}, scraping {s['cpu_us_per_probe']:.0f})")
     if base and base.get("idle_cpu_cores") is not None:
@@ -668,6 +677,8 @@ def table(res: dict[str, Any]) -> str:
             f"{marginal:.0f} µs per probe")
     row("scheduler lag p50 / p99 (ms)", f"{w['lag_p50_ms']:.2f} / {w['lag_p99_ms']:.2f}",
         "p99 ≤ 20 ms", w["lag_p99_ms"] <= SPEC["lag_p99_ms"])
+    row("  lag p99 while scraping (ms)", f"{s['lag_p99_ms']:.2f}", "≤ 20 ms",
+        s["lag_p99_ms"] <= SPEC["lag_p99_ms"])
     row("  lag p99 quiet / while scraping (ms)",
         f"{q['lag_p99_ms']:.2f} / {s['lag_p99_ms']:.2f}", "scrape: no rise",
         # within 25%, or one lag bucket's width at the low end (1 / 2.5 / 5 ms buckets)
@@ -682,16 +693,19 @@ def table(res: dict[str, Any]) -> str:
         row("RSS (MiB)", f"{m['rss_kib'] / 1024:.1f}  (baseline 2 checks: "
             f"{base['rss_kib'] / 1024:.1f}; peak {m['rss_hwm_kib'] / 1024:.1f})")
         row("RSS per check (KiB)", f"{per:.2f}  (RSS/N: {m['rss_kib'] / m['checks']:.2f})",
-            "≤ 8 KiB", per <= SPEC["rss_per_check_kib"])
+            f"≤ {SPEC['rss_per_check_kib']:g} KiB", per <= SPEC["rss_per_check_kib"])
         pre = (m["rss_before_first_scrape_kib"] - base["rss_kib"]) / m["checks"]
         row("  per check before the first scrape", f"{pre:.2f}")
     else:
-        row("RSS / N (KiB)", f"{m['rss_kib'] / m['checks']:.2f} (no baseline)", "≤ 8 KiB")
+        row("RSS / N (KiB)", f"{m['rss_kib'] / m['checks']:.2f} (no baseline)",
+            f"≤ {SPEC['rss_per_check_kib']:g} KiB")
     mr = m["metrics_render_ms"]
     row("/metrics render (ms) median / max", f"{mr['median']:.0f} / {mr['max']:.0f} "
-        f"(n={mr['n']}, {m['metrics_bytes'] / 1e6:.1f} MB)", "≤ 200 ms",
+        f"(n={mr['n']}, {m['metrics_bytes'] / 1e6:.1f} MB)",
+        f"≤ {SPEC['metrics_render_ms']:g} ms",
         mr["max"] <= SPEC["metrics_render_ms"])
-    row("daemon start to ready (s)", f"{m['daemon_startup_s']:.1f}")
+    row("daemon start to ready (s)", f"{m['daemon_startup_s']:.1f}",
+        f"≤ {SPEC['start_to_ready_s']:g} s", m["daemon_startup_s"] <= SPEC["start_to_ready_s"])
     cmp_ = res.get("compare") or {}
     if cmp_.get("skipped"):
         lines += [*rows, "", f"  blackbox comparison skipped: {cmp_['skipped']}"]
