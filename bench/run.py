@@ -646,7 +646,7 @@ def table(res: dict[str, Any]) -> str:
     m, rows = res["main"], []
     w, q, s = m["window"], m["quiet"], m["scraping"]
     base = res.get("baseline")
-    SPEC = targets_for(m["checks"])  # noqa: N806 (the same name as the module's table)
+    SPEC = targets_for(m["checks"])  # shadows the module table: this run's targets
 
     def row(name: str, value: str, target: str = "", ok: bool | None = None) -> None:
         rows.append(f"  {name:<38} {value:<34} {target:<22} {verdict(ok)}")
