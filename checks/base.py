@@ -100,6 +100,23 @@ class TrendConfig(Strict):
     failure_ratio: float | None = Field(default=None, gt=0, le=1)
 
 
+class ForecastConfig(Strict):
+    """`forecast: {number: value, window: 6h, warn_within: 2h}`: WARN before a limit is hit.
+
+    After Zabbix `timeleft`: a least-squares line through the number's samples over `window`
+    says when it reaches the check's own CRIT threshold (SPEC 15).
+    """
+
+    number: str = Field(min_length=1)
+    """One of the result's numbers: `value` (database, prometheus, snmp), `latency_seconds`."""
+    window: Duration = Field(gt=0)
+    warn_within: Duration = Field(gt=0)
+    label: str | None = None
+    """What the message calls the number (default: the check's `name`, else `number`)."""
+    unit: str | None = Field(default=None, max_length=8)
+    """Written after each figure (`%`, ` GB`); default `s` for `*_seconds`, else none."""
+
+
 class CheckBase(Strict):
     """Keys every check has; timing keys left unset inherit from the config's `defaults`."""
 
@@ -115,6 +132,7 @@ class CheckBase(Strict):
     trend: TrendConfig | None = None
     vantage_quorum: PositiveInt = 1
     """How many hismon instances must see the failure before it counts (SPEC §9)."""
+    forecast: ForecastConfig | None = None
 
     secret_fields: ClassVar[tuple[str, ...]] = ()
     """Keys whose values must never reach logs, API answers or messages."""
@@ -129,6 +147,39 @@ class CheckBase(Strict):
                 f"{format_duration(self.interval)}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _forecast_has_a_limit(self) -> CheckBase:
+        if self.forecast is not None and self.crit_limit(self.forecast.number) is None:
+            raise ValueError(
+                f"forecast: this check has no CRIT threshold on {self.forecast.number!r} "
+                "to forecast (set `value: {crit: ...}`, or `latency` for latency_seconds)")
+        return self
+
+    def crit_limit(self, number: str) -> tuple[float, bool] | None:
+        """(CRIT threshold, crossed upwards?) this check judges `number` by, if it has one.
+
+        `value` thresholds judge `value`; `latency` (or http's `expect.latency`) judges
+        `latency_seconds`. Upwards when warn < crit, downwards when warn > crit; with only
+        `crit`, `below: true` means downwards.
+        """
+        warn: float | None = None
+        crit: float | None = None
+        upwards = True
+        if number == "value":
+            value = getattr(self, "value", None)
+            if isinstance(value, ValueThresholds):
+                warn, crit, upwards = value.warn, value.crit, not value.below
+        elif number == "latency_seconds":
+            latency = getattr(self, "latency", None) or getattr(
+                getattr(self, "expect", None), "latency", None)
+            if isinstance(latency, LatencyThresholds):
+                warn, crit = latency.warn, latency.crit
+        if crit is None:
+            return None
+        if warn is not None and warn != crit:
+            upwards = warn < crit
+        return crit, upwards
 
     @property
     def display_name(self) -> str:

@@ -386,6 +386,19 @@ async def test_heartbeats(store: Store) -> None:
     assert await store.load_heartbeats() == {"backup-job": 200.25, "etl": 50.0}
 
 
+async def test_forecast_samples_are_kept_bounded(store: Store) -> None:
+    assert await store.load_samples() == {}
+    await store.add_samples([("tablespace", 100.0, 80.5), ("tablespace", 130.0, 81.0),
+                             ("lag", 100.0, 2.0)], {"tablespace": 0.0, "lag": 0.0})
+    await store.add_samples([("tablespace", 160.0, 81.5)], {"tablespace": 120.0, "lag": 0.0})
+    assert await store.load_samples() == {"tablespace": [(130.0, 81.0), (160.0, 81.5)],
+                                          "lag": [(100.0, 2.0)]}
+    await store.add_samples([("tablespace", 160.0, 82.0)], {"tablespace": 0.0})
+    assert await store.load_samples() == {"tablespace": [(130.0, 81.0), (160.0, 82.0)]}
+    await store.add_samples([], {})  # no forecast left in the config
+    assert await store.load_samples() == {}
+
+
 async def test_garbage_from_targets_is_stored(store: Store) -> None:
     """A NUL byte or a NaN from a target answering garbage must not make a record
     unsaveable: the engine would fail on the same save on every tick."""

@@ -32,6 +32,7 @@ from apscheduler.util import datetime_to_utc_timestamp
 from checks.base import CheckBase, ProbeContext
 from monitor.config.model import Config
 from monitor.core.result import Result
+from monitor.probing.forecast import Forecasts
 from monitor.probing.runner import run_probe
 from monitor.probing.state import CheckState, advance
 from monitor.telemetry.metrics import Metrics
@@ -212,6 +213,7 @@ class Scheduler:
         self.trends: dict[str, Any] = {}
         self.recorder: HistoryRecorder | None = None
         """Folds every result into its check's history bucket (monitor.history), if set."""
+        self.forecasts = Forecasts(config.site.tz)
         self._checks: dict[str, CheckBase] = {}
         self._aps = _LoopScheduler(
             jobstores={"default": _SortedJobStore()},
@@ -232,6 +234,8 @@ class Scheduler:
     def apply_config(self, config: Config) -> None:
         """Add, change and remove jobs to match the config; untouched checks keep their state."""
         self.config = config
+        # Every check of the config, owned or not: the store keeps the others' samples.
+        self.forecasts.apply_config(config.checks, config.site.tz)
         wanted = {c.id: c for c in config.checks if self.owns(c.id)}
         for check_id in list(self._checks):
             if check_id not in wanted:
@@ -338,6 +342,7 @@ class Scheduler:
         flap = self.config.defaults.flapping
         assert check.confirm is not None and check.recover is not None
         now = self.clock()
+        result = self.forecasts.observe(check, result, now)
         change = advance(state, result, now, check.confirm, check.recover, flap.high, flap.low)
         if self.recorder is not None:
             self.recorder.observe(state, result.duration, now)

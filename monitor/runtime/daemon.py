@@ -192,6 +192,7 @@ class Daemon:
         await self.store.open()
         self._restore_states(await self.store.load_check_states())
         self.ctx.heartbeats.update(await self.store.load_heartbeats())
+        self.scheduler.forecasts.load(await self.store.load_samples())  # a restart keeps trends
         await self.engine.load()  # a read-only view until this instance leads
         await self.engine.restore_notes()
         if self.membership is not None:
@@ -376,6 +377,7 @@ class Daemon:
                 # Bounded: a locked or unreachable store must show up here, not hang it.
                 await asyncio.wait_for(self.store.ping(), 2.0)
                 await asyncio.wait_for(self._follow(), 5.0)
+                await asyncio.wait_for(self._save_samples(), 5.0)
                 self.store_error = self.engine.last_error if self.leading else None
                 self._store_down_since = None
             except Exception as exc:
@@ -396,6 +398,17 @@ class Daemon:
                 self._reloader.request("file changed")  # loads in a thread; never awaited here
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop_event.wait(), 1.0)
+
+    async def _save_samples(self) -> None:
+        """Forecast samples of the last second to the store; kept for the next try on error."""
+        rows, keep = self.scheduler.forecasts.take_pending()
+        if not rows:
+            return
+        try:
+            await self.store.add_samples(rows, keep)
+        except BaseException:
+            self.scheduler.forecasts.put_back(rows)
+            raise
 
     async def reload(self, reason: str = "SIGHUP") -> bool:
         """Load the config off the loop (requests during a load coalesce into one more)."""
@@ -469,6 +482,8 @@ class Daemon:
             await self.engine.save_states()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.history.flush_all(), 5.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._save_samples(), 5.0)
         await self.ctx.close()
         await self.store.close()
         log.info("daemon_stopped")

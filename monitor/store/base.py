@@ -110,6 +110,19 @@ class Store(ABC):
     async def load_heartbeats(self) -> dict[str, float]: ...
 
     @abstractmethod
+    async def add_samples(self, rows: list[tuple[str, float, float]],
+                          keep_since: dict[str, float]) -> None:
+        """Store forecast samples `(check_id, at, value)` (SPEC 15) and keep them bounded.
+
+        `keep_since` names every check that still has a forecast, with the oldest time it
+        needs: older samples of those checks, and all samples of other checks, are deleted.
+        """
+
+    @abstractmethod
+    async def load_samples(self) -> dict[str, list[tuple[float, float]]]:
+        """check id -> its forecast samples `(at, value)`, oldest first."""
+
+    @abstractmethod
     async def save_vantage(self, instance: str, states: dict[str, str], at: float) -> None:
         """This instance's hard state of each `vantage_quorum` check (SPEC §9)."""
 

@@ -87,6 +87,9 @@ SCHEMA: tuple[str, ...] = (
     "CREATE TABLE IF NOT EXISTS check_states (check_id TEXT PRIMARY KEY, record JSONB NOT NULL)",
     """CREATE TABLE IF NOT EXISTS heartbeats (
         check_id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS forecast_samples (
+        check_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, value DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (check_id, at))""",
     """CREATE TABLE IF NOT EXISTS vantage (
         check_id TEXT NOT NULL, instance TEXT NOT NULL, state TEXT NOT NULL,
         at DOUBLE PRECISION NOT NULL, PRIMARY KEY (check_id, instance))""",
@@ -731,6 +734,35 @@ class PostgresStore(Store):
                         (resolution, cutoffs[resolution]))
                     deleted += cur.rowcount
             return deleted
+
+    async def add_samples(self, rows: list[tuple[str, float, float]],
+                          keep_since: dict[str, float]) -> None:
+        touched = [(c, keep_since[c]) for c in {row[0] for row in rows} if c in keep_since]
+
+        async def op(conn: Conn) -> None:
+            async with conn.transaction():
+                cur = conn.cursor()
+                if rows:
+                    await cur.executemany(
+                        "INSERT INTO forecast_samples(check_id, at, value) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (check_id, at) DO UPDATE SET value = excluded.value", rows)
+                if touched:
+                    await cur.executemany(
+                        "DELETE FROM forecast_samples WHERE check_id = %s AND at < %s", touched)
+                await conn.execute(
+                    "DELETE FROM forecast_samples WHERE NOT (check_id = ANY(%s))",
+                    (list(keep_since),))
+
+        await self._run(op)
+
+    async def load_samples(self) -> dict[str, list[tuple[float, float]]]:
+        async def op(conn: Conn) -> dict[str, list[tuple[float, float]]]:
+            cur = await conn.execute(
+                "SELECT check_id, at, value FROM forecast_samples ORDER BY check_id, at")
+            found: dict[str, list[tuple[float, float]]] = {}
+            for check_id, at, value in await cur.fetchall():
+                found.setdefault(check_id, []).append((float(at), float(value)))
+            return found
 
         return await self._run(op)
 

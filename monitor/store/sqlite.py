@@ -44,6 +44,8 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status, notifier, id);
 CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS check_states (check_id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS heartbeats (check_id TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS forecast_samples (
+    check_id TEXT NOT NULL, at REAL NOT NULL, value REAL NOT NULL, PRIMARY KEY (check_id, at));
 CREATE TABLE IF NOT EXISTS vantage (
     check_id TEXT NOT NULL, instance TEXT NOT NULL, state TEXT NOT NULL, at REAL NOT NULL,
     PRIMARY KEY (check_id, instance));
@@ -469,6 +471,29 @@ class SqliteStore(Store):
                 deleted += cursor.rowcount
         await self.db.commit()
         return deleted
+
+    @_serialized
+    async def add_samples(self, rows: list[tuple[str, float, float]],
+                          keep_since: dict[str, float]) -> None:
+        await self.db.executemany(
+            "INSERT OR REPLACE INTO forecast_samples(check_id, at, value) VALUES(?, ?, ?)", rows)
+        for check_id in {row[0] for row in rows} & keep_since.keys():
+            await self.db.execute("DELETE FROM forecast_samples WHERE check_id = ? AND at < ?",
+                                  (check_id, keep_since[check_id]))
+        marks = ",".join("?" * len(keep_since))
+        await self.db.execute(
+            f"DELETE FROM forecast_samples WHERE check_id NOT IN ({marks})",
+            list(keep_since))
+        await self.db.commit()
+
+    async def load_samples(self) -> dict[str, list[tuple[float, float]]]:
+        found: dict[str, list[tuple[float, float]]] = {}
+        async with self.db.execute(
+            "SELECT check_id, at, value FROM forecast_samples ORDER BY check_id, at"
+        ) as cursor:
+            for check_id, at, value in await cursor.fetchall():
+                found.setdefault(check_id, []).append((float(at), float(value)))
+        return found
 
 
 def _message(row: Any) -> OutboxMessage:
