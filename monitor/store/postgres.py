@@ -735,6 +735,8 @@ class PostgresStore(Store):
                     deleted += cur.rowcount
             return deleted
 
+        return await self._run(op)
+
     async def add_samples(self, rows: list[tuple[str, float, float]],
                           keep_since: dict[str, float]) -> None:
         touched = [(c, keep_since[c]) for c in {row[0] for row in rows} if c in keep_since]
