@@ -87,7 +87,9 @@ class LatencyThresholds(Strict):
             result.message = (
                 f"{result.message}, slow: {format_duration(seconds)} > {format_duration(limit)}"
             )
-            result.cause = result.cause or "capacity"
+            # A slow answer is no resource threshold (SPEC §4): the cause rules blame the
+            # layer that answered slowly.
+            result.cause = result.cause or "latency"
         return result
 
 

@@ -40,7 +40,7 @@ def test_a_slowdown_against_the_baseline_warns() -> None:
     warned = trend.observe(ok(0.200))
     assert warned.message.startswith("HTTP 200; trend: mean latency 200ms over the last 5 "
                                      "probes is 4.0x the usual 50ms")
-    assert warned.cause == "capacity"
+    assert warned.cause == "latency"  # SPEC §4: a latency trend is not capacity
     assert warned.numbers == {"latency_seconds": 0.2}
 
 

@@ -23,7 +23,7 @@ from monitor.core.models import Incident
 from monitor.core.result import State
 from monitor.core.types import HoldReason
 from monitor.incidents import maintenance, plans
-from monitor.incidents.cause import suspect
+from monitor.incidents.cause import suspect_system
 from monitor.incidents.compose import maintenance_messages, step_messages
 from monitor.incidents.effects import (
     Change,
@@ -87,7 +87,8 @@ def evaluate_system(facts: Facts, system_id: str, now: float) -> list[Effect]:
             change = Change.ESCALATE
     notes += _check_notes(incident, failing)
     incident.failing_checks = [_check_entry(s) for s in failing]
-    incident.suspected_cause, incident.cause_evidence = suspect(states)
+    incident.suspected_cause, incident.cause_evidence = suspect_system(
+        facts.config, system_id, facts.states)
     if current is None:
         # The opened incident's first checks and cause ride on the same record.
         effects[0] = OpenIncident(incident, opened.id_prefix, opened.notes + tuple(notes))

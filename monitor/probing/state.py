@@ -45,6 +45,10 @@ class CheckState:
     runs: dict[str, int] = field(default_factory=dict)
     missed_runs: int = 0
     probed: bool = False
+    failure_message: str | None = None
+    """The last non-OK result's message: evidence for a failure that already answers again."""
+    failure_cause: str | None = None
+    """The last non-OK result's cause hint (see `failure_message`)."""
 
     @property
     def failing(self) -> bool:
@@ -126,6 +130,7 @@ def advance(
             else:
                 cs.hard = False
     else:
+        cs.failure_message, cs.failure_cause = result.message, result.cause
         if cs.first_failure_at is None or (previous is State.OK and cs.hard_state is State.OK):
             cs.first_failure_at = now
         cs.streak = cs.streak + 1 if previous is new else 1

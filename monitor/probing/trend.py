@@ -129,7 +129,7 @@ class TrendTracker:
         mean, usual = slow
         ratio = mean / usual if usual > 0 else float("inf")
         return (f"mean latency {format_duration(mean)} over the last {len(self._window)} "
-                f"probes is {ratio:.1f}x the usual {format_duration(usual)}", "capacity")
+                f"probes is {ratio:.1f}x the usual {format_duration(usual)}", "latency")
 
     def _failure_trend(self) -> tuple[str, str | None] | None:
         limit = self.config.failure_ratio
