@@ -40,7 +40,7 @@ def config() -> Config:
 def test_validates_without_environment(config: Config) -> None:
     assert config.site.timezone == "Asia/Shanghai"
     assert config.site.language == "zh"
-    assert config.site.campuses == ["main", "north"]
+    assert config.site.campus_ids == ["main", "north"]
 
 
 def test_has_enough_systems_and_departments_on_both_campuses(config: Config) -> None:

@@ -462,7 +462,7 @@ def _welcome(narrator: Narrator, port: int, hospital: Hospital, speed: float,
     base = f"http://127.0.0.1:{port}"
     p = hospital.ports
     campuses = {c: [d.name for d in config.departments if d.campus == c]
-                for c in config.site.campuses}
+                for c in config.site.campus_ids}
     narrator.say(
         f"hismon demo — {config.site.name}" + (f" (speed ×{speed:g})" if speed != 1 else ""),
         f"  status page:  {base}/",

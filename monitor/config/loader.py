@@ -81,6 +81,9 @@ def _check_references(source: Sources) -> None:
     site = data.get("site") if isinstance(data.get("site"), dict) else {}
     campuses = {c for _, c in _str_list(site.get("campuses"))} if isinstance(site, dict) \
         else set()
+    if isinstance(site, dict) and isinstance(site.get("campuses"), list):  # {id, name} items
+        campuses |= {c["id"] for c in site["campuses"]
+                     if isinstance(c, dict) and isinstance(c.get("id"), str)}
     del checks
 
     def need(path: KeyPath, value: str, known: set[str], what: str) -> None:

@@ -20,9 +20,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from checks import AnyCheck
 from checks.base import CheckBase
+from monitor.config.i18n import Localized
 from monitor.core.durations import Duration
 from monitor.people.model import Person, Schedule
 from notifiers import AnyNotifier
@@ -55,11 +57,29 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class Campus(Localized, Strict):
+    """A site of the hospital: `{id, name}`, the name a string or `{zh, en}` (SPEC §7)."""
+
+    LOCALIZED = ("name",)
+    id: Id
+    name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_id(cls, value: Any) -> Any:
+        """`campuses: [main, north]` still works: a plain string is both id and name."""
+        if isinstance(value, str):
+            return {"id": value, "name": value}
+        if not isinstance(value, dict):
+            raise PydanticCustomError("string_type", "Input should be a valid string")
+        return value
+
+
 class Site(Strict):
     name: str = "hismon"
     timezone: str = "UTC"
     language: Language = "zh"
-    campuses: list[str] = Field(default_factory=list)
+    campuses: list[Campus] = Field(default_factory=list)
     it_contact: str | None = None
     """How clinical staff and vendors reach IT (phone, extension); shown in messages."""
 
@@ -75,6 +95,10 @@ class Site(Strict):
     @property
     def tz(self) -> dt.tzinfo:
         return zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def campus_ids(self) -> list[str]:
+        return [c.id for c in self.campuses]
 
 
 class Server(Strict):
@@ -135,7 +159,8 @@ class Defaults(Strict):
     flapping: Flapping = Field(default_factory=Flapping)
 
 
-class Department(Strict):
+class Department(Localized, Strict):
+    LOCALIZED = ("name",)
     id: Id
     name: str
     campus: str | None = None
@@ -143,14 +168,16 @@ class Department(Strict):
     language: Language | None = None
 
 
-class Vendor(Strict):
+class Vendor(Localized, Strict):
+    LOCALIZED = ("name",)
     name: str
     notify: list[str] = Field(default_factory=list)
     response_sla: Duration | None = None
     contact: str | None = None
 
 
-class System(Strict):
+class System(Localized, Strict):
+    LOCALIZED = ("name", "downtime_procedure", "still_works")
     id: Id
     name: str
     criticality: Literal["critical", "high", "normal"] = "normal"
@@ -212,7 +239,8 @@ class Recurrence(Strict):
         return self
 
 
-class Maintenance(Strict):
+class Maintenance(Localized, Strict):
+    LOCALIZED = ("reason",)
     systems: list[str] = Field(min_length=1)
     start: dt.datetime | None = None
     end: dt.datetime | None = None
@@ -298,6 +326,19 @@ class Config(Strict):
             for key in ("interval", "timeout", "retry_interval", "confirm", "recover"):
                 if getattr(check, key) is None:
                     object.__setattr__(check, key, getattr(self.defaults, key))
+        return self
+
+    @model_validator(mode="after")
+    def _site_language_texts(self) -> Config:
+        """`{zh, en}` fields hold the site language's text; readers pick theirs (i18n.text)."""
+        language = self.site.language
+        items: list[Localized] = [*self.site.campuses, *self.departments, *self.maintenance]
+        for system in self.systems:
+            items.append(system)
+            if system.vendor is not None:
+                items.append(system.vendor)
+        for item in items:
+            item.use_language(language)
         return self
 
     # Lookups the daemon uses on every decision; built once per loaded config.

@@ -6,6 +6,7 @@ import datetime as dt
 from collections import OrderedDict
 from typing import Any
 
+from monitor.config.i18n import text
 from monitor.config.model import Config
 from monitor.core.durations import format_duration
 from monitor.core.models import Incident, iso
@@ -55,13 +56,21 @@ def message_context(
     affected_systems: list[str] | None = None,
 ) -> dict[str, Any]:
     tz = config.site.tz
+    site_language = config.site.language
+
+    def tr(item: Any, field: str) -> Any:
+        """The reader's language (SPEC §7): theirs, else the site's, else any."""
+        return text(item, field, language, site_language)
+
     system = config.system(incident.system)
     end = incident.resolved_at if incident.resolved_at is not None else now
     departments = [config.department(d) for d in incident.affected_departments]
     by_campus: OrderedDict[str, list[str]] = OrderedDict()
     for department in departments:
-        by_campus.setdefault(department.campus or "-", []).append(department.name)
+        by_campus.setdefault(campus_name(config, department.campus, language) or "-",
+                             []).append(tr(department, "name"))
     payload = incident_payload(incident, config)
+    payload["system_name"] = tr(system, "name")
     payload.update(
         started_at_local=local(incident.started_at, tz),
         resolved_at_local=local(incident.resolved_at, tz),
@@ -72,7 +81,7 @@ def message_context(
     vendor = None
     if system.vendor is not None:
         vendor = {
-            "name": system.vendor.name,
+            "name": tr(system.vendor, "name"),
             "contact": system.vendor.contact,
             "response_sla": format_duration(system.vendor.response_sla)
             if system.vendor.response_sla else None,
@@ -89,24 +98,49 @@ def message_context(
         "next_update_local": local(next_update_at(incident, config, now), tz),
         "incident_url": f"{base_url}/incidents/{incident.id}",
         "department_url": f"{base_url}/departments/{department_id}" if department_id else None,
-        "department": {"id": dept.id, "name": dept.name, "campus": dept.campus} if dept else None,
+        "department": department_context(config, dept, language) if dept else None,
         "incident": payload,
         "system": {
-            "id": system.id, "name": system.name, "criticality": system.criticality,
-            "downtime_procedure": (system.downtime_procedure or "").strip() or None,
-            "still_works": (system.still_works or "").strip() or None,
+            "id": system.id, "name": tr(system, "name"), "criticality": system.criticality,
+            "downtime_procedure": (tr(system, "downtime_procedure") or "").strip() or None,
+            "still_works": (tr(system, "still_works") or "").strip() or None,
         },
         "affected_systems": [
-            {"id": s, "name": config.system(s).name}
+            {"id": s, "name": tr(config.system(s), "name")}
             for s in (affected_systems or [incident.system])
         ],
-        "departments": [{"id": d.id, "name": d.name, "campus": d.campus} for d in departments],
+        "departments": [department_context(config, d, language) for d in departments],
         "departments_by_campus": dict(by_campus),
         "cause": {"code": incident.suspected_cause, "evidence": list(incident.cause_evidence)},
         "vendor": vendor,
         "note": note,
         "note_missing": note_missing,
     }
+
+
+def campus_name(config: Config, campus_id: str | None, language: str) -> str | None:
+    """A campus's display name in `language` (its id when the site lists no such campus)."""
+    if campus_id is None:
+        return None
+    found = next((c for c in config.site.campuses if c.id == campus_id), None)
+    return text(found, "name", language, config.site.language) if found else campus_id
+
+
+def department_context(config: Config, dept: Any, language: str) -> dict[str, Any]:
+    return {"id": dept.id, "name": text(dept, "name", language, config.site.language),
+            "campus": dept.campus, "campus_name": campus_name(config, dept.campus, language)}
+
+
+def maintenance_reason(config: Config, window_key: str | None, reason: str,
+                       language: str) -> str:
+    """A config window's `reason` in `language`; run-time silences have one text."""
+    if window_key and window_key.startswith("config-"):
+        index = window_key.removeprefix("config-").split("@", 1)[0]
+        if index.isdigit() and int(index) < len(config.maintenance):
+            found = text(config.maintenance[int(index)], "reason", language,
+                         config.site.language)
+            return str(found)
+    return reason
 
 
 def site_context(config: Config) -> dict[str, Any]:
@@ -124,8 +158,10 @@ def maintenance_context(
     *,
     department_id: str | None,
     language: str,
+    window_key: str | None = None,
 ) -> dict[str, Any]:
     """What `maintenance_notice` and `maintenance_over` templates see (no incident)."""
+    site_language = config.site.language
     tz = config.site.tz
     base_url = config.server.base_url
     dept = config.department(department_id) if department_id else None
@@ -136,19 +172,21 @@ def maintenance_context(
         "site": site_context(config),
         "status_url": f"{base_url}/",
         "department_url": f"{base_url}/departments/{department_id}" if department_id else None,
-        "department": {"id": dept.id, "name": dept.name, "campus": dept.campus} if dept else None,
+        "department": department_context(config, dept, language) if dept else None,
         "incident": None,
         "maintenance": {
-            "reason": reason,
+            "reason": maintenance_reason(config, window_key, reason, language),
             "start_local": local(start, tz),
             "end_local": local(end, tz),
             "start": iso(start, tz),
             "end": iso(end, tz),
             "duration": format_duration(end - start),
             "systems": [
-                {"id": s.id, "name": s.name,
-                 "downtime_procedure": (s.downtime_procedure or "").strip() or None,
-                 "still_works": (s.still_works or "").strip() or None}
+                {"id": s.id, "name": text(s, "name", language, site_language),
+                 "downtime_procedure": (text(s, "downtime_procedure", language, site_language)
+                                        or "").strip() or None,
+                 "still_works": (text(s, "still_works", language, site_language)
+                                 or "").strip() or None}
                 for s in (config.system(x) for x in systems)],
         },
     }

@@ -92,7 +92,8 @@ def maintenance_messages(config: Config, renderer: MessageRenderer, kind: str,
         affected = [s for s in window.systems
                     if config.has_system(s) and dept_id in config.system(s).departments]
         context = maintenance_context(kind, config, affected, window.start, window.end,
-                                      window.reason, department_id=dept_id, language=language)
+                                      window.reason, department_id=dept_id, language=language,
+                                      window_key=window.key)
         title, text = renderer.render(kind, language, context)
         for notifier in dept.notify:
             if notifier in seen:

@@ -369,7 +369,7 @@ def group_by_campus(
     views: dict[str, SystemView], config: Config
 ) -> list[tuple[str | None, list[SystemView]]]:
     """Campuses in the site's order; a system used on two campuses shows under both."""
-    order = list(config.site.campuses)
+    order = list(config.site.campus_ids)
     for view in views.values():
         order.extend(c for c in view.campuses if c not in order)
     groups: list[tuple[str | None, list[SystemView]]] = []
