@@ -251,3 +251,101 @@ async def test_each_drill_has_its_own_id_keys_and_links(
             assert await store.list_messages(incident_id=incident_id)
     finally:
         await store.close()
+
+
+# ---- issue 10 item 9: vendor SLA figures a hospital can bill with -----------------------
+
+
+def test_vendor_sla_is_judged_at_the_response_or_the_resolution() -> None:
+    """SPEC §13.4: the vendor's response (not an IT ack) stops the clock, from the delivered
+    escalation; an incident resolved before any response kept the SLA if it resolved in it."""
+    from monitor.delivery.context import vendor_sla_status
+
+    sla = 1800.0
+    assert vendor_sla_status(100.0, None, 103.0, sla, now=10_000_000.0) == "kept"
+    assert vendor_sla_status(100.0, None, 100.0 + sla + 1, sla, now=1e7) == "missed"
+    assert vendor_sla_status(100.0, 700.0, None, sla, now=1e7) == "kept"
+    assert vendor_sla_status(100.0, 100.0 + sla + 5, None, sla, now=1e7) == "missed"
+    assert vendor_sla_status(100.0, None, None, sla, now=200.0) == "pending"
+    assert vendor_sla_status(100.0, None, None, sla, now=100.0 + sla + 1) == "missed"
+    assert vendor_sla_status(None, None, 50.0, sla, now=1e7) is None
+    assert vendor_sla_status(100.0, None, 103.0, None, now=1e7) is None
+
+
+def sla_config(tmp: Path) -> str:
+    return f"""
+site: {{name: H, timezone: UTC, language: en}}
+state: {{url: "sqlite:///{tmp}/state.db"}}
+systems:
+  - {{id: core, name: Core network}}
+  - id: his
+    name: Doctor station
+    depends_on: [core]
+    vendor: {{name: Vendor A, notify: [v], response_sla: 30m}}
+notifiers: [{{id: v, type: console}}]
+maintenance:
+  - systems: [his]
+    start: "2026-11-06T02:00:00+00:00"
+    end: "2026-11-06T04:00:00+00:00"
+    reason: upgrade
+"""
+
+
+def test_vendor_figures_leave_out_maintenance_dependencies_and_unmonitored_time(
+    tmp_path: Path,
+) -> None:
+    config = load_config_text(sla_config(tmp_path), "h.yaml", {})
+    day = 86400.0
+    base = 1_793_491_200.0  # 2026-11-01T00:00Z
+    incidents = [
+        # Escalated 3 s before it resolved, never answered: kept, not "missed at the end".
+        incident(id="inc-1", started_at=base + 3 * day, resolved_at=base + 3 * day + 1803,
+                 vendor_escalated_at=base + 3 * day + 1800),
+        # Inside the upgrade window (03:00 on 6 Nov, 02:00-04:00): planned, not the vendor's.
+        incident(id="inc-2", started_at=base + 5 * day + 3 * 3600,
+                 resolved_at=base + 5 * day + 4 * 3600,
+                 vendor_escalated_at=base + 5 * day + 3 * 3600 + 1800),
+        # Caused by the core network: the system was down, but not by the vendor's doing.
+        incident(id="inc-3", started_at=base + 7 * day, resolved_at=base + 7 * day + 1800,
+                 caused_by="inc-9", caused_by_system="core"),
+    ]
+    report = build_report(config, incidents, base, base + 10 * day,
+                          monitored_since={"his": base + 2 * day, "core": base + 2 * day})
+    his = next(r for r in report.systems if r.name == "his")
+    vendor = report.vendors[0]
+    assert vendor.sla_kept == 1 and vendor.sla_missed == 0, vendor
+    assert vendor.downtime_seconds == pytest.approx(1803)
+    monitored = 8 * day - 7200  # from the first probe, less the planned window
+    assert vendor.availability_percent == pytest.approx(100 * (1 - 1803 / monitored), abs=1e-3)
+    # The system's own row counts the dependency's outage (its users could not work) but
+    # not the planned window, and only over the monitored time.
+    assert his.downtime_seconds == pytest.approx(1803 + 1800)
+    assert his.availability_percent == pytest.approx(
+        100 * (1 - (1803 + 1800) / monitored), abs=1e-3)
+
+
+async def test_monitoring_starts_at_the_first_probe_in_the_history(tmp_path: Path) -> None:
+    """`hismon report` takes the first probe from the stored history (real SQLite store)."""
+    import time
+
+    from monitor.commands.report import first_probes
+    from monitor.history.model import CheckBucket
+    from monitor.store.sqlite import SqliteStore
+
+    config = load_config_text(sla_config(tmp_path), "h.yaml", {})
+    store = SqliteStore(f"sqlite:///{tmp_path}/state.db")
+    await store.open()
+    now = time.time()
+    start = now - now % 300 - 3600
+    try:
+        await store.save_check_buckets([CheckBucket("his-web", "his", start, 0, 3, 0.01, 0.03,
+                                                    0.01)])
+        first = await first_probes(store, config, now - 30 * 86400, now)
+    finally:
+        await store.close()
+    assert first == {"his": start}
+    report = build_report(config, [], now - 30 * 86400, now, monitored_since=first)
+    his = next(r for r in report.systems if r.name == "his")
+    assert his.monitored_seconds == pytest.approx(now - start)
+    core = next(r for r in report.systems if r.name == "core")
+    assert core.monitored_seconds == pytest.approx(30 * 86400)

@@ -121,7 +121,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import time
 
-    from monitor.commands.report import build_report, render
+    from monitor.commands.report import build_report, first_probes, render
     from monitor.core.durations import parse_duration
     from monitor.store import open_store
 
@@ -132,16 +132,20 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"--since: {exc}", file=sys.stderr)
         return 2
 
-    async def load() -> list[Any]:
+    now = time.time()
+
+    async def load() -> Any:
         store = open_store(config.state.url)
         await store.open()
         try:
-            return await store.list_incidents(since=time.time() - window, limit=100_000)
+            incidents = await store.list_incidents(since=now - window, limit=100_000)
+            silences = await store.list_silences()
+            first = await first_probes(store, config, now - window, now)
+            return build_report(config, incidents, now - window, now, silences, first)
         finally:
             await store.close()
 
-    now = time.time()
-    report = build_report(config, asyncio.run(load()), now - window, now)
+    report = asyncio.run(load())
     sys.stdout.write(render(report, args.format, config))
     return 0
 

@@ -192,20 +192,35 @@ def maintenance_context(
     }
 
 
-def sla_status(incident: Incident, sla: float | None, now: float) -> str | None:
-    """The vendor's response SLA counts from the escalation to the vendor.
+def vendor_sla_status(escalated_at: float | None, responded_at: float | None,
+                      resolved_at: float | None, sla: float | None,
+                      now: float) -> str | None:
+    """The vendor's response SLA (SPEC §13.4): kept, missed, pending, or None (nothing to judge).
 
-    The vendor has responded when the incident is acknowledged or a progress note is
-    recorded after the escalation. No escalation (IT handled it first): no SLA to judge.
+    Pure, so the report, the messages and the vendor statement judge alike:
+
+    - the clock starts when `vendor_escalation` was delivered (`escalated_at`); no escalation
+      (IT handled it first) or no agreed `response_sla`: None;
+    - the vendor's own response (`responded_at`, from the vendor link or a response taken by
+      phone), not an IT acknowledgement, stops it: kept if within the SLA;
+    - an incident that resolved before any response kept the SLA if it resolved within it:
+      an escalation 3 s before the recovery is never "missed" because the report ends later;
+    - still open and unanswered: missed once the SLA has passed at `now`, else pending.
     """
-    if not sla or incident.vendor_escalated_at is None:
+    if not sla or escalated_at is None:
         return None
-    start = incident.vendor_escalated_at
-    responses = [t for t in (incident.acknowledged_at, incident.last_note_at)
-                 if t is not None and t >= start]
-    if responses:
-        return "kept" if min(responses) - start <= sla else "missed"
-    return "missed" if now - start > sla else "pending"
+    if responded_at is not None:
+        return "kept" if responded_at - escalated_at <= sla else "missed"
+    if resolved_at is not None:
+        return "kept" if resolved_at - escalated_at <= sla else "missed"
+    return "missed" if now - escalated_at > sla else "pending"
+
+
+def sla_status(incident: Incident, sla: float | None, now: float) -> str | None:
+    """`vendor_sla_status` for a stored incident (its vendor response, once recorded)."""
+    responded: float | None = getattr(incident, "vendor_responded_at", None)
+    return vendor_sla_status(incident.vendor_escalated_at, responded, incident.resolved_at,
+                             sla, now)
 
 
 def next_update_at(incident: Incident, config: Config, now: float) -> float | None:
