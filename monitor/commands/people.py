@@ -31,11 +31,49 @@ def cmd_oncall(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_declare(args: argparse.Namespace) -> int:
+    from monitor.commands.cli import _call, _refused
+
+    status, data = _call(args, "POST", "/api/v1/incidents",
+                         {"system": args.system, "severity": args.severity,
+                          "title": args.title, "by": args.by})
+    if status != 201:
+        if status == 409 and data and data.get("incident"):
+            print(f"{args.system} already has open incident {data['incident']['id']}",
+                  file=sys.stderr)
+            return 1
+        return _refused(status, data)
+    print(f"{data['id']} declared: {data['system_name']} {data['severity']}, "
+          f"\"{data['title']}\" by {args.by}; the plan runs")
+    return 0
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    from monitor.commands.cli import _call, _refused
+
+    status, data = _call(args, "POST", f"/api/v1/incidents/{args.incident}/resolve",
+                         {"by": args.by, "note": args.note})
+    if status != 200:
+        return _refused(status, data)
+    when = (data.get("resolved_at") or "")[:19].replace("T", " ")
+    print(f"{args.incident} ({data['system_name']}) resolved by {args.by} at {when}")
+    return 0
+
+
 def register(add: Add) -> None:
     """Add this module's subcommands to the `hismon` parser."""
     p = add("oncall", cmd_oncall, "who is on duty in each schedule, and the coming handovers",
             config=True)
     p.add_argument("--at", help="ISO 8601 time (default now; without offset: site time)")
     p.add_argument("--days", type=float, default=14, help="handovers this far ahead")
+    p = add("declare", cmd_declare, "declare an incident by hand (a help-desk call)", url=True)
+    p.add_argument("--system", required=True)
+    p.add_argument("--severity", required=True, choices=["critical", "warning"])
+    p.add_argument("--title", required=True)
+    p.add_argument("--by", required=True)
+    p = add("resolve", cmd_resolve, "resolve an incident by hand", url=True)
+    p.add_argument("incident")
+    p.add_argument("--by", required=True)
+    p.add_argument("--note")
 
 

@@ -41,6 +41,21 @@ class Incident:
     last_update_sent_at: float | None = None
     vendor_escalated_at: float | None = None
     """When the vendor was escalated to: its response SLA counts from here."""
+    # People in the loop (SPEC §13): kept in the record, so they survive restarts and HA.
+    source: str = "checks"
+    """`manual` for an incident IT declared (13.5): only a person resolves it."""
+    title: str | None = None
+    declared_by: str | None = None
+    resolved_by: str | None = None
+    confirmed_cause: str | None = None
+    """The real cause, recorded by IT; the engine never changes it."""
+    root_cause: str | None = None
+    actions: list[str] = field(default_factory=list)
+    departments_confirmed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """department id → on_paper_at/_by, backfill_done_at/_by (SPEC §13.3)."""
+    vendor_responded_at: float | None = None
+    vendor_responded_by: str | None = None
+    vendor_eta: str | None = None
 
     @property
     def is_open(self) -> bool:

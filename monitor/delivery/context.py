@@ -10,6 +10,7 @@ from monitor.config.i18n import text
 from monitor.config.model import Config
 from monitor.core.durations import format_duration
 from monitor.core.models import Incident, iso
+from monitor.people.shape import people_fields
 
 
 def local(ts: float | None, tz: dt.tzinfo) -> str | None:
@@ -40,6 +41,7 @@ def incident_payload(incident: Incident, config: Config) -> dict[str, Any]:
         "failing_checks": [dict(c) for c in incident.failing_checks],
         "held": incident.held,
         "drill": incident.drill,
+        **people_fields(incident, tz),
     }
 
 

@@ -25,6 +25,7 @@ from monitor.incidents import maintenance, rules
 from monitor.incidents.applier import Applier, StepCounter
 from monitor.incidents.effects import Change, UpdateIncident
 from monitor.incidents.facts import Facts
+from monitor.people import actions
 from monitor.probing.state import CheckState, to_record
 from monitor.store.base import Store
 
@@ -221,6 +222,63 @@ class Engine:
         await self.applier.apply(rules.add_note(incident, by, text, now), now)
         return incident
 
+    # ---- people in the loop (SPEC §13): rules in monitor/people/actions.py ------------
+
+    async def declare(self, system_id: str, severity: str, title: str, by: str,
+                      started_at: float | None = None) -> Incident:
+        """Raises `actions.Refused` (409 with the open incident, 422)."""
+        now = self.clock()
+        effect = actions.declare(self.facts(now), system_id, severity, title, by,
+                                 now if started_at is None else started_at, now)
+        touched = await self.applier.apply([effect], now)
+        self.system_changed(system_id)
+        return touched[0]
+
+    async def resolve_by_hand(self, incident_id: str, by: str, note: str | None) -> Incident:
+        now = self.clock()
+        incident = await self._incident(incident_id)
+        touched = await self.applier.apply(
+            [actions.resolve_by_hand(self.facts(now), incident, by, note, now)], now)
+        await self._recovery(touched[0], now)
+        return touched[0]
+
+    async def patch(self, incident_id: str, by: str, changes: dict[str, Any]) -> Incident:
+        now = self.clock()
+        incident = await self._incident(incident_id)
+        effect = actions.patch(incident, by, changes)
+        if effect is not None:
+            await self.applier.apply([effect], now)
+            _assign_fields(incident, effect.incident)
+        return incident
+
+    async def confirm_department(self, incident_id: str, department: str, what: str,
+                                 by: str | None, via: str = "api") -> Incident:
+        now = self.clock()
+        incident = await self._incident(incident_id)
+        effect = actions.confirm_department(self.facts(now), incident, department, what, by,
+                                            now, via)
+        if effect is not None:
+            await self.applier.apply([effect], now)
+            _assign_fields(incident, effect.incident)
+        return incident
+
+    async def vendor_response(self, incident_id: str, by: str | None, eta: str | None,
+                              via: str = "api") -> Incident:
+        now = self.clock()
+        incident = await self._incident(incident_id)
+        effect = actions.vendor_response(incident, by, eta, now, via)
+        if effect is not None:
+            await self.applier.apply([effect], now)
+            _assign_fields(incident, effect.incident)
+        return incident
+
+    async def _incident(self, incident_id: str) -> Incident:
+        """The live open incident, else the stored one (a resolved incident is corrected too)."""
+        found = self._find_open(incident_id) or await self.store.get_incident(incident_id)
+        if found is None:
+            raise actions.Refused(404, f"no incident {incident_id}")
+        return found
+
     def _find_open(self, incident_id: str) -> Incident | None:
         return next((i for i in self.open.values() if i.id == incident_id), None)
 
@@ -231,3 +289,10 @@ class Engine:
                 if entry.kind == "note":
                     self._latest_note[incident.id] = {
                         "by": entry.data.get("by"), "text": entry.text, "at": entry.at}
+
+
+def _assign_fields(target: Incident, value: Incident) -> None:
+    """Copy a rule's new value onto the object the caller holds (a stored, resolved one)."""
+    if target is not value:
+        for name in Incident.__dataclass_fields__:
+            setattr(target, name, getattr(value, name))

@@ -65,6 +65,13 @@ def evaluate_system(facts: Facts, system_id: str, now: float) -> list[Effect]:
         if not all(s.probed for s in states):
             # Just restarted: a check not probed yet is not evidence of recovery.
             return []
+        if current.source == "manual":
+            # Declared by a person (SPEC 13.5): checks that joined it leave, a person closes it.
+            if not current.failing_checks:
+                return []
+            cleared = _copy(current)
+            cleared.failing_checks = []
+            return [UpdateIncident(cleared, Change.CHECKS, tuple(_check_notes(current, [])))]
         return [resolve(current, states, now)]
     effects: list[Effect] = []
     severity = "critical" if any(s.hard_state is State.CRIT for s in failing) else "warning"
