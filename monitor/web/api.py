@@ -257,10 +257,9 @@ def build_app(daemon: Daemon) -> Starlette:
         Route("/api/v1/heartbeat/{check_id}", heartbeat, methods=["POST"]),
         Route("/api/v1/messages", messages, methods=["GET"]),
     ]
-    from monitor.web.people import people_routes
+    from monitor.web.people import merge_routes, people_routes
 
-    routes += people_routes(daemon)
-    routes += history_routes(daemon)
+    routes = merge_routes(routes + people_routes(daemon) + history_routes(daemon))
     try:
         from monitor.web.pages import page_routes
     except ImportError:  # pages are optional until they land

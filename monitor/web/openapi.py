@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from monitor import __version__
+from monitor.web import people_openapi
 from monitor.web.history import OPENAPI_PATHS as HISTORY_PATHS
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
@@ -389,6 +390,8 @@ PATHS: dict[str, Any] = {
         },
     }},
 }
+
+people_openapi.merge(PATHS, SCHEMAS)
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",

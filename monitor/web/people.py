@@ -77,8 +77,9 @@ def people_routes(daemon: Daemon) -> list[Route]:
             days = float(request.query_params.get("days", "0"))
         except ValueError:
             return _error(422, "days must be a number")
-        return JSONResponse({"schedules": oncall(daemon.config, daemon.clock(),
-                                                 min(max(days, 0), 90))})
+        if not 0 <= days <= 90:
+            return _error(422, "days must be 0 to 90")
+        return JSONResponse({"schedules": oncall(daemon.config, daemon.clock(), days)})
 
     async def declare(request: Request, body: dict[str, Any]) -> Response:
         system = _text(body, "system", True)
@@ -136,3 +137,25 @@ def people_routes(daemon: Daemon) -> list[Route]:
               methods=["POST"]),
         Route("/api/v1/incidents/{id}/vendor-response", write(vendor), methods=["POST"]),
     ]
+
+
+def merge_routes(routes: list[Route]) -> list[Route]:
+    """One route per path, dispatching by method, so a 405 lists every method in `Allow`."""
+    by_path: dict[str, list[Route]] = {}
+    for route in routes:
+        by_path.setdefault(route.path, []).append(route)
+    merged: list[Route] = []
+    for path, group in by_path.items():
+        if len(group) == 1:
+            merged.append(group[0])
+            continue
+        table: dict[str, Handler] = {}
+        for route in group:
+            for method in route.methods or {"GET", "HEAD"}:
+                table.setdefault(method, route.endpoint)
+
+        async def dispatch(request: Request, table: dict[str, Handler] = table) -> Response:
+            return await table[request.method](request)
+
+        merged.append(Route(path, dispatch, methods=sorted(table)))
+    return merged
