@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from checks import CHECK_TYPES
-from monitor.config.loader import load_config_text
+from monitor.config.loader import load_config_text, merged_data
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = (REPO / "docs" / "checks.md").read_text(encoding="utf-8")
-EXAMPLE = yaml.safe_load((REPO / "config.example.yaml").read_text(encoding="utf-8"))
+EXAMPLE = merged_data(REPO / "config.example.yaml")  # the main file and its conf.d/ files
 PASTE_SECTION = "## Examples for config.example.yaml"
 # reference examples name secrets as ${NAME} without a default, as a real config should
 ENV = {name: "test-value" for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", DOC)}

@@ -17,17 +17,20 @@ import pytest
 import yaml
 
 from checks import CHECK_TYPES
-from monitor.config.loader import ConfigError, load_config, load_config_text
+from monitor.config.loader import ConfigError, load_config, load_config_text, merged_data
 from monitor.config.model import Config
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config.example.yaml"
+FILES = [EXAMPLE, *sorted((REPO / "conf.d").glob("*.yaml"))]
+"""The main file and the team files it includes (SPEC §14)."""
 ENV_NAME = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def _clean_env() -> dict[str, str]:
     """The environment minus every variable the example reads and the HISMON_/WECOM_ families."""
-    referenced = set(ENV_NAME.findall(EXAMPLE.read_text(encoding="utf-8")))
+    referenced = {name for file in FILES
+                  for name in ENV_NAME.findall(file.read_text(encoding="utf-8"))}
     return {k: v for k, v in os.environ.items()
             if k not in referenced and not k.startswith(("HISMON_", "WECOM_"))}
 
@@ -99,7 +102,7 @@ def test_maintenance_is_announced(config: Config) -> None:
 
 def test_secrets_come_from_the_environment() -> None:
     """No literal webhook key or password in the file: each is `${NAME:-default}`."""
-    text = EXAMPLE.read_text(encoding="utf-8")
+    text = "".join(file.read_text(encoding="utf-8") for file in FILES)
     for line in text.splitlines():
         stripped = line.split("#", 1)[0]
         if re.search(r"\b(webhook_url|password|secret|api_tokens):", stripped):
@@ -143,7 +146,7 @@ def test_commented_check_examples_are_valid_once_their_type_exists(config: Confi
     systems = {s.id for s in config.systems}
     for example in examples:
         assert example["system"] in systems, example
-    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data = merged_data(EXAMPLE)
     tried = 0
     for example in examples:
         if example["type"] not in CHECK_TYPES:
@@ -159,3 +162,44 @@ def test_commented_check_examples_are_valid_once_their_type_exists(config: Confi
         tried += 1
     if tried == 0:
         pytest.skip("no commented example has a registered type with its driver installed")
+
+
+def test_the_estate_is_split_into_team_files(config: Config) -> None:
+    """SPEC §14: network, PACS and server teams each own a file under conf.d/."""
+    assert config.files == [str(EXAMPLE), *(str(REPO / "conf.d" / name) for name in
+                                            ("network.yaml", "pacs.yaml", "servers.yaml"))]
+    assert config.system("core-network").plan == "network-outage"
+    assert config.check("pacs-dicom-port").system == "pacs"
+    assert len(config.hosts) == 20
+
+
+def test_apply_rules_make_a_check_per_host_and_template(config: Config) -> None:
+    made = {c.id for c in config.checks if c.id.split("-")[-1] in ("ping", "ssh", "rdp")}
+    assert len([c for c in made if c.endswith("-ping")]) == 20
+    assert len([c for c in made if c.endswith("-ssh")]) == 14
+    assert len([c for c in made if c.endswith("-rdp")]) == 6
+    ssh = config.check("his-db-01-ssh")
+    assert (ssh.system, ssh.host, ssh.port, ssh.interval) == ("his-db", "10.1.2.21", 22, 60.0)
+    assert config.check("his-db-01-oracle-listener").retry_interval == 3.0
+    assert config.check("queue-main-ping").system == "queue-calling"
+    assert "his-db-01-node-exporter" not in {c.id for c in config.checks}  # not tagged app
+
+
+def test_validate_names_every_file_it_read_and_expand_prints_the_checks() -> None:
+    listed = subprocess.run(
+        [sys.executable, "-m", "monitor", "validate", "-c", "config.example.yaml"],
+        cwd=REPO, env=_clean_env(), capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert ("read 4 files: config.example.yaml, conf.d/network.yaml, conf.d/pacs.yaml, "
+            "conf.d/servers.yaml") in listed.stdout
+    env = {**_clean_env(), "HISMON_PROMETHEUS_URL": "http://hismon:pw-in-url@127.0.0.1:9090"}
+    expanded = subprocess.run(
+        [sys.executable, "-m", "monitor", "validate", "--expand", "-c", "config.example.yaml"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert expanded.returncode == 0, expanded.stderr
+    checks = yaml.safe_load(expanded.stdout)["checks"]
+    by_id = {c["id"]: c for c in checks}
+    assert by_id["his-app-01-node-exporter"]["url"] == "http://10.1.2.11:9100/metrics"
+    assert by_id["his-app-01-node-exporter"]["system"] == "his-outpatient"
+    assert len(checks) == len(load_config(EXAMPLE, env=_clean_env()).checks)
+    assert "pw-in-url" not in expanded.stdout

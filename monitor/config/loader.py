@@ -7,6 +7,7 @@ the line of the offending key (or of its block, for a missing key) and the key p
 from __future__ import annotations
 
 import os
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -302,8 +303,11 @@ def _finish(source: Sources) -> Config:
         if config is not None:
             bounds.check(source, config)
     except Exception as exc:  # a loader bug must read as a problem, never a traceback
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{Path(frame.filename).name}:{frame.lineno}"
         source.problems.append(Problem(source.main.file, 1, "(internal)",
-                                       f"{INTERNAL}: {type(exc).__name__}: {exc}"[:300]))
+                                       f"{INTERNAL}: {type(exc).__name__} at {where}: "
+                                       f"{exc}"[:300]))
     if source.problems or config is None:
         raise ConfigError(source.problems)
     config._files = source.files

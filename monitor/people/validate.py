@@ -54,7 +54,8 @@ def _time(value: Any) -> float | None:
 def check_people(data: dict[str, Any], report: Report) -> None:
     people = _ids(data, "people", report)
     _ids(data, "schedules", report)
-    notifier_types = {n.get("id"): n.get("type") for _, n in _items(data, "notifiers")}
+    notifier_types = {n.get("id"): n.get("type") for _, n in _items(data, "notifiers")
+                      if isinstance(n.get("id"), str)}
     for index, person in _items(data, "people"):
         notify = person.get("notify")
         if not isinstance(notify, list) or not notify:
