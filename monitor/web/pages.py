@@ -23,9 +23,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from monitor.config.i18n import text
 from monitor.core.durations import format_duration
 from monitor.core.models import Incident
+from monitor.delivery.context import maintenance_reason
 from monitor.incidents.maintenance import Window
+from monitor.web import charts, whattodo
 
 if TYPE_CHECKING:
     from monitor.config.model import Config, System
@@ -244,6 +247,9 @@ STRINGS: dict[str, dict[str, str]] = {
     },
 }
 
+for _language, _extra in whattodo.STRINGS.items():  # the history and what-to-do strings
+    STRINGS[_language].update(_extra)
+
 TIMELINE_KINDS: dict[str, dict[str, str]] = {
     "en": {
         "opened": "Incident opened", "escalated": "Escalated", "check_failed": "Check failed",
@@ -326,7 +332,8 @@ def build_views(daemon: Daemon, now: float, language: str) -> dict[str, SystemVi
     config = daemon.config
     s = strings(language)
     tz = config.site.tz
-    names = {sys.id: sys.name for sys in config.systems}
+    site_language = config.site.language
+    names = {sys.id: text(sys, "name", language, site_language) for sys in config.systems}
     open_by_system = {i.system: i for i in daemon.engine.open.values() if not i.drill}
     active = [w for w in daemon.engine.windows(now) if w.start <= now < w.end]
     views: dict[str, SystemView] = {}
@@ -351,13 +358,15 @@ def build_views(daemon: Daemon, now: float, language: str) -> dict[str, SystemVi
             state, label, explain = "unknown", s["state_unknown"], s["explain_unknown"]
         else:
             state, label, explain = "ok", s["state_ok"], s["explain_ok"]
+        procedure = text(system, "downtime_procedure", language, site_language)
+        works = text(system, "still_works", language, site_language)
         views[system.id] = SystemView(
-            id=system.id, name=system.name, criticality=system.criticality, state=state,
+            id=system.id, name=names[system.id], criticality=system.criticality, state=state,
             label=label, explain=explain, campuses=campuses_of(system, config),
             incident=incident, maintenance=window,
             failing=list(incident.failing_checks) if incident else [],
-            downtime_procedure=(system.downtime_procedure or "").strip() or None,
-            still_works=(system.still_works or "").strip() or None)
+            downtime_procedure=(procedure or "").strip() or None,
+            still_works=(works or "").strip() or None)
     for system in config.systems:
         down = [views[d].name for d in config.dependencies(system.id)
                 if d in views and views[d].unavailable]
@@ -436,15 +445,32 @@ def page_routes(daemon: Daemon) -> list[Route]:
             "cause": lambda code: CAUSES.get(language, CAUSES["en"]).get(code, code),
             "event": lambda kind: TIMELINE_KINDS.get(language, TIMELINE_KINDS["en"]).get(
                 kind, kind),
-            "dept_name": lambda dept_id: _department_name(daemon.config, dept_id),
-            "system_name": lambda system_id: _system_name(daemon.config, system_id),
+            "dept_name": lambda dept_id: whattodo.department_name(daemon.config, dept_id,
+                                                                  language),
+            "system_name": lambda system_id: whattodo.system_name(daemon.config, system_id,
+                                                                  language),
+            "campus_name": lambda campus_id: whattodo.campus_name(daemon.config, campus_id,
+                                                                  language),
+            "reason_of": lambda window: maintenance_reason(daemon.config, window.key,
+                                                           window.reason, language),
+            "window_procedures": lambda window: whattodo.window_procedures(
+                window, daemon.config, language),
+            "pct": lambda share: charts.percent(share, strings(language)["no_data_yet"]),
+            "legend_key": charts.legend_key,
         }
 
     async def status_page(request: Request) -> Response:
         language = language_of(request)
         now = daemon.clock()
         views = build_views(daemon, now, language)
-        incidents = sorted((i for i in daemon.engine.open.values()), key=lambda i: i.started_at)
+        cards = whattodo.incident_cards(list(daemon.engine.open.values()), daemon.config,
+                                        language)
+        s = strings(language)
+        words = whattodo.worst_words(s)
+        overview = await daemon.history_reader.overview(list(views), now)
+        bars = {sid: charts.bar_24h(h.slots, daemon.config.site.tz, words,
+                                    f"{views[sid].name}, {s['history_24h']}")
+                for sid, h in overview.items()}
         recent = await daemon.store.list_incidents(
             status="resolved", since=now - RECOVERY_WINDOW, limit=50)
         windows = sorted((w for w in daemon.engine.windows(now) if w.end > now),
@@ -452,7 +478,9 @@ def page_routes(daemon: Daemon) -> list[Route]:
         problems = [v for v in views.values() if v.state not in ("ok", "unknown")]
         return render(
             "status.j2", language, refresh=REFRESH_SECONDS, groups=group_by_campus(
-                views, daemon.config), views=views, incidents=incidents,
+                views, daemon.config), views=views, cards=cards,
+            banner=whattodo.banner_lines(cards, daemon.config, language, s),
+            history=overview, bars=bars, words=words,
             recent=[i for i in recent if not i.drill], windows=windows, problems=problems,
             departments=daemon.config.departments, **fmt(language))
 
@@ -483,8 +511,8 @@ def page_routes(daemon: Daemon) -> list[Route]:
         relevant = set(direct) | set(needed_by)
         recent = await daemon.store.list_incidents(
             status="resolved", since=now - RECOVERY_WINDOW, limit=200)
-        recoveries = [i for i in recent if not i.drill and i.resolved_at is not None and (
-            i.system in relevant or dept.id in i.affected_departments)]
+        recoveries = whattodo.backfill_notices(recent, daemon.engine.windows(now), relevant,
+                                               dept.id)
         planned = sorted((w for w in daemon.engine.windows(now)
                           if w.end > now and relevant & set(w.systems)),
                          key=lambda w: w.start)
@@ -539,18 +567,47 @@ def page_routes(daemon: Daemon) -> list[Route]:
                               back if known else "/")
         return RedirectResponse(back, status_code=303)
 
+    async def system_page(request: Request) -> Response:
+        config = daemon.config
+        system_id = request.path_params["id"]
+        language = language_of(request)
+        s = strings(language)
+        if not config.has_system(system_id):
+            return error_page(language, 404, s["not_found_title"],
+                              s["not_found_system"].format(id=system_id), back="/")
+        now = daemon.clock()
+        views = build_views(daemon, now, language)
+        view = views[system_id]
+        reader = daemon.history_reader
+        history = await reader.system(system_id, now, 90)
+        series = await reader.latency(system_id, now)
+        words = whattodo.worst_words(s)
+        tz = config.site.tz
+        checks = []
+        for check in config.checks_of(system_id):
+            chart = None
+            if check.type in ("http", "tcp"):
+                chart = charts.latency_chart(
+                    series.get(check.id, []), now, tz,
+                    s["response_time"].format(check=check.id), s["chart_no_data"])
+            checks.append({"id": check.id, "type": check.type,
+                           "state": daemon.states.get(check.id), "chart": chart})
+        incidents = [i for i in await daemon.store.list_incidents(since=now - 90 * 86400,
+                                                                  limit=500)
+                     if i.system == system_id and not i.drill]
+        return render(
+            "system.j2", language, refresh=REFRESH_SECONDS * 2, v=view, history=history,
+            words=words, checks=checks, incidents=incidents,
+            bar=charts.bar_24h(history.slots, tz, words, f"{view.name}, {s['history_24h']}"),
+            strip=charts.strip_days([(d.date, d.worst, d.availability) for d in history.days],
+                                    words, f"{view.name}, {s['history_90d']}"),
+            **fmt(language))
+
     return [
         Route("/", status_page, methods=["GET"]),
+        Route("/systems/{id}", system_page, methods=["GET"]),
         Route("/departments/{id}", department_page, methods=["GET"]),
         Route("/incidents/{id}", incident_page, methods=["GET"]),
         Route("/incidents/{id}/ack", ack_form, methods=["POST"]),
         openapi_route(),
     ]
-
-
-def _department_name(config: Config, dept_id: str) -> str:
-    return next((d.name for d in config.departments if d.id == dept_id), dept_id)
-
-
-def _system_name(config: Config, system_id: str | None) -> str:
-    return next((s.name for s in config.systems if s.id == system_id), system_id or "")
