@@ -18,21 +18,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
 from monitor.core.durations import Duration, format_duration
 from monitor.core.result import Result, State
+from monitor.core.strict import Strict
+from monitor.core.types import Cause
 
 if TYPE_CHECKING:
     import aiohttp
 
 T = TypeVar("T")
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors: a typo in a hospital's config must not silently disable a check."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class ValueThresholds(Strict):
@@ -89,7 +85,7 @@ class LatencyThresholds(Strict):
             )
             # A slow answer is no resource threshold (SPEC §4): the cause rules blame the
             # layer that answered slowly.
-            result.cause = result.cause or "latency"
+            result.cause = result.cause or Cause.LATENCY
         return result
 
 

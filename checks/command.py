@@ -25,8 +25,8 @@ from pydantic import Field, PositiveInt
 from checks.base import CheckBase, ProbeContext, time_budget
 from monitor.core.durations import format_duration
 from monitor.core.result import Result, State
-
-Cause = Literal["network", "database", "application", "certificate", "capacity"]
+from monitor.core.text import first_line
+from monitor.core.types import Cause, CauseName
 
 _EXIT_STATES = {0: State.OK, 1: State.WARN, 2: State.CRIT, 3: State.UNKNOWN}
 _UNITS = {
@@ -43,7 +43,7 @@ class CommandCheck(CheckBase):
     """The plugin and its arguments, e.g. [/usr/lib/nagios/plugins/check_disk, -w, 20%]."""
     env: dict[str, str] = Field(default_factory=dict)
     """Extra environment variables (e.g. a password for the plugin; masked in the API)."""
-    cause: Cause | None = "application"
+    cause: CauseName | None = "application"
     """What a failure of this plugin means, for the incident's suspected cause."""
     max_output: PositiveInt = 65536
 
@@ -77,7 +77,7 @@ class CommandCheck(CheckBase):
             return Result(State.CRIT,
                           f"plugin did not finish within {format_duration(budget)} (killed)",
                           numbers={"latency_seconds": time.perf_counter() - started},
-                          cause=self.cause)
+                          cause=Cause(self.cause) if self.cause else None)
         except BaseException:  # cancelled by the runner: never leave the plugin running
             await _kill_group(proc)
             raise
@@ -101,7 +101,7 @@ class CommandCheck(CheckBase):
         elif not message:
             message = f"plugin printed nothing (exit {code})"
         return Result(state, message[:300], numbers=numbers,
-                      cause=self.cause if state is not State.OK else None)
+                      cause=Cause(self.cause) if self.cause and state is not State.OK else None)
 
 
 async def _read_capped(stream: asyncio.StreamReader | None, limit: int) -> bytes:
@@ -128,10 +128,6 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
-
-
-def first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def parse_output(text: str) -> tuple[str, dict[str, float]]:

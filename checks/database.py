@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
-import re
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -34,6 +32,8 @@ from checks.base import (
 )
 from monitor.core.durations import format_duration
 from monitor.core.result import Result, State
+from monitor.core.text import first_line, scrub
+from monitor.core.types import Cause
 
 
 @dataclass(slots=True)
@@ -101,24 +101,6 @@ def os_error_in_chain(exc: BaseException) -> OSError | None:
                 return link
             found = found or link
     return found
-
-
-_URL_CREDENTIALS = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]*@")
-_KEY_VALUE_SECRET = re.compile(r"(?i)\b(password|pwd)\s*=\s*('[^']*'|\S+)")
-
-
-def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    """Remove passwords from driver text: literal secrets, URL credentials, `password=`."""
-    for secret in secrets:
-        if secret and len(secret) >= 3:
-            text = text.replace(secret, "***")
-    text = _URL_CREDENTIALS.sub(r"\1***@", text)
-    return _KEY_VALUE_SECRET.sub(r"\1=***", text)
-
-
-def first_line(text: str, limit: int = 200) -> str:
-    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
-    return line[:limit]
 
 
 def as_number(value: Any) -> float | None:
@@ -279,21 +261,21 @@ class DatabaseCheck(CheckBase):
         numbers = {"latency_seconds": elapsed}
         if failure.kind == "network":
             if detail == "DNS lookup failed":
-                return Result.crit(f"DNS lookup failed for {target.host}", "network", **numbers)
-            return Result.crit(f"{detail} {where}", "network", **numbers)
+                return Result.crit(f"DNS lookup failed for {target.host}", Cause.NETWORK, **numbers)
+            return Result.crit(f"{detail} {where}", Cause.NETWORK, **numbers)
         if failure.kind == "auth":
             # the monitoring account, not the database, is what we know to be wrong
             return Result(State.UNKNOWN,
                           f"login failed for user {target.user or '(default)'} on {where}: "
-                          f"{detail}", numbers=numbers, cause="database")
+                          f"{detail}", numbers=numbers, cause=Cause.DATABASE)
         if failure.kind == "capacity":
-            return Result.crit(f"{where} refuses connections: {detail}", "capacity", **numbers)
+            return Result.crit(f"{where} refuses connections: {detail}", Cause.CAPACITY, **numbers)
         if failure.kind == "database":
-            return Result.crit(f"{detail} ({where})", "database", **numbers)
+            return Result.crit(f"{detail} ({where})", Cause.DATABASE, **numbers)
         if failure.kind == "protocol":
             return Result.crit(f"{where} does not speak the {self.product} protocol: {detail}",
-                               "database", **numbers)
-        return Result.crit(f"query failed on {where}: {detail}", "database", **numbers)
+                               Cause.DATABASE, **numbers)
+        return Result.crit(f"query failed on {where}: {detail}", Cause.DATABASE, **numbers)
 
     def _timed_out(
         self, target: Target, budget: float, progress: Progress, started: float
@@ -302,9 +284,9 @@ class DatabaseCheck(CheckBase):
         numbers = {"latency_seconds": time.perf_counter() - started}
         if progress.phase == "connect":
             return Result.crit(f"no answer from {target.where} within {took} while logging in",
-                               "network", **numbers)
+                               Cause.NETWORK, **numbers)
         return Result.crit(f"query on {target.where} did not finish within {took}",
-                           "database", **numbers)
+                           Cause.DATABASE, **numbers)
 
     def _judge(self, row: tuple[Any, ...] | None, numbers: dict[str, float],
                elapsed: float) -> Result:
@@ -318,15 +300,16 @@ class DatabaseCheck(CheckBase):
             result = Result(State.OK, f"query returned {shown} in {took}", numbers=numbers)
         elif not row:
             return Result(State.UNKNOWN, f"query returned no rows in {took}, nothing to judge",
-                          numbers=numbers, cause="database")
+                          numbers=numbers, cause=Cause.DATABASE)
         elif number is None:
             return Result(State.UNKNOWN, f"query returned {_show(raw)}, not a number",
-                          numbers=numbers, cause="database")
+                          numbers=numbers, cause=Cause.DATABASE)
         else:
             state = self.value.judge(number)
             text = self.value.describe(number, "query returned")
+            cause = Cause.CAPACITY if state is not State.OK else None
             result = Result(state, f"{text} in {took}" if state is State.OK else text,
-                            numbers=numbers, cause="capacity" if state is not State.OK else None)
+                            numbers=numbers, cause=cause)
         if self.latency is not None:
             self.latency.apply(result, elapsed)
         return result

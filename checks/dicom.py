@@ -26,6 +26,7 @@ from checks.base import (
 )
 from monitor.core.durations import format_duration
 from monitor.core.result import Result, State
+from monitor.core.types import Cause
 
 # Our result carries the reason; pynetdicom's ERROR lines for every failed probe are noise.
 logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
@@ -72,22 +73,22 @@ class DicomCheck(CheckBase):
         numbers = {"latency_seconds": elapsed}
         if outcome.kind == "not_connected":
             reason = await _why_not_connected(self.host, self.port, budget * 0.1)
-            return Result(State.CRIT, f"{reason} {target}", numbers=numbers, cause="network")
+            return Result(State.CRIT, f"{reason} {target}", numbers=numbers, cause=Cause.NETWORK)
         if outcome.kind == "rejected":
             return Result(State.CRIT, f"{target} rejected the association from "
                                       f"{self.calling_ae} to {self.called_ae}: {outcome.detail}",
-                          numbers=numbers, cause="application")
+                          numbers=numbers, cause=Cause.APPLICATION)
         if outcome.kind == "aborted":
             return Result(State.CRIT, f"{target} aborted the association: {outcome.detail}",
-                          numbers=numbers, cause="application")
+                          numbers=numbers, cause=Cause.APPLICATION)
         if outcome.kind == "no_answer":
             return Result(State.CRIT, f"connected to {target}, but no DICOM answer within "
                                       f"{format_duration(budget * 0.8)}{outcome.detail}",
-                          numbers=numbers, cause="application")
+                          numbers=numbers, cause=Cause.APPLICATION)
         if outcome.status != 0x0000:
             return Result(State.CRIT, f"C-ECHO to {self.called_ae} at {target} failed with "
                                       f"status 0x{outcome.status or 0:04X}",
-                          numbers=numbers, cause="application")
+                          numbers=numbers, cause=Cause.APPLICATION)
         result = Result(State.OK, f"C-ECHO to {self.called_ae} at {target} in "
                                   f"{format_duration(elapsed)}", numbers=numbers)
         if self.latency is not None:

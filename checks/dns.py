@@ -18,6 +18,7 @@ from pydantic import Field, PrivateAttr, field_validator
 from checks.base import CheckBase, LatencyThresholds, ProbeContext, require_driver, time_budget
 from monitor.core.durations import format_duration
 from monitor.core.result import Result, State
+from monitor.core.types import Cause
 
 Record = Literal["A", "AAAA", "CNAME", "MX", "TXT", "SRV", "NS", "PTR", "SOA", "CAA"]
 
@@ -88,7 +89,7 @@ class DnsCheck(CheckBase):
         missing = [want for want in self.expect if not _matches(self.record, want, values)]
         if missing:
             return Result(State.CRIT, f"{question} is {shown}, expected {', '.join(missing)}",
-                          numbers=numbers, cause="network")
+                          numbers=numbers, cause=Cause.NETWORK)
         result = Result(State.OK, f"{question} is {shown} in {format_duration(elapsed)}",
                         numbers=numbers)
         if self.latency is not None:
@@ -96,7 +97,7 @@ class DnsCheck(CheckBase):
         return result
 
     def _fail(self, message: str, started: float) -> Result:
-        return Result.crit(message, "network", latency_seconds=time.perf_counter() - started)
+        return Result.crit(message, Cause.NETWORK, latency_seconds=time.perf_counter() - started)
 
     async def _get_resolver(self) -> Any:
         """One resolver per check: reading resolv.conf on every probe would be wasted work."""

@@ -20,6 +20,7 @@ from pydantic import Field, PrivateAttr
 from checks.base import CheckBase, ProbeContext
 from monitor.core.durations import Duration
 from monitor.core.result import Result, State
+from monitor.core.types import Cause
 
 
 class HeartbeatCheck(CheckBase):
@@ -64,9 +65,9 @@ class HeartbeatCheck(CheckBase):
         suffix = "" if pinged else f" since {since}"
         if age <= every + grace:
             return Result(State.WARN, f"ping late: none for {span(age)}{suffix} ({expected})",
-                          numbers=numbers, cause="application")
+                          numbers=numbers, cause=Cause.APPLICATION)
         return Result(State.CRIT, f"no ping for {span(age)}{suffix} ({expected})",
-                      numbers=numbers, cause="application")
+                      numbers=numbers, cause=Cause.APPLICATION)
 
 
 def span(seconds: float) -> str:

@@ -24,6 +24,7 @@ from pydantic import Field, PositiveInt, field_validator
 from checks.base import CheckBase, LatencyThresholds, ProbeContext, network_reason, time_budget
 from monitor.core.durations import format_duration
 from monitor.core.result import Result, State
+from monitor.core.types import Cause
 
 START, END = b"\x0b", b"\x1c\x0d"
 _ACK_CODES = {
@@ -79,12 +80,12 @@ class Hl7Check(CheckBase):
                     self.host, self.port, limit=self.max_answer)
         except TimeoutError:
             return self._crit(f"no TCP answer from {target} within {format_duration(budget)}",
-                              "network", started)
+                              Cause.NETWORK, started)
         except OSError as exc:
             reason = network_reason(exc)
             text = f"{reason} for {self.host}" if reason == "DNS lookup failed" \
                 else f"{reason} {target}"
-            return self._crit(text, "network", started)
+            return self._crit(text, Cause.NETWORK, started)
         try:
             remaining = max(budget - (time.perf_counter() - started), 0.01)
             async with asyncio.timeout(remaining):
@@ -93,16 +94,16 @@ class Hl7Check(CheckBase):
                 raw = await reader.readuntil(END)
         except TimeoutError:
             return self._crit(f"connected to {target}, but no ACK within "
-                              f"{format_duration(budget)}", "application", started)
+                              f"{format_duration(budget)}", Cause.APPLICATION, started)
         except asyncio.IncompleteReadError as exc:
             what = "without an ACK" if not exc.partial else "in the middle of the ACK"
-            return self._crit(f"{target} closed the connection {what}", "application", started)
+            return self._crit(f"{target} closed the connection {what}", Cause.APPLICATION, started)
         except asyncio.LimitOverrunError:
             return self._crit(f"{target} sent more than {self.max_answer} bytes without an "
-                              "MLLP end block", "application", started)
+                              "MLLP end block", Cause.APPLICATION, started)
         except OSError as exc:
             return self._crit(f"{network_reason(exc)} {target} while waiting for the ACK",
-                              "network", started)
+                              Cause.NETWORK, started)
         finally:
             writer.close()
         elapsed = time.perf_counter() - started
@@ -131,7 +132,7 @@ class Hl7Check(CheckBase):
         segments[0] = separator.join(fields)
         return "\r".join(segments) + "\r"
 
-    def _crit(self, message: str, cause: str, started: float) -> Result:
+    def _crit(self, message: str, cause: Cause, started: float) -> Result:
         return Result.crit(message, cause, latency_seconds=time.perf_counter() - started)
 
 
@@ -149,23 +150,23 @@ def judge_ack(text: str, control_id: str, elapsed: float) -> Result:
     if msa is None:
         first = segments[0][:60] if segments else "nothing"
         return Result(State.CRIT, f"answer is not an ACK (no MSA segment): {first}",
-                      numbers=numbers, cause="application")
+                      numbers=numbers, cause=Cause.APPLICATION)
     code = msa[1] if len(msa) > 1 else ""
     acked = msa[2] if len(msa) > 2 else ""
     took = format_duration(elapsed)
     if code not in _ACK_CODES:
         return Result(State.CRIT, f"ACK with unknown MSA-1 code \"{code}\"", numbers=numbers,
-                      cause="application")
+                      cause=Cause.APPLICATION)
     state, meaning = _ACK_CODES[code]
     if state is State.OK:
         if acked and acked != control_id:
             return Result(State.CRIT, f"ACK {code} for another message (MSA-2 {acked}, sent "
                                       f"{control_id}): the interface is out of step",
-                          numbers=numbers, cause="application")
+                          numbers=numbers, cause=Cause.APPLICATION)
         return Result(State.OK, f"ACK {code} in {took}", numbers=numbers)
     reason = _error_text(msa, segments, separator)
     return Result(state, f"interface answered {code} ({meaning}){': ' + reason if reason else ''}",
-                  numbers=numbers, cause="application")
+                  numbers=numbers, cause=Cause.APPLICATION)
 
 
 def _error_text(msa: list[str], segments: list[str], separator: str) -> str:

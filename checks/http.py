@@ -17,13 +17,15 @@ from checks.base import (
     LatencyThresholds,
     Method,
     ProbeContext,
-    Strict,
     network_reason,
     time_budget,
 )
 from checks.tls import judge_expiry, parse_certificate
 from monitor.core.durations import Duration, format_duration
 from monitor.core.result import Result, State
+from monitor.core.strict import Strict
+from monitor.core.text import one_line
+from monitor.core.types import Cause
 
 
 class HttpExpect(Strict):
@@ -108,41 +110,41 @@ class HttpCheck(CheckBase):
             took = format_duration(budget)
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
                 took = format_duration(budget * 0.9)
-                return self._crit(f"no connection to {where} within {took}", "network", started)
-            return self._crit(f"no HTTP response from {where} within {took}", "application",
+                return self._crit(f"no connection to {where} within {took}", Cause.NETWORK, started)
+            return self._crit(f"no HTTP response from {where} within {took}", Cause.APPLICATION,
                               started)
         except aiohttp.ClientConnectorCertificateError as exc:
             error = exc.certificate_error
-            reason = getattr(error, "verify_message", None) or _first_line(str(error))
-            return self._crit(f"TLS certificate of {where} rejected: {reason}", "certificate",
+            reason = getattr(error, "verify_message", None) or one_line(str(error))
+            return self._crit(f"TLS certificate of {where} rejected: {reason}", Cause.CERTIFICATE,
                               started)
         except aiohttp.ClientConnectorSSLError as exc:
-            reason = getattr(exc.os_error, "reason", None) or _first_line(str(exc.os_error))
-            return self._crit(f"TLS handshake with {where} failed: {reason}", "certificate",
+            reason = getattr(exc.os_error, "reason", None) or one_line(str(exc.os_error))
+            return self._crit(f"TLS handshake with {where} failed: {reason}", Cause.CERTIFICATE,
                               started)
         except aiohttp.ClientConnectorDNSError as exc:
-            return self._crit(f"DNS lookup failed for {exc.host}", "network", started)
+            return self._crit(f"DNS lookup failed for {exc.host}", Cause.NETWORK, started)
         except aiohttp.ClientConnectorError as exc:
-            return self._crit(f"{_os_reason(exc.os_error)} {where}", "network", started)
+            return self._crit(f"{_os_reason(exc.os_error)} {where}", Cause.NETWORK, started)
         except aiohttp.ServerDisconnectedError:
             hint = " (does it require a client certificate?)" if \
                 self.url.startswith("https") and not tls.cert_file else ""
             return self._crit(f"{where} closed the connection without answering{hint}",
-                              "application", started)
+                              Cause.APPLICATION, started)
         except aiohttp.ClientResponseError as exc:
-            return self._crit(f"bad HTTP response from {where}: {_first_line(exc.message)}",
-                              "application", started)
+            return self._crit(f"bad HTTP response from {where}: {one_line(exc.message)}",
+                              Cause.APPLICATION, started)
         except aiohttp.ClientPayloadError as exc:
-            return self._crit(f"response body from {where} broken: {_first_line(str(exc))}",
-                              "application", started)
+            return self._crit(f"response body from {where} broken: {one_line(str(exc))}",
+                              Cause.APPLICATION, started)
         except aiohttp.ClientOSError as exc:
             tls_error = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
             if isinstance(tls_error, ssl.SSLError):  # e.g. alert: certificate required
                 return self._crit(f"TLS error with {where}: {tls_error.reason or tls_error}",
-                                  "certificate", started)
-            return self._crit(f"{_os_reason(exc)} {where}", "network", started)
+                                  Cause.CERTIFICATE, started)
+            return self._crit(f"{_os_reason(exc)} {where}", Cause.NETWORK, started)
 
-    def _crit(self, message: str, cause: str, started: float) -> Result:
+    def _crit(self, message: str, cause: Cause, started: float) -> Result:
         return Result.crit(message, cause, latency_seconds=time.perf_counter() - started)
 
     def _judge(
@@ -160,14 +162,14 @@ class HttpCheck(CheckBase):
                 State.CRIT,
                 f"HTTP {status} in {took} (expected {_fmt_status(expect.status)}){moved}",
                 numbers=numbers,
-                cause="application",
+                cause=Cause.APPLICATION,
             )
         problem = self._body_problem(body)
         if problem:
             if truncated:
                 problem += f" (checked the first {self.max_body} bytes only)"
             return Result(State.CRIT, f"HTTP {status} in {took}: {problem}", numbers=numbers,
-                          cause="application")
+                          cause=Cause.APPLICATION)
         result = Result(State.OK, f"HTTP {status} in {took}", numbers=numbers)
         if expect.latency is not None:
             expect.latency.apply(result, elapsed)
@@ -218,11 +220,6 @@ def _cert_expiry_seconds(resp: Any) -> float | None:
     der = getattr(resp, "peer_certificate_der", None)  # set by ProbeContext's sessions
     info = parse_certificate(der) if der else None
     return info.not_after - time.time() if info is not None else None
-
-
-def _first_line(text: str) -> str:
-    """Driver texts span lines (aiohttp's parser errors draw a caret): make them one line."""
-    return " ".join(text.split())[:160]
 
 
 def _json_path(document: Any, path: str) -> tuple[bool, Any]:

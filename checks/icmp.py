@@ -23,6 +23,7 @@ from checks.base import (
 )
 from monitor.core.durations import Duration, format_duration
 from monitor.core.result import Result, State
+from monitor.core.types import Cause
 
 PERMISSION_HINT = (
     "ICMP not permitted: run hismon as root, give it CAP_NET_RAW "
@@ -76,7 +77,7 @@ class IcmpCheck(CheckBase):
                 if index == len(modes) - 1:
                     return Result.unknown(PERMISSION_HINT)
             except icmplib.NameLookupError:
-                return Result.crit(f"DNS lookup failed for {self.host}", "network")
+                return Result.crit(f"DNS lookup failed for {self.host}", Cause.NETWORK)
             except icmplib.ICMPLibError as exc:
                 return Result.unknown(f"cannot ping {self.host}: {type(exc).__name__} {exc}")
         return self.judge(host)
@@ -88,7 +89,7 @@ class IcmpCheck(CheckBase):
         numbers: dict[str, float] = {"loss_percent": loss, "packets_received": float(received)}
         if received == 0:
             return Result(State.CRIT, f"no reply from {self.host} ({sent} of {sent} pings lost)",
-                          numbers=numbers, cause="network")
+                          numbers=numbers, cause=Cause.NETWORK)
         avg, worst = host.avg_rtt / 1000, host.max_rtt / 1000
         numbers.update(latency_seconds=avg, rtt_avg_seconds=avg, rtt_max_seconds=worst)
         summary = (f"{received}/{sent} replies from {self.host}, rtt avg "
@@ -96,12 +97,12 @@ class IcmpCheck(CheckBase):
         loss_state = self.loss.judge(loss)
         if loss_state is not State.OK:
             text = self.loss.describe(loss, "packet loss %")
-            return Result(loss_state, f"{text} ({summary})", numbers=numbers, cause="network")
+            return Result(loss_state, f"{text} ({summary})", numbers=numbers, cause=Cause.NETWORK)
         result = Result(State.OK, summary, numbers=numbers)
         if self.rtt is not None:
             self.rtt.apply(result, avg)
             if result.state is not State.OK:
-                result.cause = "network"
+                result.cause = Cause.NETWORK
         return result
 
 

@@ -17,7 +17,8 @@ import struct
 from typing import Any, Literal
 
 from checks.base import ProbeContext
-from checks.database import DatabaseCheck, Failure, Progress, Target, first_line
+from checks.database import DatabaseCheck, Failure, Progress, Target
+from monitor.core.text import first_line
 
 _AUTH = {18456, 18486, 18487, 18488, 18452, 18470, 18463}
 _UNAVAILABLE = {4060, 927, 942, 945, 976, 983, 18401, 40613}

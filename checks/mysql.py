@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from checks.base import ProbeContext
-from checks.database import DatabaseCheck, Failure, Progress, Target, first_line
+from checks.database import DatabaseCheck, Failure, Progress, Target
+from monitor.core.text import first_line
 
 _AUTH = {1044, 1045, 1698, 1862, 2059, 1251}  # access denied, password expired, auth plugin
 _CAPACITY = {1040, 1203, 1226}  # too many connections, user limits

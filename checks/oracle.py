@@ -16,7 +16,8 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from checks.base import ProbeContext
-from checks.database import DatabaseCheck, Failure, Progress, Target, first_line
+from checks.database import DatabaseCheck, Failure, Progress, Target
+from monitor.core.text import first_line
 
 _AUTH = {"ORA-01017", "ORA-28000", "ORA-28001", "ORA-01005", "ORA-01045", "ORA-28040",
          "ORA-01004", "ORA-28009", "ORA-01031"}

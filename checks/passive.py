@@ -24,6 +24,7 @@ from checks.base import CheckBase, ProbeContext
 from checks.heartbeat import span
 from monitor.core.durations import Duration
 from monitor.core.result import Result, State
+from monitor.core.types import Cause
 
 
 class PassiveCheck(CheckBase):
@@ -78,7 +79,7 @@ class PassiveCheck(CheckBase):
                    f"{span(self.expect_every)} + {span(self.grace_seconds)} grace)")
         state = State.CRIT if self.stale == "crit" else State.UNKNOWN
         return Result(state, message, numbers={"last_result_age_seconds": now - reference},
-                      cause="application" if state is State.CRIT else None)
+                      cause=Cause.APPLICATION if state is State.CRIT else None)
 
     async def probe(self, ctx: ProbeContext) -> Result:
         """`hismon probe` of a passive check: whether results are still coming."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from checks.base import ProbeContext
-from checks.database import DatabaseCheck, Failure, Progress, Target, first_line
+from checks.database import DatabaseCheck, Failure, Progress, Target
+from monitor.core.text import first_line
 
 # libpq reports connection failures as text only (no SQLSTATE), so we read the text.
 _AUTH = ("password authentication failed", "authentication failed", "no pg_hba.conf entry",

@@ -23,13 +23,14 @@ from checks.base import (
     CheckBase,
     LatencyThresholds,
     ProbeContext,
-    Strict,
     ValueThresholds,
     network_reason,
     time_budget,
 )
 from monitor.core.durations import format_duration
 from monitor.core.result import Result, State
+from monitor.core.strict import Strict
+from monitor.core.types import Cause, CauseName
 
 _MAX_ANSWER = 4 * 1024 * 1024
 
@@ -52,7 +53,7 @@ class PrometheusCheck(CheckBase):
     headers: dict[str, str] = Field(default_factory=dict)
     tls: PrometheusTls = Field(default_factory=PrometheusTls)
     latency: LatencyThresholds | None = None
-    cause: Literal["network", "database", "application", "certificate", "capacity"] = "capacity"
+    cause: CauseName = "capacity"
     """What a breached threshold means for the incident (disk, memory... is capacity)."""
 
     secret_fields = ("headers",)
@@ -108,8 +109,9 @@ class PrometheusCheck(CheckBase):
         numbers["series"] = float(len(samples))
         if not samples:
             state = State[self.empty.upper()]
+            cause = Cause(self.cause) if state is not State.OK else None
             return Result(state, f"query returned no data in {format_duration(elapsed)}",
-                          numbers=numbers, cause=self.cause if state is not State.OK else None)
+                          numbers=numbers, cause=cause)
         measurable = [(labels, value) for labels, value in samples if not math.isnan(value)]
         if not measurable:
             return Result(State.UNKNOWN, "query returned NaN", numbers=numbers)
@@ -133,7 +135,7 @@ class PrometheusCheck(CheckBase):
         if state is State.OK:
             message += f" in {format_duration(elapsed)}"
         return Result(state, message, numbers=numbers,
-                      cause=self.cause if state is not State.OK else None)
+                      cause=Cause(self.cause) if state is not State.OK else None)
 
 
 def _float(text: Any) -> float:

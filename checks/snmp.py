@@ -33,6 +33,7 @@ from pydantic import Field, model_validator
 from checks.base import CheckBase, ProbeContext, ValueThresholds, time_budget
 from monitor.core.durations import format_duration
 from monitor.core.result import Result, State
+from monitor.core.types import Cause
 
 AuthProtocol = Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"]
 PrivProtocol = Literal["DES", "AES", "AES192", "AES256"]
@@ -161,7 +162,7 @@ class SnmpCheck(CheckBase):
                                                retries=self.retries)
         except Exception as exc:  # pysnmp wraps a failed name lookup in PySnmpError
             return Result.crit(f"SNMP {where}: cannot resolve {self.host}: "
-                               f"{str(exc)[:120]}", cause="network")
+                               f"{str(exc)[:120]}", cause=Cause.NETWORK)
         try:
             # pysnmp's own timer overshoots by a tick (and v3 discovery adds a round trip):
             # stopping at our budget keeps the message that says what a timeout may mean.
@@ -193,7 +194,7 @@ class SnmpCheck(CheckBase):
         return Result.crit(
             f"no SNMP answer from {where} within {format_duration(budget)} "
             f"(agent down or unreachable, or wrong {hint}: agents drop those silently)",
-            cause="network")
+            cause=Cause.NETWORK)
 
     def judge(self, answers: list[tuple[str, Any]]) -> Result:
         """Turn (oid, pysnmp value) pairs into a result; pure, tested with plain values."""
@@ -218,7 +219,7 @@ class SnmpCheck(CheckBase):
             seen = _text(first_raw, type(first_raw).__name__)
             if not _equal(seen, self.expect):
                 return Result(State.CRIT, f"{first_oid} = {seen}, expected {self.expect}",
-                              numbers=numbers, cause=self.cause)
+                              numbers=numbers, cause=Cause(self.cause))
             return Result(State.OK, ", ".join(shown), numbers=numbers)
         if self.value is not None:
             if first_number is None:
@@ -230,7 +231,7 @@ class SnmpCheck(CheckBase):
             if rest:
                 message += ", " + ", ".join(rest)
             return Result(state, message, numbers=numbers,
-                          cause=self.cause if state is not State.OK else None)
+                          cause=Cause(self.cause) if state is not State.OK else None)
         return Result(State.OK, ", ".join(shown), numbers=numbers)
 
 

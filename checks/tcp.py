@@ -15,6 +15,8 @@ from pydantic import Field, PositiveInt
 from checks.base import CheckBase, LatencyThresholds, ProbeContext, time_budget
 from monitor.core.durations import format_duration
 from monitor.core.result import Result, State
+from monitor.core.text import first_line
+from monitor.core.types import Cause
 
 _REASONS = {
     errno.ECONNREFUSED: "connection refused",
@@ -51,12 +53,12 @@ class TcpCheck(CheckBase):
                     reader, writer = await asyncio.open_connection(self.host, self.port)
         except TimeoutError:
             return Result.crit(f"no TCP answer from {target} within {format_duration(budget)}",
-                               "network", latency_seconds=time.perf_counter() - started)
+                               Cause.NETWORK, latency_seconds=time.perf_counter() - started)
         except OSError as exc:
             if isinstance(exc, socket.gaierror):
-                return Result.crit(f"DNS lookup failed for {self.host}", "network")
+                return Result.crit(f"DNS lookup failed for {self.host}", Cause.NETWORK)
             reason = _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
-            return Result.crit(f"{reason} {target}", "network",
+            return Result.crit(f"{reason} {target}", Cause.NETWORK,
                                latency_seconds=time.perf_counter() - started)
         connected = time.perf_counter() - started
         banner: str | None = None
@@ -67,17 +69,17 @@ class TcpCheck(CheckBase):
                 async with asyncio.timeout(remaining):
                     await self._converse(reader, writer, received)
             except TimeoutError:
-                seen = _first_line(received.decode("utf-8", errors="replace"))
+                seen = first_line(received.decode("utf-8", errors="replace"), 80)
                 shown = f'only "{seen}"' if seen else "nothing"
                 return Result(State.CRIT, f"{target} sent {shown} within "
                                           f"{format_duration(budget)}, expected "
                                           f'"{self.expect}"',
                               numbers={"latency_seconds": time.perf_counter() - started,
                                        "connect_seconds": connected},
-                              cause="application")
+                              cause=Cause.APPLICATION)
             except OSError as exc:
                 reason = _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
-                return Result.crit(f"{reason} {target} after connecting", "network",
+                return Result.crit(f"{reason} {target} after connecting", Cause.NETWORK,
                                    latency_seconds=time.perf_counter() - started)
             finally:
                 writer.close()
@@ -85,10 +87,10 @@ class TcpCheck(CheckBase):
         elapsed = time.perf_counter() - started
         numbers = {"latency_seconds": elapsed, "connect_seconds": connected}
         if self.expect is not None and (banner is None or self.expect not in banner):
-            seen = _first_line(banner or "")
+            seen = first_line(banner or "", 80)
             shown = f'"{seen}"' if seen else "nothing"
             return Result(State.CRIT, f'{target} answered {shown}, expected "{self.expect}"',
-                          numbers=numbers, cause="application")
+                          numbers=numbers, cause=Cause.APPLICATION)
         result = Result(State.OK, f"connected to {target} in {format_duration(elapsed)}",
                         numbers=numbers)
         if self.latency is not None:
@@ -120,11 +122,6 @@ class TcpCheck(CheckBase):
             received += chunk
             if wanted in received:
                 break
-
-
-def _first_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[0][:80] if lines else ""
 
 
 @functools.lru_cache(maxsize=4096)

@@ -27,6 +27,7 @@ from checks.base import (
 )
 from monitor.core.durations import Duration, format_duration
 from monitor.core.result import Result, State
+from monitor.core.types import Cause
 
 
 class TlsCheck(CheckBase):
@@ -54,15 +55,15 @@ class TlsCheck(CheckBase):
             return await self._rejected(ctx, exc, started)
         except (ssl.SSLError, _HandshakeError) as exc:
             return Result.crit(f"TLS handshake with {target} failed: {_ssl_reason(exc)}",
-                               "certificate", latency_seconds=time.perf_counter() - started)
+                               Cause.CERTIFICATE, latency_seconds=time.perf_counter() - started)
         except _ConnectError as exc:
-            return Result.crit(f"{exc} {target}", "network",
+            return Result.crit(f"{exc} {target}", Cause.NETWORK,
                                latency_seconds=time.perf_counter() - started)
         elapsed = time.perf_counter() - started
         info = parse_certificate(der) if der else None
         if info is None:
             return Result(State.UNKNOWN, f"{target} sent no certificate we could read",
-                          numbers={"latency_seconds": elapsed}, cause="certificate")
+                          numbers={"latency_seconds": elapsed}, cause=Cause.CERTIFICATE)
         expiry = info.not_after - time.time()
         numbers = {"latency_seconds": elapsed, "tls_cert_expiry_seconds": expiry}
         state = expiry_state(expiry, self.expiry_warn, self.expiry_crit)
@@ -72,7 +73,7 @@ class TlsCheck(CheckBase):
                             numbers=numbers)
         else:
             result = Result(state, f"{what} {_expires(expiry)} ({info.until})",
-                            numbers=numbers, cause="certificate")
+                            numbers=numbers, cause=Cause.CERTIFICATE)
         if self.latency is not None:
             self.latency.apply(result, elapsed)
         return result
@@ -102,7 +103,7 @@ class TlsCheck(CheckBase):
             State.CRIT,
             f"certificate{label} of {self.host}:{self.port} rejected: {reason}",
             numbers=numbers,
-            cause="certificate",
+            cause=Cause.CERTIFICATE,
         )
 
 
@@ -182,7 +183,7 @@ def judge_expiry(result: Result, expiry: float, warn: float | None, crit: float 
     if state > result.state or result.state is State.OK:
         result.state = state
         result.message = f"certificate {_expires(expiry)} ({result.message})"
-        result.cause = "certificate"
+        result.cause = Cause.CERTIFICATE
 
 
 # ---- a minimal DER reader: the expiry is needed even when the chain did not verify ------

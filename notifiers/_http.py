@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from monitor.core.text import scrub
 from notifiers.base import DeliveryError, NotifyContext, OutgoingMessage
 
 
@@ -40,13 +41,6 @@ def json_request(url: str, payload: Any, headers: dict[str, str] | None = None) 
         headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})},
         content=json.dumps(payload, ensure_ascii=False).encode("utf-8"),
     )
-
-
-def scrub(text: str, secrets: list[str]) -> str:
-    """Replace every secret, longest first, so a URL goes before the key inside it."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 def host_of(url: str) -> str:
@@ -88,7 +82,7 @@ def http_error(response: httpx.Response, channel: str, secrets: list[str]) -> De
     """Alertmanager's rule: 5xx, 408 and 429 retry; any other status is permanent."""
     status = response.status_code
     permanent = 400 <= status < 500 and status not in (408, 425, 429)
-    snippet = scrub(response.text[:200].replace("\n", " "), secrets)
+    snippet = scrub(response.text.replace("\n", " "), secrets)[:200]
     return DeliveryError(f"{channel} answered HTTP {status}: {snippet}".rstrip(": "),
                          permanent=permanent)
 

@@ -13,8 +13,8 @@ explicit `endsAt` of now + `alert_ttl` (24h), renewed by every later message.
 A `recovery` message resolves every alert the incident can have raised: the same labels
 for each kind and severity, with `endsAt` = the incident's `resolved_at`. Alertmanager
 never notifies about an alert that was resolved before it fired, so the extra ones cost
-nothing. Messages without an incident (maintenance notices) are not alerts: they are
-answered `skipped` and recorded as such by the outbox.
+nothing. Messages without an incident (maintenance notices) are not alerts: the channel
+`ignores` them and the outbox records them as skipped.
 """
 
 from __future__ import annotations
@@ -26,16 +26,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from monitor.core.durations import Duration
+from monitor.core.types import INCIDENT_KINDS, Severity
 from notifiers._http import HttpRequest, http_error, json_request, send_request
 from notifiers.base import NotifierBase, NotifyContext, OutgoingMessage
 
 ALERTNAME = "HismonIncident"
-INCIDENT_KINDS = (
-    "early_warning", "outage_it", "department_outage", "leadership_report",
-    "vendor_escalation", "progress_update", "acknowledged",
-)
-"""Kinds that raise an alert; a recovery resolves all of them."""
-SEVERITIES = ("warning", "critical")
+SEVERITIES = tuple(Severity)
+"""A recovery resolves the alerts of every incident kind (`INCIDENT_KINDS`) and severity."""
 DESCRIPTION_LIMIT = 8_000
 
 
@@ -110,11 +107,17 @@ class AlertmanagerNotifier(NotifierBase):
         return build_request(message, url=self.url, now=time.time() if now is None else now,
                              ttl=self.alert_ttl, limit=self.text_limit)
 
+    def ignores(self, message: OutgoingMessage) -> str | None:
+        if not message.incident:
+            return f"{message.kind} has no incident, so no alert"
+        return None
+
     async def send(self, message: OutgoingMessage, ctx: NotifyContext) -> str:
+        why = self.ignores(message)
+        if why is not None:
+            return f"skipped: {why}"
         request = self.build_request(message)
         alerts = request.json()
-        if not alerts:
-            return f"skipped: {message.kind} has no incident, so no alert"
         secrets = self.secrets()
         response = await send_request(ctx, request, channel="alertmanager",
                                       time_limit=self.timeout, secrets=secrets)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from monitor.core.durations import Duration
+from monitor.core.strict import Strict
+from monitor.core.types import MessageKind
 
 
 class DeliveryError(Exception):
@@ -63,8 +65,7 @@ def header_secrets(headers: dict[str, str]) -> list[str]:
     return values + [v.split(None, 1)[1] for v in values if " " in v.strip()]
 
 
-class RetryPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RetryPolicy(Strict):
     initial: Duration = 1.0
     max_delay: Duration = 60.0
     max_age: Duration = 86400.0
@@ -83,9 +84,7 @@ def parse_rate(text: str) -> tuple[int, float]:
     return int(match.group(1)), per
 
 
-class NotifierBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
+class NotifierBase(Strict):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     type: str
     timeout: Duration = 10.0
@@ -121,8 +120,20 @@ class NotifierBase(BaseModel):
         limit = self.max_length or self.default_max_length
         return min(limit, self.api_limit) if self.api_limit is not None else limit
 
+    def ignores(self, message: OutgoingMessage) -> str | None:
+        """Why this channel has nothing to do with `message` (None: send it).
+
+        The outbox asks before sending and records such a message as sent with the answer
+        `skipped: <why>`, counted `skipped`, so that "sent" means someone received it.
+        """
+        return None
+
     async def send(self, message: OutgoingMessage, ctx: NotifyContext) -> str:
-        """Deliver one message; return the channel's answer in a few words."""
+        """Deliver one message; return the channel's answer in a few words.
+
+        Raise `DeliveryError` for every failure the channel understands; any other exception
+        is taken for a bug and is permanent (the fallback gets the message at once).
+        """
         raise NotImplementedError  # pragma: no cover - abstract
 
     def secrets(self) -> list[str]:
@@ -147,7 +158,8 @@ class NotifierBase(BaseModel):
 class OutgoingMessage:
     """One rendered message for one recipient, as stored in the outbox."""
 
-    kind: str
+    kind: MessageKind | Literal["test"]
+    """`test` for `hismon notify-test`."""
     idempotency_key: str
     recipient: str
     title: str

@@ -33,7 +33,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from notifiers._http import scrub
+from monitor.core.text import scrub
 from notifiers.base import DeliveryError, NotifierBase, NotifyContext, OutgoingMessage
 
 DEFAULT_PORTS = {"starttls": 587, "implicit": 465, "none": 25}

@@ -26,11 +26,12 @@ from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from monitor.core.text import scrub
+from monitor.core.types import MessageKind
 from notifiers._http import (
     HttpRequest,
     host_of,
     http_error,
-    scrub,
     send_request,
 )
 from notifiers.base import DeliveryError, NotifierBase, NotifyContext, OutgoingMessage
@@ -139,8 +140,8 @@ class SmsNotifier(NotifierBase):
             raise ValueError(f"body is required for method {self.method}")
         # Render once with a sample so `hismon validate` reports a misspelt variable, not
         # the first real outage.
-        sample = OutgoingMessage(kind="outage_it", idempotency_key="validate", recipient="-",
-                                 title="title", text="text")
+        sample = OutgoingMessage(kind=MessageKind.OUTAGE_IT, idempotency_key="validate",
+                                 recipient="-", title="title", text="text")
         context = render_context(sample, "13800000000", 300)
         for name in ("url", "body"):
             source = getattr(self, name)
@@ -176,7 +177,7 @@ class SmsNotifier(NotifierBase):
         if not response.is_success:
             raise http_error(response, "sms", secrets)
         if self.success_contains is not None and self.success_contains not in response.text:
-            snippet = scrub(response.text[:120].replace("\n", " "), secrets)
+            snippet = scrub(response.text.replace("\n", " "), secrets)[:120]
             raise DeliveryError(f"sms: {host_of(request.url)} answered HTTP "
                                 f"{response.status_code} without {self.success_contains!r}: "
                                 f"{snippet}", permanent=True)

@@ -16,8 +16,11 @@ from aiohttp import web
 
 from monitor.config.loader import load_config_text
 from monitor.core.models import OutboxMessage
-from monitor.delivery.outbox import Outbox, RateLimiter, backoff
+from monitor.core.types import MessageKind
+from monitor.delivery.outbox import Outbox, RateLimiter, backoff, fallback_keys
 from monitor.store.sqlite import SqliteStore
+from notifiers.base import NotifyContext, OutgoingMessage
+from notifiers.webhook import WebhookNotifier
 from tests.conftest import Receiver
 
 
@@ -206,3 +209,125 @@ def test_rate_limiter_counts_a_sliding_window() -> None:
     limiter.record(1.0)
     assert limiter.wait_time(2.0) == pytest.approx(58.0)
     assert limiter.wait_time(61.0) == 0.0
+
+
+class BuggyWebhook(WebhookNotifier):
+    """A channel with a bug (a stand-in: no real channel is known to have one). Its error
+    is a KeyError, not a DeliveryError."""
+
+    async def send(self, message: OutgoingMessage, ctx: NotifyContext) -> str:
+        raise KeyError("errcode")
+
+
+async def test_a_channel_bug_is_permanent_and_its_fallback_gets_the_message_at_once(
+    store: SqliteStore, receiver: Receiver
+) -> None:
+    """Not retried for `max_age` (30s here, 24h by default): the fallback has it now."""
+    config = load_config_text(make_config(receiver), "t.yaml", {})
+    index = next(i for i, n in enumerate(config.notifiers) if n.id == "main")
+    config.notifiers[index] = BuggyWebhook.model_validate(config.notifiers[index].model_dump())
+    seen: list[tuple[str, str, str]] = []
+    outbox = Outbox(config, store, on_result=lambda n, k, r: seen.append((n, k, r)))
+    outbox.start()
+    await store.enqueue([message("inc-1:step-0:main:0", "main")])
+    outbox.wake()
+    await receiver.wait_for(lambda: len(receiver.messages) == 1, timeout=3)
+    await asyncio.sleep(0.3)
+    await outbox.stop()
+    assert receiver.messages[0]["_path"] == "/backup"
+    main = next(m for m in await store.list_messages() if m.notifier == "main")
+    assert main.status == "failed" and main.attempts == 1
+    assert main.last_error == "KeyError: 'errcode'"
+    assert ("main", "outage_it", "failed") in seen and ("main", "outage_it", "retry") not in seen
+
+
+async def test_a_message_the_channel_ignores_is_skipped_not_sent(store: SqliteStore) -> None:
+    """Alertmanager declares maintenance notices (no incident) meaningless for it: nothing
+    is posted (nothing listens on the URL), and it is counted `skipped`, not `sent`."""
+    config = load_config_text("""
+notifiers:
+  - id: am
+    type: alertmanager
+    url: "http://127.0.0.1:1"
+    retry: {initial: 1h}
+""", "t.yaml", {})
+    seen: list[tuple[str, str, str]] = []
+    outbox = Outbox(config, store, on_result=lambda n, k, r: seen.append((n, k, r)))
+    outbox.start()
+    notice = message("maint:w1:am", "am")
+    notice.kind = MessageKind.MAINTENANCE_NOTICE
+    await store.enqueue([notice])
+    outbox.wake()
+    for _ in range(30):
+        if seen:
+            break
+        await asyncio.sleep(0.1)
+    await outbox.stop()
+    assert seen == [("am", "maintenance_notice", "skipped")]
+    (stored,) = await store.list_messages()
+    assert stored.status == "sent" and stored.attempts == 0
+    assert stored.answer == "skipped: maintenance_notice has no incident, so no alert"
+
+
+async def test_three_failing_channels_send_one_fallback_copy_naming_them(
+    store: SqliteStore, receiver: Receiver
+) -> None:
+    """SPEC 6: one copy per (incident, step, fallback, recipient), and its text says which
+    channels failed."""
+    receiver.fail_with, receiver.fail_paths = 400, {"/wecom", "/mail", "/ding"}
+    config = load_config_text("""
+site: {language: en}
+notifiers:
+""" + "".join(f"""
+  - id: {name}
+    type: webhook
+    url: "{receiver.url(name)}"
+    fallback: sms
+""" for name in ("wecom", "mail", "ding")) + f"""
+  - id: sms
+    type: webhook
+    url: "{receiver.url('sms')}"
+""", "t.yaml", {})
+    outbox = Outbox(config, store)
+    await store.enqueue([message(f"inc-1:step-0:{n}:0", n) for n in ("wecom", "mail", "ding")])
+    outbox.start()
+    await receiver.wait_for(lambda: len(receiver.messages) >= 1, timeout=5)
+    await asyncio.sleep(0.5)
+    await outbox.stop()
+    assert [m["_path"] for m in receiver.messages] == ["/sms"]
+    copies = [m for m in await store.list_messages() if m.notifier == "sms"]
+    assert len(copies) == 1
+    assert copies[0].idempotency_key == "inc-1:step-0:fallback:sms:sms:0"
+    text = receiver.messages[0]["text"]
+    assert text.startswith("details")
+    assert "because wecom" in text and "could not deliver it" in text
+
+
+async def test_no_fallback_copy_when_the_fallback_was_a_direct_recipient(
+    store: SqliteStore, receiver: Receiver
+) -> None:
+    receiver.fail_with, receiver.fail_paths = 400, {"/main"}
+    outbox = await run_outbox(store, make_config(receiver))
+    await store.enqueue([message("inc-1:step-0:main:0", "main"),
+                         message("inc-1:step-0:backup:0", "backup")])
+    outbox.wake()
+    await receiver.wait_for(lambda: len(receiver.messages) == 1, timeout=5)
+    await asyncio.sleep(0.5)
+    await outbox.stop()
+    assert [m["idempotency_key"] for m in receiver.messages] == ["inc-1:step-0:backup:0"]
+    assert len(await store.list_messages()) == 2
+
+
+def test_fallback_keys_leave_the_failed_primary_out() -> None:
+    step = message("inc-7:step-2:wecom-it:3", "wecom-it")
+    assert fallback_keys(step, "sms") == ("inc-7:step-2:sms:3", "inc-7:step-2:fallback:sms:sms:3")
+    dept = message("inc-7:step-2:wecom-er:0", "wecom-er")
+    dept.payload["department"] = "emergency"
+    assert fallback_keys(dept, "sms")[1] == "inc-7:step-2:fallback:sms:emergency:0"
+    assert fallback_keys(message("maint:w:am", "am"), "sms") == (
+        "maint:w:sms", "maint:w:fallback:sms:sms")
+    assert fallback_keys(message("odd", "main"), "backup") == (None, "odd:fallback:backup")
+    person = message("inc-7:step-2:person:wang/sms-a:0", "sms-a")
+    person.payload["person"] = {"id": "wang", "name": "Wang"}
+    assert fallback_keys(person, "sms-b") == (
+        "inc-7:step-2:person:wang/sms-b:0", "inc-7:step-2:fallback:sms-b:person:wang:0")

@@ -178,7 +178,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
             ctx = NotifyContext(http=client, site_name=config.site.name)
             return await asyncio.wait_for(notifier.send(message, ctx), notifier.timeout + 1)
 
-    from monitor.delivery.outbox import scrub
+    from monitor.core.text import scrub
 
     try:
         answer = asyncio.run(send())

@@ -28,6 +28,7 @@ from typing import TextIO, overload
 from monitor.config.model import Config
 from monitor.core.models import Incident, OutboxMessage
 from monitor.core.result import State
+from monitor.core.types import MessageStatus
 from monitor.delivery import drill as drill_route
 from monitor.delivery.outbox import Outbox
 from monitor.incidents import plans
@@ -221,7 +222,7 @@ async def _keep_record(config: Config, scratch: SqliteStore, incident_id: str,
         copies = []
         for m in reversed(await scratch.list_messages(incident_id=incident_id)):
             # Never leave a drill message pending where a running daemon would send it.
-            status = m.status if m.status != "pending" else "failed"
+            status = m.status if m.status != "pending" else MessageStatus.FAILED
             copies.append(replace(m, id=None, status=status))
         await store.enqueue(copies)
     finally:

@@ -24,7 +24,8 @@ from typing import Any
 
 from monitor.config.model import Config
 from monitor.core.durations import format_duration
-from monitor.core.models import Incident, Silence, iso
+from monitor.core.models import Incident, Silence
+from monitor.core.timefmt import iso
 from monitor.delivery.context import sla_status
 from monitor.incidents import maintenance
 from monitor.store.base import Store

@@ -293,5 +293,5 @@ class _Builder:
             for path, at in self.doc.lines.items():  # the deepest key written on that line
                 if len(path) >= len(self.by_line.get(at, ())):
                     self.by_line[at] = path
-        path = format_path(self.by_line[line]) if line in self.by_line else "(yaml)"
-        self.doc.problems.append(Problem(self.doc.file, line, path, message))
+        where = format_path(self.by_line[line]) if line in self.by_line else "(yaml)"
+        self.doc.problems.append(Problem(self.doc.file, line, where, message))

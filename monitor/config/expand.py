@@ -112,7 +112,8 @@ def expand(sources: Sources) -> None:
         t_index, template = templates[name]
         own = {k: v for k, v in rule.items() if k not in _RULE_KEYS}
         for h_index, host in host_list:
-            host_tags = host.get("tags") if isinstance(host.get("tags"), list) else []
+            found_tags = host.get("tags")
+            host_tags: list[Any] = found_tags if isinstance(found_tags, list) else []
             if not set(tags) <= set(host_tags) or (named and host["id"] not in named):
                 continue
             check_id = f"{host['id']}-{name}"
@@ -125,13 +126,13 @@ def expand(sources: Sources) -> None:
                                       f"{sources.where(('checks', written[check_id]))}")
                 continue
             made[check_id] = where
-            check: dict[str, Any] = {"id": check_id}
+            made_check: dict[str, Any] = {"id": check_id}
             if host.get("system") is not None:
-                check["system"] = host["system"]
-            check.update(_fill({k: v for k, v in template.items() if k != "id"}, host))
-            check.update(_fill(own, host))
-            check["id"] = check_id
-            checks.append(check)
+                made_check["system"] = host["system"]
+            made_check.update(_fill({k: v for k, v in template.items() if k != "id"}, host))
+            made_check.update(_fill(own, host))
+            made_check["id"] = check_id
+            checks.append(made_check)
             origin_rule = sources.items["apply"][r_index]
             origin_template = sources.items["check_templates"][t_index]
             origin_host = sources.items["hosts"][h_index]

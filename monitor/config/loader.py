@@ -18,8 +18,9 @@ from monitor.config import bounds
 from monitor.config.document import KeyPath, Problem, format_path
 from monitor.config.document import read_text as read_yaml
 from monitor.config.expand import expand
-from monitor.config.model import MESSAGE_KINDS, Config
+from monitor.config.model import Config
 from monitor.config.sources import Sources, gather, read_file
+from monitor.core.types import MESSAGE_KINDS
 from monitor.people.validate import check_people, is_people_target, target_problem
 
 __all__ = ["ConfigError", "Problem", "format_path", "load_config", "load_config_text",

@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal, Protocol, TypeVar, get_args
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PositiveInt,
     PrivateAttr,
@@ -26,22 +24,13 @@ from checks import AnyCheck
 from checks.base import CheckBase
 from monitor.config.i18n import Localized
 from monitor.core.durations import Duration
+from monitor.core.strict import Strict
+from monitor.core.types import MessageKind
 from monitor.people.model import Person, Schedule
 from notifiers import AnyNotifier
 from notifiers.base import NotifierBase
 
-MESSAGE_KINDS = (
-    "early_warning", "outage_it", "department_outage", "leadership_report",
-    "vendor_escalation", "progress_update", "recovery", "acknowledged",
-    "maintenance_notice", "maintenance_over", "backfill_reminder",
-    "monitor_degraded", "monitor_ok",
-)
-MessageKind = Literal[
-    "early_warning", "outage_it", "department_outage", "leadership_report",
-    "vendor_escalation", "progress_update", "recovery", "acknowledged",
-    "maintenance_notice", "maintenance_over", "backfill_reminder",
-    "monitor_degraded", "monitor_ok",
-]
+
 class _Identified(Protocol):
     @property
     def id(self) -> str: ...
@@ -51,10 +40,6 @@ _T = TypeVar("_T", bound=_Identified)
 
 Language = Literal["zh", "en"]
 Id = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class Campus(Localized, Strict):

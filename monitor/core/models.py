@@ -1,27 +1,33 @@
-"""Records the daemon keeps: incidents, their timeline, outbox messages, silences."""
+"""Records the daemon keeps: incidents, their timeline, outbox messages, silences.
+
+Fields typed with the StrEnums of `monitor.core.types` may hold the plain string read back
+from the store: the two compare (and hash) equal.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-
-def iso(ts: float | None, tz: dt.tzinfo | None = None) -> str | None:
-    """RFC 3339 with the site's offset, as the webhook payload shows times."""
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, tz or dt.UTC).isoformat(timespec="seconds")
+from monitor.core.timefmt import iso as iso  # re-exported: its home is timefmt
+from monitor.core.types import (
+    Cause,
+    HoldReason,
+    IncidentStatus,
+    MessageKind,
+    MessageStatus,
+    Severity,
+)
 
 
 @dataclass(slots=True)
 class Incident:
     id: str
     system: str
-    severity: str  # warning | critical
+    severity: Severity
     started_at: float
     opened_at: float
-    status: str = "open"  # open | resolved
+    status: IncidentStatus = IncidentStatus.OPEN
     plan_started_at: float | None = None
     """When the plan's clock starts: critical onset, end of a hold (maintenance, caused_by)."""
     resolved_at: float | None = None
@@ -30,12 +36,12 @@ class Incident:
     ack_note: str | None = None
     caused_by: str | None = None
     caused_by_system: str | None = None
-    suspected_cause: str = "unknown"
+    suspected_cause: Cause = Cause.UNKNOWN
     cause_evidence: list[str] = field(default_factory=list)
     affected_departments: list[str] = field(default_factory=list)
     failing_checks: list[dict[str, Any]] = field(default_factory=list)
-    held: str | None = None
-    """Why notifications are held right now (maintenance, flapping, caused_by), or None."""
+    held: HoldReason | None = None
+    """Why notifications are held right now, or None."""
     drill: bool = False
     last_note_at: float | None = None
     last_update_sent_at: float | None = None
@@ -85,12 +91,12 @@ class OutboxMessage:
 
     idempotency_key: str
     notifier: str
-    kind: str
+    kind: MessageKind
     payload: dict[str, Any]
     """OutgoingMessage fields: title, text, incident, drill, status_url, recipient."""
     incident_id: str | None = None
     created_at: float = 0.0
-    status: str = "pending"  # pending | sent | failed | undeliverable
+    status: MessageStatus = MessageStatus.PENDING
     attempts: int = 0
     next_attempt_at: float = 0.0
     last_error: str | None = None

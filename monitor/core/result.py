@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from monitor.core.types import Cause
+
 
 class State(IntEnum):
     """Nagios order, so that `max()` gives the worst state and exit codes map directly."""
@@ -33,14 +35,14 @@ class Result:
     message: str
     duration: float = 0.0
     numbers: dict[str, float] = field(default_factory=dict)
-    cause: str | None = None
+    cause: Cause | None = None
 
     @classmethod
     def ok(cls, message: str, **numbers: float) -> Result:
         return cls(State.OK, message, numbers=numbers)
 
     @classmethod
-    def crit(cls, message: str, cause: str | None = None, **numbers: float) -> Result:
+    def crit(cls, message: str, cause: Cause | None = None, **numbers: float) -> Result:
         return cls(State.CRIT, message, numbers=numbers, cause=cause)
 
     @classmethod

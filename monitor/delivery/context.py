@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import OrderedDict
 from typing import Any
 
 from monitor.config.i18n import text
 from monitor.config.model import Config
 from monitor.core.durations import format_duration
-from monitor.core.models import Incident, iso
+from monitor.core.models import Incident
+from monitor.core.timefmt import iso
+from monitor.core.timefmt import local_time as local
 from monitor.people.shape import people_fields
-
-
-def local(ts: float | None, tz: dt.tzinfo) -> str | None:
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M")
 
 
 def incident_payload(incident: Incident, config: Config) -> dict[str, Any]:

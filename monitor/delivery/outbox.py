@@ -20,6 +20,8 @@ import structlog
 
 from monitor.config.model import Config
 from monitor.core.models import OutboxMessage
+from monitor.core.text import scrub
+from monitor.core.types import DeliveryResult, MessageStatus
 from monitor.store.base import Fenced, Store
 from notifiers.base import DeliveryError, NotifierBase, NotifyContext, OutgoingMessage, parse_rate
 
@@ -40,11 +42,54 @@ def backoff(attempts: int, initial: float, max_delay: float, rng: random.Random)
     return float(delay * rng.uniform(0.8, 1.2))
 
 
-def scrub(text: str, secrets: list[str]) -> str:
-    """Longest first, so a URL is replaced before the key inside it."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+def fallback_keys(message: OutboxMessage, fallback: str) -> tuple[str | None, str]:
+    """(key of the step's own message to `fallback`, or None; key of the fallback copy).
+
+    A step's key is `incident:step:R:occurrence` (a maintenance notice's `maint:window:R`)
+    where R is the notifier, or `person:ID/notifier` for a person: the copy's key leaves
+    the failed primary out, so every primary of one step shares one copy, and names whom
+    the message was for (the person, the department, else the fallback itself). A key of
+    another shape gets a copy of its own.
+    """
+    key, notifier = message.idempotency_key, message.notifier
+    person = message.payload.get("person")
+    person_id = person.get("id") if isinstance(person, dict) else None
+    part = f"person:{person_id}/{notifier}" if person_id else notifier
+    direct = f"person:{person_id}/{fallback}" if person_id else fallback
+    head, sep, occurrence = key.rpartition(":")
+    if sep and occurrence.isdigit() and head.endswith(f":{part}"):
+        prefix, suffix = head[: -len(part) - 1], f":{occurrence}"
+    elif key.endswith(f":{part}"):
+        prefix, suffix = key[: -len(part) - 1], ""
+    else:
+        return None, f"{key}:fallback:{fallback}"
+    recipient = (f"person:{person_id}" if person_id else None) \
+        or message.payload.get("department") or fallback
+    return f"{prefix}:{direct}{suffix}", f"{prefix}:fallback:{fallback}:{recipient}{suffix}"
+
+
+FALLBACK_NOTE = {
+    "en": "(Sent to {fallback} because {channels} could not deliver it.)",
+    "zh": "（{channels} 未能送达，改由 {fallback} 发送。）",
+}
+
+
+def outgoing_message(message: OutboxMessage, language: str = "en") -> OutgoingMessage:
+    """What the channel is handed; a fallback copy's text ends naming what failed."""
+    payload = message.payload
+    text = str(payload.get("text", ""))
+    failed = payload.get("failed_channels")
+    if failed:
+        joiner = "、" if language == "zh" else ", "
+        note = FALLBACK_NOTE.get(language, FALLBACK_NOTE["en"])
+        text = f"{text}\n\n" + note.format(channels=joiner.join(failed), fallback=message.notifier)
+    return OutgoingMessage(
+        kind=message.kind, idempotency_key=message.idempotency_key,
+        recipient=payload.get("recipient", message.notifier),
+        title=payload.get("title", ""), text=text,
+        incident=payload.get("incident"), drill=bool(payload.get("drill")),
+        status_url=payload.get("status_url"),
+        extra={k: payload[k] for k in ("person", "links") if payload.get(k)})
 
 
 class RateLimiter:
@@ -114,15 +159,9 @@ class Sender:
 
     async def deliver(self, message: OutboxMessage) -> None:
         notifier, outbox = self.notifier, self.outbox
-        outgoing = OutgoingMessage(
-            kind=message.kind, idempotency_key=message.idempotency_key,
-            recipient=message.payload.get("recipient", message.notifier),
-            title=message.payload.get("title", ""), text=message.payload.get("text", ""),
-            incident=message.payload.get("incident"), drill=bool(message.payload.get("drill")),
-            status_url=message.payload.get("status_url"),
-            extra={k: message.payload[k] for k in ("person", "links") if message.payload.get(k)})
-        message.attempts += 1
+        outgoing = outgoing_message(message, outbox.config.site.language)
         now = outbox.clock()
+        message.attempts += 1
         lease_left = await outbox.store.begin_attempt(message)
         if lease_left is None or lease_left < min(notifier.timeout, MIN_SEND_WINDOW):
             # Another instance leads now, or our lease is about to end: leave it untouched.
@@ -130,25 +169,42 @@ class Sender:
             log.warning("send_fenced", notifier=notifier.id, incident=message.incident_id,
                         kind=message.kind)
             raise Fenced("leadership term over")
+        ignored = notifier.ignores(outgoing)
+        if ignored is not None:
+            # Meaningless for this channel (Alertmanager and a maintenance notice): recorded
+            # as done, counted apart, so that "sent" means someone received it.
+            message.attempts -= 1
+            message.status, message.sent_at = MessageStatus.SENT, now
+            message.answer, message.last_error = f"skipped: {ignored}"[:200], None
+            await outbox.store.update_message(message)
+            outbox.count(notifier.id, message.kind, DeliveryResult.SKIPPED)
+            log.info("message_skipped", notifier=notifier.id, kind=message.kind,
+                     incident=message.incident_id, key=message.idempotency_key, why=ignored)
+            return
         try:
             # A send never outlives the leadership that started it (SPEC 9 fencing).
             async with asyncio.timeout(min(notifier.timeout + 1, lease_left)):
                 answer = await notifier.send(outgoing, outbox.notify_context)
-        except Exception as exc:
-            permanent = isinstance(exc, DeliveryError) and exc.permanent
-            text = str(exc) if isinstance(exc, DeliveryError) else (
-                f"timeout after {notifier.timeout:g}s" if isinstance(exc, TimeoutError)
-                else f"{type(exc).__name__}: {exc}")
-            message.last_error = scrub(text, notifier.secrets())[:500]
-            await self._failed(message, permanent, now)
+        except DeliveryError as exc:
+            message.last_error = scrub(str(exc), notifier.secrets())[:500]
+            await self._failed(message, exc.permanent, now)
             return
-        message.status, message.sent_at, message.answer = "sent", now, str(answer)[:200]
+        except TimeoutError:
+            message.last_error = f"timeout after {notifier.timeout:g}s"
+            await self._failed(message, False, now)
+            return
+        except Exception as exc:
+            # Not a failure the channel understood: a bug, which retrying for `max_age`
+            # would only hide. Permanent, so the fallback has the message at once.
+            message.last_error = scrub(f"{type(exc).__name__}: {exc}", notifier.secrets())[:500]
+            log.error("notifier_bug", notifier=notifier.id, kind=message.kind,
+                      incident=message.incident_id, error=message.last_error)
+            await self._failed(message, True, now)
+            return
+        message.status, message.sent_at, message.answer = MessageStatus.SENT, now, answer[:200]
         message.last_error = None
         await outbox.store.update_message(message)
-        # A channel may decline a message that has no meaning for it (Alertmanager and a
-        # maintenance notice): counted apart, so "sent" means someone received it.
-        skipped = str(answer).startswith("skipped")
-        outbox.count(notifier.id, message.kind, "skipped" if skipped else "sent")
+        outbox.count(notifier.id, message.kind, DeliveryResult.SENT)
         log.info("message_sent", notifier=notifier.id, kind=message.kind,
                  incident=message.incident_id, key=message.idempotency_key,
                  attempts=message.attempts)
@@ -157,9 +213,9 @@ class Sender:
         notifier, outbox = self.notifier, self.outbox
         too_old = now - message.created_at >= notifier.retry.max_age
         if permanent or too_old:
-            message.status = "failed" if permanent else "undeliverable"
+            message.status = MessageStatus.FAILED if permanent else MessageStatus.UNDELIVERABLE
             await outbox.store.update_message(message)
-            outbox.count(notifier.id, message.kind, message.status)
+            outbox.count(notifier.id, message.kind, DeliveryResult(message.status))
             log.error("message_undeliverable", notifier=notifier.id, kind=message.kind,
                       incident=message.incident_id, key=message.idempotency_key,
                       error=message.last_error, attempts=message.attempts,
@@ -170,7 +226,7 @@ class Sender:
         message.next_attempt_at = now + backoff(
             message.attempts, notifier.retry.initial, notifier.retry.max_delay, outbox.rng)
         await outbox.store.update_message(message)
-        outbox.count(notifier.id, message.kind, "retry")
+        outbox.count(notifier.id, message.kind, DeliveryResult.RETRY)
         log.warning("message_retry", notifier=notifier.id, kind=message.kind,
                     incident=message.incident_id, error=message.last_error,
                     attempts=message.attempts,
@@ -229,18 +285,39 @@ class Outbox:
             sender.wakeup.set()
 
     async def hand_to_fallback(self, message: OutboxMessage, fallback: str, now: float) -> None:
+        """One copy per step, fallback and recipient, however many primaries failed (SPEC 6).
+
+        None when the fallback was itself a direct recipient of the step. A primary failing
+        after the copy was queued adds its name to the copy's list of failed channels while
+        the copy is still pending.
+        """
         if not self.allowed(fallback):
             log.warning("message_fallback_refused", notifier=message.notifier,
                         fallback=fallback, key=message.idempotency_key, reason="drill")
             return
+        direct_key, copy_key = fallback_keys(message, fallback)
+        if direct_key is not None and await self.store.messages_by_keys([direct_key]):
+            log.info("message_fallback_not_needed", notifier=message.notifier,
+                     fallback=fallback, key=message.idempotency_key)
+            return
         copy = OutboxMessage(
-            idempotency_key=f"{message.idempotency_key}:fallback:{fallback}",
-            notifier=fallback, kind=message.kind, incident_id=message.incident_id,
-            payload=dict(message.payload), created_at=now, next_attempt_at=now)
+            idempotency_key=copy_key, notifier=fallback, kind=message.kind,
+            incident_id=message.incident_id,
+            payload={**message.payload, "failed_channels": [message.notifier]},
+            created_at=now, next_attempt_at=now)
         if await self.store.enqueue([copy]):
             log.warning("message_fallback", notifier=message.notifier, fallback=fallback,
                         key=message.idempotency_key)
             self.wake()
+            return
+        # Another primary of the same step failed first: its copy names this one too.
+        for existing in await self.store.messages_by_keys([copy_key]):
+            failed = list(existing.payload.get("failed_channels") or [])
+            if existing.status == MessageStatus.PENDING and message.notifier not in failed:
+                existing.payload["failed_channels"] = [*failed, message.notifier]
+                await self.store.update_payload(existing)
+            log.info("message_fallback_joined", notifier=message.notifier, fallback=fallback,
+                     key=copy_key)
 
     async def stop(self) -> None:
         """Idempotent: a leadership change and the daemon's shutdown may both call it."""

@@ -11,8 +11,10 @@ from typing import Any
 
 from monitor.config.model import Config
 from monitor.core.models import Incident, OutboxMessage
+from monitor.core.timefmt import local_time as local
+from monitor.core.types import MessageKind
 from monitor.delivery import drill as drill_route
-from monitor.delivery.context import local, maintenance_context, message_context
+from monitor.delivery.context import maintenance_context, message_context
 from monitor.delivery.messages import MessageRenderer
 from monitor.incidents import maintenance, plans
 from monitor.incidents.facts import Facts
@@ -64,11 +66,13 @@ def step_messages(facts: Facts, incident: Incident, due: plans.DueStep, now: flo
         payload: dict[str, Any] = {
             "title": title, "text": text, "incident": context["incident"],
             "drill": incident.drill, "status_url": context["status_url"], "recipient": notifier}
+        if department:
+            payload["department"] = department  # a fallback copy is per department (SPEC 6)
         if recipient.person:
             for_person(payload, person_card(config, recipient.person), config.notifier(notifier))
         messages.append(OutboxMessage(
             idempotency_key=f"{incident.id}:{due.key}:{recipient.key}:{due.occurrence}",
-            notifier=notifier, kind=due.kind, incident_id=incident.id,
+            notifier=notifier, kind=MessageKind(due.kind), incident_id=incident.id,
             created_at=now, next_attempt_at=now, payload=payload))
     return messages
 
@@ -100,7 +104,8 @@ def maintenance_messages(config: Config, renderer: MessageRenderer, kind: str,
                 continue
             seen.add(notifier)
             messages.append(OutboxMessage(
-                idempotency_key=f"maint:{key}:{notifier}", notifier=notifier, kind=kind,
+                idempotency_key=f"maint:{key}:{notifier}", notifier=notifier,
+                kind=MessageKind(kind),
                 created_at=now, next_attempt_at=now,
                 payload={"title": title, "text": text, "incident": None,
                          "maintenance": context["maintenance"],

@@ -21,7 +21,7 @@ from collections.abc import Collection, Mapping, Set
 
 from monitor.core.models import Incident
 from monitor.core.result import State
-from monitor.core.types import HoldReason
+from monitor.core.types import Cause, HoldReason, IncidentStatus, Severity
 from monitor.incidents import maintenance, plans
 from monitor.incidents.cause import suspect_system
 from monitor.incidents.compose import maintenance_messages, step_messages
@@ -74,7 +74,8 @@ def evaluate_system(facts: Facts, system_id: str, now: float) -> list[Effect]:
             return [UpdateIncident(cleared, Change.CHECKS, tuple(_check_notes(current, [])))]
         return [resolve(current, states, now)]
     effects: list[Effect] = []
-    severity = "critical" if any(s.hard_state is State.CRIT for s in failing) else "warning"
+    severity = Severity.CRITICAL if any(s.hard_state is State.CRIT for s in failing) \
+        else Severity.WARNING
     notes: list[Note] = []
     if current is None:
         incident = _new_incident(facts, system_id, failing, severity, now)
@@ -88,14 +89,14 @@ def evaluate_system(facts: Facts, system_id: str, now: float) -> list[Effect]:
         incident = _copy(current)
         change = Change.CHECKS
         if severity == "critical" and incident.severity == "warning":
-            incident.severity = "critical"
+            incident.severity = Severity.CRITICAL
             incident.plan_started_at = now
             notes.append(Note("escalated", "warning escalated to critical"))
             change = Change.ESCALATE
     notes += _check_notes(incident, failing)
     incident.failing_checks = [_check_entry(s) for s in failing]
-    incident.suspected_cause, incident.cause_evidence = suspect_system(
-        facts.config, system_id, facts.states)
+    cause, incident.cause_evidence = suspect_system(facts.config, system_id, facts.states)
+    incident.suspected_cause = Cause(cause)
     if current is None:
         # The opened incident's first checks and cause ride on the same record.
         effects[0] = OpenIncident(incident, opened.id_prefix, opened.notes + tuple(notes))
@@ -104,7 +105,7 @@ def evaluate_system(facts: Facts, system_id: str, now: float) -> list[Effect]:
     return effects
 
 
-def _new_incident(facts: Facts, system_id: str, failing: list[CheckState], severity: str,
+def _new_incident(facts: Facts, system_id: str, failing: list[CheckState], severity: Severity,
                   now: float) -> Incident:
     started = min((s.first_failure_at or now) for s in failing)
     system = facts.config.system(system_id)
@@ -137,7 +138,7 @@ def _check_notes(incident: Incident, failing: list[CheckState]) -> list[Note]:
 def resolve(current: Incident, states: list[CheckState], now: float) -> ResolveIncident:
     recovered = [s.recovered_at for s in states if s.recovered_at is not None]
     incident = _copy(current)
-    incident.status = "resolved"
+    incident.status = IncidentStatus.RESOLVED
     incident.resolved_at = max(recovered) if recovered else now
     incident.failing_checks = []
     return ResolveIncident(incident, (Note("resolved", "all checks OK again"),))

@@ -11,6 +11,7 @@ import copy
 from typing import Any
 
 from monitor.core.models import Incident
+from monitor.core.types import IncidentStatus, Severity
 from monitor.incidents.effects import (
     Change,
     Effect,
@@ -53,7 +54,8 @@ def declare(facts: Facts, system_id: str, severity: str, title: str, by: str,
         raise Refused(422, "started_at is in the future")
     system = facts.config.system(system_id)
     incident = Incident(
-        id="", system=system_id, severity=severity, started_at=started_at, opened_at=now,
+        id="", system=system_id, severity=Severity(severity), started_at=started_at,
+        opened_at=now,
         plan_started_at=started_at if severity == "critical" else None,
         affected_departments=list(system.departments), drill=facts.drill,
         source="manual", title=title, declared_by=by)
@@ -74,7 +76,7 @@ def resolve_by_hand(facts: Facts, incident: Incident, by: str, note: str | None,
             raise Refused(422, f"{incident.id} still has failing checks: {', '.join(failing)}",
                           incident)
     closed = _copy(incident)
-    closed.status, closed.resolved_at, closed.resolved_by = "resolved", now, by
+    closed.status, closed.resolved_at, closed.resolved_by = IncidentStatus.RESOLVED, now, by
     closed.failing_checks = []
     text = f"resolved by {by}" + (f": {note}" if note else "")
     return ResolveIncident(closed, (Note("resolved", text, {"by": by, "note": note,

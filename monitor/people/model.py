@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from monitor.core.durations import Duration
+from monitor.core.strict import Strict
 
 _ID = r"^[A-Za-z0-9_.:-]+$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+_Strict = Strict
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 
 from checks.base import CheckBase, ForecastConfig
 from monitor.core.result import Result, State
+from monitor.core.types import Cause
 
 MIN_SAMPLES = 10
 MAX_SAMPLES = 1000
@@ -134,7 +135,7 @@ class Forecasts:
             return dataclasses.replace(result, message=f"{result.message}; {text}",
                                        numbers=numbers)
         return dataclasses.replace(result, state=State.WARN, message=text, numbers=numbers,
-                                   cause=result.cause or "capacity")
+                                   cause=result.cause or Cause.CAPACITY)
 
     def describe(self, check: CheckBase, config: ForecastConfig, value: float, crit: float,
                  projection: Projection, now: float) -> str:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.core.result import Result, State
+from monitor.core.types import Cause
 
 CHECK_LABEL = "hismon_check"
 MAX_MESSAGE = 500
@@ -50,7 +51,7 @@ class PushedResult(BaseModel):
         message = one_line(self.message) or f"{self.state} (pushed without a message)"
         state = State[self.state]
         return Result(state, message, numbers=dict(self.numbers),
-                      cause="application" if state is not State.OK else None)
+                      cause=Cause.APPLICATION if state is not State.OK else None)
 
 
 class AmAlert(BaseModel):
@@ -160,7 +161,7 @@ class AlertBook:
         if len(firing) > 1:
             message += f" (+{len(firing) - 1} more firing)"
         return Result(worst.state, message, numbers={"alerts_firing": float(len(firing))},
-                      cause="application")
+                      cause=Cause.APPLICATION)
 
     def forget(self, keep: set[str]) -> None:
         """Drop checks that a reload removed (or that stopped being passive)."""

@@ -14,6 +14,7 @@ import structlog
 from checks.base import DEFAULT_TIMEOUT, CheckBase, ProbeContext
 from monitor.core.durations import format_duration
 from monitor.core.result import Result, State
+from monitor.core.types import Cause
 
 log = structlog.get_logger("hismon.runner")
 
@@ -26,7 +27,8 @@ async def run_probe(check: CheckBase, ctx: ProbeContext) -> Result:
         async with asyncio.timeout(timeout):
             result = await check.probe(ctx)
     except TimeoutError:
-        result = Result(State.CRIT, f"timeout after {format_duration(timeout)}", cause="timeout")
+        result = Result(State.CRIT, f"timeout after {format_duration(timeout)}",
+                        cause=Cause.TIMEOUT)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a probe bug or driver surprise must not crash the daemon

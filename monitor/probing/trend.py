@@ -43,6 +43,7 @@ from collections import Counter, deque
 from checks.base import TrendConfig
 from monitor.core.durations import format_duration
 from monitor.core.result import Result, State
+from monitor.core.types import Cause
 
 MIN_SLOWDOWN = 0.005
 """Seconds the window mean must exceed the baseline by, whatever the factor says: on a
@@ -59,7 +60,7 @@ class TrendTracker:
         self._baseline: deque[float] = deque(maxlen=config.baseline)
         self._window: deque[float] = deque(maxlen=config.window)
         self._held = 0  # window samples kept out of the baseline while the trend fires
-        self._outcomes: deque[tuple[bool, str | None]] = deque(maxlen=config.window)
+        self._outcomes: deque[tuple[bool, Cause | None]] = deque(maxlen=config.window)
 
     def observe(self, result: Result, latency: float | None = None) -> Result:
         """Record one probe; return it unchanged, or degraded to WARN with the reason.
@@ -122,16 +123,16 @@ class TrendTracker:
             return None
         return mean, usual
 
-    def _latency_trend(self) -> tuple[str, str | None] | None:
+    def _latency_trend(self) -> tuple[str, Cause | None] | None:
         slow = self._slowdown()
         if slow is None:
             return None
         mean, usual = slow
         ratio = mean / usual if usual > 0 else float("inf")
         return (f"mean latency {format_duration(mean)} over the last {len(self._window)} "
-                f"probes is {ratio:.1f}x the usual {format_duration(usual)}", "latency")
+                f"probes is {ratio:.1f}x the usual {format_duration(usual)}", Cause.LATENCY)
 
-    def _failure_trend(self) -> tuple[str, str | None] | None:
+    def _failure_trend(self) -> tuple[str, Cause | None] | None:
         limit = self.config.failure_ratio
         window = self.config.window
         if limit is None or len(self._outcomes) < window:

@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from monitor.core.models import OutboxMessage
+from monitor.core.types import MessageKind
 from monitor.delivery.messages import MessageRenderer
 from notifiers.base import NotifierBase, NotifyContext, OutgoingMessage
 
@@ -174,8 +175,8 @@ class SelfWatch:
             if alert.direct:  # every instance sends its own
                 key += ":" + hashlib.blake2b(self.instance.encode(), digest_size=4).hexdigest()
             out.append(OutboxMessage(
-                idempotency_key=key, notifier=notifier.id, kind=alert.kind, created_at=now,
-                next_attempt_at=now,
+                idempotency_key=key, notifier=notifier.id, kind=MessageKind(alert.kind),
+                created_at=now, next_attempt_at=now,
                 payload={"recipient": notifier.id, "title": title, "text": text}))
         return out
 

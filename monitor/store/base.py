@@ -81,7 +81,16 @@ class Store(ABC):
         return math.inf
 
     @abstractmethod
-    async def update_message(self, message: OutboxMessage) -> None: ...
+    async def update_message(self, message: OutboxMessage) -> None:
+        """Record a send attempt (status, attempts, errors, answer); never the payload."""
+
+    @abstractmethod
+    async def update_payload(self, message: OutboxMessage) -> None:
+        """Replace a still pending message's payload (a fallback copy's failed channels)."""
+
+    @abstractmethod
+    async def messages_by_keys(self, keys: list[str]) -> list[OutboxMessage]:
+        """The stored messages with these idempotency keys, oldest first."""
 
     @abstractmethod
     async def list_messages(

@@ -46,6 +46,7 @@ from psycopg.types.json import Jsonb
 
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.history.model import CheckBucket, SystemBucket
+from monitor.store import sql as shared
 from monitor.store.base import Fenced, Store
 
 T = TypeVar("T")
@@ -119,11 +120,6 @@ SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS members (
         id TEXT PRIMARY KEY, expires_at TIMESTAMPTZ NOT NULL, last_seen TIMESTAMPTZ NOT NULL,
         checks INTEGER NOT NULL DEFAULT 0)""",
-)
-
-_OUTBOX_COLUMNS = (
-    "id, idempotency_key, notifier, kind, incident_id, payload, created_at, status, attempts, "
-    "next_attempt_at, last_error, sent_at, answer"
 )
 
 _INSERT_MESSAGE = (
@@ -391,15 +387,7 @@ class PostgresStore(Store):
     async def list_incidents(
         self, status: str | None = None, since: float | None = None, limit: int = 500
     ) -> list[Incident]:
-        query, args = "SELECT record FROM incidents WHERE TRUE", list[Any]()
-        if status:
-            query += " AND status = %s"
-            args.append(status)
-        if since is not None:
-            query += " AND (resolved_at IS NULL OR resolved_at >= %s)"
-            args.append(since)
-        query += " ORDER BY started_at DESC LIMIT %s"
-        args.append(limit)
+        query, args = shared.list_incidents(status, since, limit, "%s")
 
         async def op(conn: Conn) -> list[Incident]:
             cur = await conn.execute(query, args)
@@ -471,45 +459,32 @@ class PostgresStore(Store):
         return len(inserted)
 
     async def pending_messages(self, notifier: str | None = None) -> list[OutboxMessage]:
-        query = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending'"
-        args: list[Any] = []
-        if notifier is not None:
-            query += " AND notifier = %s"
-            args.append(notifier)
-        query += " ORDER BY id"
-
-        async def op(conn: Conn) -> list[OutboxMessage]:
-            cur = await conn.execute(query, args)
-            return [_message(r) for r in await cur.fetchall()]
-
-        return await self._run(op)
+        return await self._messages(*shared.pending_messages(notifier, "%s"))
 
     async def list_messages(
         self, status: str | None = None, incident_id: str | None = None, limit: int = 500
     ) -> list[OutboxMessage]:
-        query, args = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE TRUE", list[Any]()
-        if status:
-            query += " AND status = %s"
-            args.append(status)
-        if incident_id:
-            query += " AND incident_id = %s"
-            args.append(incident_id)
-        query += " ORDER BY id DESC LIMIT %s"
-        args.append(limit)
+        return await self._messages(*shared.list_messages(status, incident_id, limit, "%s"))
 
+    async def messages_by_keys(self, keys: list[str]) -> list[OutboxMessage]:
+        if not keys:
+            return []
+        return await self._messages(*shared.messages_by_keys(keys, "%s"))
+
+    async def _messages(self, query: str, args: list[Any]) -> list[OutboxMessage]:
         async def op(conn: Conn) -> list[OutboxMessage]:
             cur = await conn.execute(query, args)
-            return [_message(r) for r in await cur.fetchall()]
+            return [shared.message_from_row(r, r[5]) for r in await cur.fetchall()]
 
         return await self._run(op)
 
     async def update_message(self, message: OutboxMessage) -> None:
+        args = [_clean(a) for a in shared.update_message_args(message)]
+        await self._run(lambda conn: conn.execute(shared.update_message("%s"), args))
+
+    async def update_payload(self, message: OutboxMessage) -> None:
         await self._run(lambda conn: conn.execute(
-            "UPDATE outbox SET status = %s, attempts = %s, next_attempt_at = %s, "
-            "last_error = %s, sent_at = %s, answer = %s WHERE id = %s",
-            (message.status, message.attempts, message.next_attempt_at,
-             _clean(message.last_error), message.sent_at, _clean(message.answer),
-             message.id)))
+            shared.update_payload("%s"), (_json(message.payload), message.id)))
 
     # ---- silences, check states, heartbeats ------------------------------------------
 
@@ -888,10 +863,4 @@ async def _insert_messages(
             inserted.append((m, int(row[0])))
     return inserted
 
-
-def _message(row: Any) -> OutboxMessage:
-    return OutboxMessage(
-        id=row[0], idempotency_key=row[1], notifier=row[2], kind=row[3], incident_id=row[4],
-        payload=row[5], created_at=row[6], status=row[7], attempts=row[8],
-        next_attempt_at=row[9], last_error=row[10], sent_at=row[11], answer=row[12])
 

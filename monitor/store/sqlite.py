@@ -17,6 +17,7 @@ import aiosqlite
 
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.history.model import CheckBucket, SystemBucket
+from monitor.store import sql as shared
 from monitor.store.base import Store
 
 SCHEMA = """
@@ -60,11 +61,6 @@ CREATE TABLE IF NOT EXISTS history_systems (
     PRIMARY KEY (resolution, system, start)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history_meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
 """
-
-_OUTBOX_COLUMNS = (
-    "id, idempotency_key, notifier, kind, incident_id, payload, created_at, status, attempts, "
-    "next_attempt_at, last_error, sent_at, answer"
-)
 
 
 P = ParamSpec("P")
@@ -161,15 +157,7 @@ class SqliteStore(Store):
     async def list_incidents(
         self, status: str | None = None, since: float | None = None, limit: int = 500
     ) -> list[Incident]:
-        sql, args = "SELECT record FROM incidents WHERE 1=1", list[Any]()
-        if status:
-            sql += " AND status = ?"
-            args.append(status)
-        if since is not None:
-            sql += " AND (resolved_at IS NULL OR resolved_at >= ?)"
-            args.append(since)
-        sql += " ORDER BY started_at DESC LIMIT ?"
-        args.append(limit)
+        sql, args = shared.list_incidents(status, since, limit, "?")
         async with self.db.execute(sql, args) as cursor:
             rows = await cursor.fetchall()
         return [Incident.from_record(json.loads(r[0])) for r in rows]
@@ -247,38 +235,32 @@ class SqliteStore(Store):
         return new
 
     async def pending_messages(self, notifier: str | None = None) -> list[OutboxMessage]:
-        sql = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending'"
-        args: list[Any] = []
-        if notifier is not None:
-            sql += " AND notifier = ?"
-            args.append(notifier)
-        async with self.db.execute(sql + " ORDER BY id", args) as cursor:
-            rows = await cursor.fetchall()
-        return [_message(r) for r in rows]
+        return await self._messages(*shared.pending_messages(notifier, "?"))
 
     async def list_messages(
         self, status: str | None = None, incident_id: str | None = None, limit: int = 500
     ) -> list[OutboxMessage]:
-        sql, args = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE 1=1", list[Any]()
-        if status:
-            sql += " AND status = ?"
-            args.append(status)
-        if incident_id:
-            sql += " AND incident_id = ?"
-            args.append(incident_id)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
+        return await self._messages(*shared.list_messages(status, incident_id, limit, "?"))
+
+    async def messages_by_keys(self, keys: list[str]) -> list[OutboxMessage]:
+        if not keys:
+            return []
+        return await self._messages(*shared.messages_by_keys(keys, "?"))
+
+    async def _messages(self, sql: str, args: list[Any]) -> list[OutboxMessage]:
         async with self.db.execute(sql, args) as cursor:
             rows = await cursor.fetchall()
-        return [_message(r) for r in rows]
+        return [shared.message_from_row(r, json.loads(r[5])) for r in rows]
 
     @_serialized
     async def update_message(self, message: OutboxMessage) -> None:
-        await self.db.execute(
-            "UPDATE outbox SET status=?, attempts=?, next_attempt_at=?, last_error=?, sent_at=?, "
-            "answer=? WHERE id=?",
-            (message.status, message.attempts, message.next_attempt_at, message.last_error,
-             message.sent_at, message.answer, message.id))
+        await self.db.execute(shared.update_message("?"), shared.update_message_args(message))
+        await self.db.commit()
+
+    @_serialized
+    async def update_payload(self, message: OutboxMessage) -> None:
+        await self.db.execute(shared.update_payload("?"),
+                              (json.dumps(message.payload, ensure_ascii=False), message.id))
         await self.db.commit()
 
     @_serialized
@@ -495,9 +477,3 @@ class SqliteStore(Store):
                 found.setdefault(check_id, []).append((float(at), float(value)))
         return found
 
-
-def _message(row: Any) -> OutboxMessage:
-    return OutboxMessage(
-        id=row[0], idempotency_key=row[1], notifier=row[2], kind=row[3], incident_id=row[4],
-        payload=json.loads(row[5]), created_at=row[6], status=row[7], attempts=row[8],
-        next_attempt_at=row[9], last_error=row[10], sent_at=row[11], answer=row[12])

@@ -204,7 +204,7 @@ class Metrics:
 
     def init_notifier_series(self, notifiers: Iterable[str]) -> None:
         """Create failure series at 0, so the first failure shows in `increase()`/`rate()`."""
-        from monitor.config.model import MESSAGE_KINDS
+        from monitor.core.types import MESSAGE_KINDS
 
         for notifier in notifiers:
             for kind in MESSAGE_KINDS:

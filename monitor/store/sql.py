@@ -1,0 +1,86 @@
+"""SQL both stores share: outbox columns, row mapping and the filters of the list queries.
+
+The two dialects differ in placeholders (`?` for SQLite, `%s` for psycopg), in how JSON
+comes back (text vs. decoded) and in `WHERE 1=1` vs. `WHERE TRUE`; the statements are
+otherwise the same text, kept here once so the stores cannot drift apart (no ORM: the SQL
+is short and worth reading).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from monitor.core.models import OutboxMessage
+
+OUTBOX_COLUMNS = (
+    "id, idempotency_key, notifier, kind, incident_id, payload, created_at, status, attempts, "
+    "next_attempt_at, last_error, sent_at, answer"
+)
+
+Query = tuple[str, list[Any]]
+
+
+def update_message(mark: str) -> str:
+    """What a send attempt changes; never the payload (see `update_payload`)."""
+    return (f"UPDATE outbox SET status = {mark}, attempts = {mark}, next_attempt_at = {mark}, "
+            f"last_error = {mark}, sent_at = {mark}, answer = {mark} WHERE id = {mark}")
+
+
+def update_message_args(message: OutboxMessage) -> tuple[Any, ...]:
+    return (message.status, message.attempts, message.next_attempt_at, message.last_error,
+            message.sent_at, message.answer, message.id)
+
+
+def update_payload(mark: str) -> str:
+    """A pending fallback copy learns of one more failed primary (SPEC 6)."""
+    return f"UPDATE outbox SET payload = {mark} WHERE id = {mark} AND status = 'pending'"
+
+
+def list_incidents(status: str | None, since: float | None, limit: int, mark: str) -> Query:
+    sql, args = "SELECT record FROM incidents WHERE 1=1", list[Any]()
+    if status:
+        sql += f" AND status = {mark}"
+        args.append(status)
+    if since is not None:
+        sql += f" AND (resolved_at IS NULL OR resolved_at >= {mark})"
+        args.append(since)
+    sql += f" ORDER BY started_at DESC LIMIT {mark}"
+    args.append(limit)
+    return sql, args
+
+
+def pending_messages(notifier: str | None, mark: str) -> Query:
+    sql, args = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'pending'", list[Any]()
+    if notifier is not None:
+        sql += f" AND notifier = {mark}"
+        args.append(notifier)
+    return sql + " ORDER BY id", args
+
+
+def list_messages(status: str | None, incident_id: str | None, limit: int, mark: str) -> Query:
+    sql, args = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE 1=1", list[Any]()
+    if status:
+        sql += f" AND status = {mark}"
+        args.append(status)
+    if incident_id:
+        sql += f" AND incident_id = {mark}"
+        args.append(incident_id)
+    sql += f" ORDER BY id DESC LIMIT {mark}"
+    args.append(limit)
+    return sql, args
+
+
+def messages_by_keys(keys: Sequence[str], mark: str) -> Query:
+    marks = ", ".join([mark] * len(keys))
+    return (f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE idempotency_key IN ({marks}) "
+            "ORDER BY id", list(keys))
+
+
+def message_from_row(row: Sequence[Any], payload: dict[str, Any]) -> OutboxMessage:
+    """A row of `OUTBOX_COLUMNS`; `payload` already decoded by the store's dialect."""
+    return OutboxMessage(
+        id=row[0], idempotency_key=row[1], notifier=row[2], kind=row[3], incident_id=row[4],
+        payload=payload, created_at=row[6], status=row[7], attempts=row[8],
+        next_attempt_at=row[9], last_error=row[10], sent_at=row[11], answer=row[12])
+
