@@ -53,7 +53,7 @@ notifiers:
   - id: main
     type: webhook
     url: "{receiver.url('main')}"
-    retry: {{initial: 100ms, max_delay: 400ms, max_age: 30s}}
+    retry: {{initial: 100ms, max_delay: 400ms, max_age: 1m}}
     fallback: backup
   - id: backup
     type: webhook
@@ -222,7 +222,7 @@ class BuggyWebhook(WebhookNotifier):
 async def test_a_channel_bug_is_permanent_and_its_fallback_gets_the_message_at_once(
     store: SqliteStore, receiver: Receiver
 ) -> None:
-    """Not retried for `max_age` (30s here, 24h by default): the fallback has it now."""
+    """Not retried for `max_age` (1m here, 24h by default): the fallback has it now."""
     config = load_config_text(make_config(receiver), "t.yaml", {})
     index = next(i for i, n in enumerate(config.notifiers) if n.id == "main")
     config.notifiers[index] = BuggyWebhook.model_validate(config.notifiers[index].model_dump())
