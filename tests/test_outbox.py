@@ -185,7 +185,7 @@ notifiers:
   - id: hook
     type: webhook
     url: "http://127.0.0.1:1/robot?key=SECRET-KEY-123"
-    retry: {initial: 1h}
+    retry: {initial: 1h, max_delay: 1h}
 """
     outbox = await run_outbox(store, config)
     await store.enqueue([message("s", "hook")])
@@ -249,7 +249,7 @@ notifiers:
   - id: am
     type: alertmanager
     url: "http://127.0.0.1:1"
-    retry: {initial: 1h}
+    retry: {initial: 1h, max_delay: 1h}
 """, "t.yaml", {})
     seen: list[tuple[str, str, str]] = []
     outbox = Outbox(config, store, on_result=lambda n, k, r: seen.append((n, k, r)))
