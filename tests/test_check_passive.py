@@ -55,6 +55,10 @@ class Harness:
         self.scheduler.apply_config(self.config)
 
     @property
+    def check(self) -> Any:
+        return self.config.check("pacs-vendor")
+
+    @property
     def state(self) -> CheckState:
         return self.states["pacs-vendor"]
 
@@ -109,15 +113,18 @@ async def test_without_expect_every_silence_is_never_judged() -> None:
     assert h.state.message == "fine"
 
 
-async def test_no_result_in_time_is_unknown_naming_the_last_one() -> None:
+async def test_no_result_in_time_is_stale_naming_the_last_one_and_opens_nothing() -> None:
     h = Harness(expect_every="5m", grace="1m")
-    h.push("OK", "fine")  # at 16:00:00 in Shanghai
+    h.push("CRIT", "array degraded")  # at 16:00:00 in Shanghai
     await h.tick(6 * 60)  # within expect_every + grace
-    assert h.state.state is State.OK
+    assert h.state.message == "array degraded"
     await h.tick(60)
-    assert h.state.state is State.UNKNOWN
+    assert h.check.overdue(h.ctx, h.clock.now, None).state is State.UNKNOWN
     assert h.state.message == ("no result since 16:00:00 (7m ago; expected every 5m + 1m "
                                "grace)")
+    # SPEC 9: a stale check keeps its last hard state and changes no incident
+    assert (h.state.state, h.state.hard_state, h.changes) == (State.CRIT, State.CRIT,
+                                                              [State.CRIT])
     h.push("OK", "back")
     assert (h.state.state, h.state.message) == (State.OK, "back")
 

@@ -80,7 +80,7 @@ class AlertmanagerPayload(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     version: Literal["4"]
-    status: Literal["firing", "resolved"] | None = None
+    status: Literal["firing", "resolved"] = "firing"
     receiver: str = ""
     alerts: list[AmAlert] = Field(max_length=5000)
 

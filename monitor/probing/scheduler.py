@@ -31,7 +31,7 @@ from apscheduler.util import datetime_to_utc_timestamp
 
 from checks.base import CheckBase, ProbeContext
 from monitor.config.model import Config
-from monitor.core.result import Result
+from monitor.core.result import Result, State
 from monitor.probing.forecast import Forecasts
 from monitor.probing.runner import run_probe
 from monitor.probing.state import CheckState, advance
@@ -313,8 +313,13 @@ class Scheduler:
             log.warning("run_missed", check=check_id, reason="overload", missed=missed)
         if check.pushed:  # results come through the API; the schedule only watches freshness
             stale = check.overdue(self.ctx, self.clock(), self.config.site.tz)
-            if stale is not None:
-                self._fold(check, state, stale)
+            if stale is not None and stale.state is State.UNKNOWN:
+                # A silent source is the monitor's problem, not the hospital's (SPEC 9): it
+                # keeps its hard state and opens nothing; the message says since when, and
+                # the daemon's self-watch tells IT (`stale_checks`).
+                state.message = stale.message
+            elif stale is not None:
+                self._fold(check, state, stale)  # `stale: crit`: the silence is the alarm
             return
         result = await run_probe(check, self.ctx)
         self.metrics.observe_probe(check.type, result.duration)

@@ -23,7 +23,7 @@ from monitor.cluster.membership import Membership, MemberStore, default_member_i
 from monitor.config.loader import ConfigError
 from monitor.config.model import Config
 from monitor.config.reload import Reloader, WatchedFiles
-from monitor.core.result import Result
+from monitor.core.result import Result, State
 from monitor.delivery.outbox import Outbox
 from monitor.history.query import HistoryReader
 from monitor.history.recorder import HistoryRecorder
@@ -300,7 +300,12 @@ class Daemon:
         stale = []
         for check in self.config.checks:
             state = self.states.get(check.id)
-            if state is None or check.type in ("heartbeat", "passive"):
+            if state is None or check.type == "heartbeat":
+                continue
+            if check.pushed:  # judged by its own expect_every + grace (SPEC 9, 15)
+                verdict = check.overdue(self.ctx, now, self.config.site.tz)
+                if verdict is not None and verdict.state is State.UNKNOWN:
+                    stale.append((check.id, self.ctx.heartbeats.get(check.id)))
                 continue
             if not (self.leading or self.scheduler.owns(check.id)):
                 continue

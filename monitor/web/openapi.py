@@ -17,6 +17,7 @@ from starlette.routing import Route
 from monitor import __version__
 from monitor.web import people_openapi
 from monitor.web.history import OPENAPI_PATHS as HISTORY_PATHS
+from monitor.web.push import OPENAPI_PATHS as PUSH_PATHS
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 """Ids of checks, systems, incidents (`inc-42`) and silences (`sil-1a2b3c4d`, `config-0`)."""
@@ -409,7 +410,7 @@ OPENAPI: dict[str, Any] = {
         {"name": "write", "description": "Operator actions, Bearer token"},
         {"name": "operations", "description": "Health, readiness, metrics"},
     ],
-    "paths": {**PATHS, **HISTORY_PATHS},
+    "paths": {**PATHS, **HISTORY_PATHS, **PUSH_PATHS},
     "components": {
         "schemas": SCHEMAS,
         "securitySchemes": {"bearer": {

@@ -1,0 +1,183 @@
+"""Results pushed to hismon (SPEC 15): `POST /api/v1/checks/{id}/result` and Alertmanager.
+
+Both are writes that can send wards to paper, so neither is ever unauthenticated: a passive
+check's own `token`, else (and for Alertmanager always) a Bearer token of
+`server.api_tokens`; no token configured means every push is refused with 401. Both go to
+the leader (a standby answers 503, which Alertmanager retries). The handlers only check the
+token and the body; the daemon folds the results (`Daemon.push_result`, `apply_alerts`).
+`api.py` mounts `push_routes(daemon)`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from monitor.core.models import iso
+from monitor.probing.pushed import AlertmanagerPayload, PushedResult
+
+if TYPE_CHECKING:
+    from monitor.runtime.daemon import Daemon
+
+M = TypeVar("M", bound=BaseModel)
+MAX_RESULT_BODY = 64 * 1024
+MAX_ALERTMANAGER_BODY = 4 * 1024 * 1024
+"""Alertmanager sends a whole group at once; thousands of alerts still fit."""
+
+
+def push_routes(daemon: Daemon) -> list[Route]:
+    from monitor.web.api import error, token_ok
+
+    def refusal(request: Request, tokens: list[str]) -> Response | None:
+        if not token_ok(request, tokens):
+            return error(401, "missing or invalid Bearer token")
+        if not daemon.leading:
+            return error(503, "this hismon instance is a standby; send this to the leader "
+                              f"({daemon.leadership.holder or 'none elected yet'})")
+        return None
+
+    async def result(request: Request) -> Response:
+        check_id = request.path_params["id"]
+        check = next((c for c in daemon.config.checks if c.id == check_id), None)
+        if check is None or not check.pushed:
+            return error(404, f"no passive check {check_id}")
+        own = getattr(check, "token", None)
+        refused = refusal(request, [own] if own else daemon.config.server.api_tokens)
+        if refused is not None:
+            return refused
+        body = await _parse(request, PushedResult, MAX_RESULT_BODY)
+        if isinstance(body, Response):
+            return body
+        received = await daemon.push_result(check_id, body.result())
+        if received is None:
+            return error(503, f"check {check_id} is probed by another cluster member")
+        state = daemon.states[check_id]
+        return JSONResponse({"check": check_id, "state": state.state.name,
+                             "hard_state": state.hard_state.name, "hard": state.hard,
+                             "received_at": iso(received, daemon.config.site.tz)})
+
+    async def alertmanager(request: Request) -> Response:
+        refused = refusal(request, daemon.config.server.api_tokens)
+        if refused is not None:
+            return refused
+        body = await _parse(request, AlertmanagerPayload, MAX_ALERTMANAGER_BODY)
+        if isinstance(body, Response):
+            return body
+        applied = await daemon.apply_alerts(body.alerts)
+        return JSONResponse({"applied": applied.applied, "unknown_check": applied.unknown_check})
+
+    return [
+        Route("/api/v1/checks/{id}/result", result, methods=["POST"]),
+        Route("/api/v1/alertmanager", alertmanager, methods=["POST"]),
+    ]
+
+
+async def _parse(request: Request, model: type[M], limit: int) -> M | Response:
+    from monitor.web.api import error
+
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return error(413, f"the body is larger than {limit} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            return error(413, f"the body is larger than {limit} bytes")
+    try:
+        return model.model_validate_json(bytes(raw))
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        return error(422, f"{where}: {first.get('msg', 'invalid body')}")
+
+
+_STATES = ["OK", "WARN", "CRIT", "UNKNOWN"]
+_ID = {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]+$"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json({"$ref": "#/components/schemas/Error"}, description)
+
+
+_REFUSALS = {
+    "401": _error("Missing or invalid token; nothing was changed"),
+    "413": _error("The body is too large"),
+    "422": _error("The body does not match the schema"),
+    "503": _error("This instance is a standby (SPEC §9); send the request to the leader"),
+}
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/api/v1/checks/{id}/result": {"post": {
+        "operationId": "pushResult", "tags": ["write"],
+        "summary": "A result for a `passive` check, pushed by another tool",
+        "description": "Needs `Authorization: Bearer <token>`: the check's own `token`, or "
+                       "when it has none a token of `server.api_tokens`. The result goes "
+                       "through confirm/recover (1 and 1 by default for passive checks).",
+        "security": [{"bearer": []}],
+        "parameters": [{"name": "id", "in": "path", "required": True, "schema": _ID,
+                        "description": "Id of a check of type passive"}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["state"], "additionalProperties": False,
+            "properties": {
+                "state": {"type": "string", "enum": _STATES},
+                "message": {"type": "string", "maxLength": 2000},
+                "numbers": {"type": "object", "maxProperties": 64,
+                            "additionalProperties": {"type": "number"}},
+            }}}}},
+        "responses": {
+            "200": _json({"type": "object",
+                          "required": ["check", "state", "hard_state", "hard", "received_at"],
+                          "properties": {"check": {"type": "string"},
+                                         "state": {"type": "string", "enum": _STATES},
+                                         "hard_state": {"type": "string", "enum": _STATES},
+                                         "hard": {"type": "boolean"},
+                                         "received_at": {"type": "string",
+                                                         "format": "date-time"}}},
+                         "Recorded; the check's state after it"),
+            "404": _error("No passive check with this id"),
+            **_REFUSALS,
+        },
+    }},
+    "/api/v1/alertmanager": {"post": {
+        "operationId": "alertmanagerWebhook", "tags": ["write"],
+        "summary": "Alertmanager's webhook (payload version 4) driving passive checks",
+        "description": "Each alert labelled `hismon_check: ID` sets that passive check: "
+                       "firing is CRIT (WARN for `severity: warning`), resolved is OK; a "
+                       "check is the worst of its alerts firing now. Bearer token of "
+                       "`server.api_tokens`.",
+        "security": [{"bearer": []}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["version", "alerts"],
+            "properties": {
+                "version": {"type": "string", "enum": ["4"]},
+                "status": {"type": "string", "enum": ["firing", "resolved"]},
+                "receiver": {"type": "string"},
+                "alerts": {"type": "array", "maxItems": 5000, "items": {
+                    "type": "object", "required": ["status"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["firing", "resolved"]},
+                        "labels": {"type": "object",
+                                   "additionalProperties": {"type": "string"}},
+                        "annotations": {"type": "object",
+                                        "additionalProperties": {"type": "string"}},
+                        "startsAt": {"type": "string"},
+                        "fingerprint": {"type": "string"},
+                    }}},
+            }}}}},
+        "responses": {
+            "200": _json({"type": "object", "required": ["applied", "unknown_check"],
+                          "properties": {"applied": {"type": "integer", "minimum": 0},
+                                         "unknown_check": {"type": "integer", "minimum": 0}}},
+                         "How many alerts set a passive check, and how many named none"),
+            **_REFUSALS,
+        },
+    }},
+}
