@@ -23,7 +23,7 @@ from monitor.web.openapi import OPENAPI
 from tests.conftest import HttpTarget, free_port
 
 TOKEN = "openapi-token"
-PAGE_PATHS = {"/", "/departments/{id}", "/incidents/{id}", "/incidents/{id}/ack"}
+PAGE_PATHS = {"/", "/departments/{id}", "/incidents/{id}", "/incidents/{id}/ack", "/systems/{id}"}
 
 
 def config(target: HttpTarget, port: int) -> str:
