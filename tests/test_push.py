@@ -312,3 +312,35 @@ async def test_a_prometheus_rule_opens_the_incident_and_its_resolution_recovers(
 async def _check_in(client: httpx.AsyncClient, base: str, state: str) -> dict[str, Any] | None:
     shown = await check_state(client, base, CHECK)
     return shown if shown["hard_state"] == state and shown["hard"] else None
+
+
+async def test_a_follower_keeps_the_pushed_state_so_a_take_over_finds_it() -> None:
+    """Only the leader takes pushes; the standby reads passive states from the shared store,
+    so the instance that takes over does not find the pushed CRIT gone."""
+    from monitor.config.model import Config
+    from monitor.core.result import Result, State
+    from monitor.runtime.daemon import Daemon
+    from tests.test_store_contract import drop_schema, new_schema_name, require_pg, with_params
+
+    schema = new_schema_name()
+    url = with_params(require_pg(), schema=schema)
+    config = Config.model_validate({
+        "state": {"url": url}, "systems": [{"id": "his-db", "name": "HIS database"}],
+        "checks": [{"id": CHECK, "system": "his-db", "type": "passive"}]})
+    leader = Daemon(config, serve_http=False)
+    await leader.start()
+    standby = Daemon(config, serve_http=False)
+    await standby.start()
+    try:
+        assert leader.leading and not standby.leading
+        await leader.push_result(CHECK, Result(State.CRIT, "replication stopped"))
+
+        async def adopted() -> bool:
+            return standby.states[CHECK].hard_state is State.CRIT
+
+        await until(adopted, 10, "the standby to read the pushed state")
+        assert standby.states[CHECK].message == "replication stopped"
+    finally:
+        await standby.stop()
+        await leader.stop()
+        await drop_schema(schema)

@@ -354,6 +354,7 @@ class Daemon:
             await self.engine.save_states()
             self.engine.open = {i.system: i for i in await self.store.list_incidents(
                 status="open") if not i.drill}
+            await self._adopt_pushed()
             return
         if self.shard is None and self.membership is None:
             return
@@ -367,6 +368,21 @@ class Daemon:
             self.states[check.id] = theirs
             if mine is None or (mine.hard_state, mine.hard) != (theirs.hard_state, theirs.hard):
                 self.engine.system_changed(check.system)
+
+    async def _adopt_pushed(self) -> None:
+        """A follower takes passive checks' states from the store: only the leader receives
+        pushes, and the follower that takes over must not find them all OK (SPEC 9, 15)."""
+        pushed = [c for c in self.config.checks if c.pushed]
+        if not pushed:
+            return
+        saved = await self.store.load_check_states()
+        for check in pushed:
+            record = saved.get(check.id)
+            if record is None:
+                continue
+            theirs = from_record(check.id, check.system, check.type, record)
+            theirs.probed = True
+            self.states[check.id] = theirs
 
     def _restore_states(self, saved: dict[str, dict[str, Any]]) -> None:
         """A restarted daemon keeps confirmed failures, so no incident is lost or reopened."""
