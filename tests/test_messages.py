@@ -628,3 +628,90 @@ def test_override_can_use_the_shared_macros() -> None:
 
 def test_templates_use_chainable_undefined() -> None:
     assert template_environment().undefined is jinja2.ChainableUndefined
+
+
+# ---- issue 10 item 6: the combined department notice names what each department uses ----
+
+COMBINED = """
+site: {name: H, timezone: Asia/Shanghai, language: en}
+roles: {it_oncall: [it]}
+departments:
+  - {id: opd, name: Outpatient, notify: [opd-hook]}
+  - {id: lab, name: Laboratory, notify: [lab-hook], language: zh}
+systems:
+  - {id: core, name: Core network, plan: p}
+  - id: his
+    name: Doctor station
+    departments: [opd]
+    depends_on: [core]
+    plan: p
+    downtime_procedure: Paper prescriptions (form B-3).
+  - id: lis
+    name: LIS
+    departments: [lab, opd]
+    depends_on: [core]
+    plan: p
+    downtime_procedure: 手写条码和纸质申请单。
+checks:
+  - {id: core-ping, system: core, type: icmp, host: 127.0.0.1}
+  - {id: his-web, system: his, type: http, url: "http://127.0.0.1:1/"}
+  - {id: lis-web, system: lis, type: http, url: "http://127.0.0.1:1/"}
+notifiers:
+  - {id: it, type: console}
+  - {id: opd-hook, type: console}
+  - {id: lab-hook, type: console}
+plans:
+  - id: p
+    steps:
+      - {after: 0m, notify: [role:it_oncall], message: outage_it}
+      - {after: 5m, notify: [departments], message: department_outage}
+"""
+
+
+@pytest.mark.parametrize("settle_first", [True])
+async def test_the_combined_department_notice_names_each_departments_systems(
+    tmp_path: Any, settle_first: bool
+) -> None:
+    """The core network (no downtime_procedure, as the docs recommend) takes down the doctor
+    station and the LIS: Outpatient reads both, each with its own procedure; Laboratory
+    reads the LIS in Chinese; no title names the core network."""
+    from monitor.config.loader import load_config_text
+    from monitor.core.result import Result, State
+    from monitor.incidents.engine import Engine
+    from monitor.probing.state import CheckState, advance
+    from monitor.store.sqlite import SqliteStore
+
+    config = load_config_text(COMBINED, "c.yaml", {})
+    store = SqliteStore(f"sqlite:///{tmp_path}/s.db")
+    await store.open()
+    now = [1_800_000_000.0]
+    states = {c.id: CheckState(c.id, c.system, c.type, probed=True) for c in config.checks}
+    engine = Engine(config, store, states, lambda: now[0])
+    for check_id in states:
+        advance(states[check_id], Result(State.CRIT, f"{check_id} down", cause="network"),
+                now[0], 1, 2)
+        engine.check_changed(states[check_id])
+    for step in (0, 10, 301, 302):
+        now[0] = 1_800_000_000.0 + step
+        await engine.tick()
+    notices = {m.notifier: m.payload for m in await store.list_messages()
+               if m.kind == "department_outage"}
+    await store.close()
+    assert set(notices) == {"opd-hook", "lab-hook"}, notices
+    opd, lab = notices["opd-hook"], notices["lab-hook"]
+    assert "Doctor station" in opd["title"] and "LIS" in opd["title"]
+    assert "Core network" not in opd["title"] and "Core network" not in lab["title"]
+    assert "Paper prescriptions (form B-3)." in opd["text"]
+    assert "手写条码和纸质申请单。" in opd["text"]
+    assert "LIS" in lab["title"] and "Doctor station" not in lab["title"]
+    assert "手写条码和纸质申请单。" in lab["text"] and "Paper prescriptions" not in lab["text"]
+    generic = "Continue on paper with your department's manual procedure"
+    assert generic not in opd["text"]
+
+
+def test_department_systems_in_the_context(language: str = "en") -> None:
+    """`department_systems` with one system is the old single-system notice."""
+    context = realistic_context("department_outage", language)
+    context["department_systems"] = [dict(context["system"])]
+    title, text = render("department_outage", language, context)
+    assert context["system"]["name"] in title

@@ -106,6 +106,9 @@ def message_context(
             {"id": s, "name": tr(config.system(s), "name")}
             for s in (affected_systems or [incident.system])
         ],
+        "department_systems": department_systems(
+            config, affected_systems or [incident.system], department_id, incident.system,
+            language),
         "departments": [department_context(config, d, language) for d in departments],
         "departments_by_campus": dict(by_campus),
         "cause": {"code": incident.suspected_cause, "evidence": list(incident.cause_evidence)},
@@ -121,6 +124,35 @@ def campus_name(config: Config, campus_id: str | None, language: str) -> str | N
         return None
     found = next((c for c in config.site.campuses if c.id == campus_id), None)
     return text(found, "name", language, config.site.language) if found else campus_id
+
+
+def department_systems(config: Config, affected: list[str], department_id: str | None,
+                       root: str, language: str) -> list[dict[str, Any]]:
+    """The down systems a department itself uses, each with its own downtime procedure.
+
+    When the core network (with no procedure of its own, as recommended) takes the doctor
+    station and the LIS down, Outpatient reads "Doctor station and LIS", each with its
+    procedure, not "Core network" and the generic text. A department that uses none of them
+    directly (named in a step by id) reads the incident's own system.
+    """
+    if department_id is None:
+        return []
+    site_language = config.site.language
+    used = [s for s in dict.fromkeys(affected)
+            if config.has_system(s) and department_id in config.system(s).departments]
+    found = []
+    for system_id in used or [root]:
+        if not config.has_system(system_id):
+            continue
+        system = config.system(system_id)
+        found.append({
+            "id": system.id, "name": text(system, "name", language, site_language),
+            "criticality": system.criticality,
+            "downtime_procedure": (text(system, "downtime_procedure", language, site_language)
+                                   or "").strip() or None,
+            "still_works": (text(system, "still_works", language, site_language)
+                            or "").strip() or None})
+    return found
 
 
 def department_context(config: Config, dept: Any, language: str) -> dict[str, Any]:
