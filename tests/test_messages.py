@@ -713,5 +713,5 @@ def test_department_systems_in_the_context(language: str = "en") -> None:
     """`department_systems` with one system is the old single-system notice."""
     context = realistic_context("department_outage", language)
     context["department_systems"] = [dict(context["system"])]
-    title, text = render("department_outage", language, context)
+    title, _text = render("department_outage", language, context)
     assert context["system"]["name"] in title
