@@ -200,14 +200,27 @@ class OutgoingMessage:
         value = person.get(key) if person else None
         return value if isinstance(value, str) and value else None
 
+    def split_links(self) -> tuple[str, str]:
+        """(text before the links, the link lines): a length limit cuts only the first."""
+        links = self.extra.get("links_text")
+        if isinstance(links, str) and links and self.text.endswith(links):
+            return self.text[: -len(links)], links
+        return self.text, ""
+
     def trimmed_text(self, limit: int) -> str:
-        """Fit the channel's length limit, pointing at the status page for the rest."""
+        """Fit the channel's length limit, pointing at the status page for the rest.
+
+        The signed links (SPEC 13.2) are kept whole: the text is cut before them."""
         encoded = self.text.encode("utf-8")
         if len(encoded) <= limit:
             return self.text
-        tail = f"\n…\n{self.status_url}" if self.status_url else "\n…"
+        body, links = self.split_links()
+        if links:
+            tail = "\n…" + links
+        else:
+            tail = f"\n…\n{self.status_url}" if self.status_url else "\n…"
         room = max(limit - len(tail.encode("utf-8")), 0)
-        return encoded[:room].decode("utf-8", errors="ignore") + tail
+        return body.encode("utf-8")[:room].decode("utf-8", errors="ignore") + tail
 
 
 @dataclass(slots=True)

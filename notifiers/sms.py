@@ -53,7 +53,12 @@ def sms_text(message: OutgoingMessage, limit: int) -> str:
     full = f"{message.title}\n{message.text}".strip() if message.title else message.text.strip()
     if len(full) <= limit:
         return full
-    tail = f"… {message.status_url}" if message.status_url else "…"
+    body, links = message.split_links()
+    if links:  # the signed links survive whole; the text before them is cut (SPEC 13.2)
+        full = f"{message.title}\n{body}".strip() if message.title else body.strip()
+        tail = "… " + links.strip()
+    else:
+        tail = f"… {message.status_url}" if message.status_url else "…"
     return full[: max(limit - len(tail), 0)].rstrip() + tail
 
 

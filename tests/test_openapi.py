@@ -23,7 +23,8 @@ from monitor.web.openapi import OPENAPI
 from tests.conftest import HttpTarget, free_port
 
 TOKEN = "openapi-token"
-PAGE_PATHS = {"/", "/departments/{id}", "/incidents/{id}", "/incidents/{id}/ack", "/systems/{id}"}
+PAGE_PATHS = {"/", "/departments/{id}", "/incidents/{id}", "/incidents/{id}/ack", "/systems/{id}",
+              "/a/{token}", "/d/{token}", "/v/{token}"}  # the signed-link pages (13.2-13.4)
 
 
 def config(target: HttpTarget, port: int) -> str:

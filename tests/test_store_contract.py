@@ -523,3 +523,29 @@ async def test_pg_unreachable_server_fails_fast(make_store: StoreFactory) -> Non
         await store.open()
     assert loop.time() - started < 5
     assert ":pw" not in str(info.value) and "pw@" not in str(info.value)
+
+
+async def test_the_link_key_is_made_once_and_shared(make_store: StoreFactory) -> None:
+    """SPEC 13.2: every instance on one store signs and verifies with the same key."""
+    first, second = make_store(), make_store()
+    await first.open()
+    await second.open()
+    key = await first.link_key()
+    assert len(key) == 32
+    assert await second.link_key() == key
+    await first.close()
+    again = make_store()
+    await again.open()
+    assert await again.link_key() == key, "a restart keeps the key"
+
+
+async def test_link_actions_wait_in_the_store_for_the_leader(make_store: StoreFactory) -> None:
+    standby, leader = make_store(), make_store()
+    await standby.open()
+    await leader.open()
+    await standby.add_link_action({"kind": "ack", "incident": "inc-1", "by": "李娜"}, 5.0)
+    await standby.add_link_action({"kind": "vendor", "incident": "inc-1", "by": "x"}, 6.0)
+    pending = await leader.link_actions()
+    assert [a["kind"] for _, a in pending] == ["ack", "vendor"]
+    await leader.done_link_action(pending[0][0])
+    assert [a["kind"] for _, a in await leader.link_actions()] == ["vendor"]

@@ -82,14 +82,20 @@ def outgoing_message(message: OutboxMessage, language: str = "en") -> OutgoingMe
     if failed:
         joiner = "、" if language == "zh" else ", "
         note = FALLBACK_NOTE.get(language, FALLBACK_NOTE["en"])
-        text = f"{text}\n\n" + note.format(channels=joiner.join(failed), fallback=message.notifier)
+        links = str(payload.get("links_text") or "")
+        if not (links and text.endswith(links)):
+            links = ""
+        body = text[: len(text) - len(links)]
+        # The signed links stay last, where a length limit never cuts (SPEC 13.2).
+        text = f"{body}\n\n" + note.format(channels=joiner.join(failed),
+                                           fallback=message.notifier) + links
     return OutgoingMessage(
         kind=message.kind, idempotency_key=message.idempotency_key,
         recipient=payload.get("recipient", message.notifier),
         title=payload.get("title", ""), text=text,
         incident=payload.get("incident"), drill=bool(payload.get("drill")),
         status_url=payload.get("status_url"),
-        extra={k: payload[k] for k in ("person", "links") if payload.get(k)})
+        extra={k: payload[k] for k in ("person", "links", "links_text") if payload.get(k)})
 
 
 class RateLimiter:

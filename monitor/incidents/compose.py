@@ -18,6 +18,7 @@ from monitor.delivery.context import maintenance_context, message_context
 from monitor.delivery.messages import MessageRenderer
 from monitor.incidents import maintenance, plans
 from monitor.incidents.facts import Facts
+from monitor.links.make import link_lines, links_for
 from monitor.people.addressing import for_person
 from monitor.people.targets import person_card
 
@@ -50,6 +51,10 @@ def step_messages(facts: Facts, incident: Incident, due: plans.DueStep, now: flo
                 if group and pair[0] not in {n for n, _ in pairs}:
                     pairs.append(pair)
         recipients = [plans.Recipient(n, d) for n, d in pairs]
+    asked = set()
+    if note_missing and (plan_ := facts.plan_of(incident)) is not None:
+        asked = {r.key for r in plans.resolve_targets(plans.it_targets(plan_), config, incident,
+                                                      now)}
     messages = []
     for recipient in recipients:
         notifier, department = recipient.notifier, recipient.department
@@ -70,6 +75,13 @@ def step_messages(facts: Facts, incident: Incident, due: plans.DueStep, now: flo
             payload["department"] = department  # a fallback copy is per department (SPEC 6)
         if recipient.person:
             for_person(payload, person_card(config, recipient.person), config.notifier(notifier))
+        links = links_for(config, facts.link_key, incident, due.kind, department=department,
+                          person=recipient.person, notifier=notifier, vendor=recipient.vendor,
+                          note_missing=recipient.key in asked, now=now)
+        if links:
+            payload["links"] = links
+            payload["links_text"] = link_lines(links, language)
+            payload["text"] += payload["links_text"]
         messages.append(OutboxMessage(
             idempotency_key=f"{incident.id}:{due.key}:{recipient.key}:{due.occurrence}",
             notifier=notifier, kind=MessageKind(due.kind), incident_id=incident.id,

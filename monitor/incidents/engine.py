@@ -73,6 +73,8 @@ class Engine:
         self._windows: list[maintenance.Window] = []
         self._windows_at = float("-inf")
         self.last_error: str | None = None
+        self.link_key: bytes | None = None
+        """Set by the daemon from the store (SPEC 13.2): messages then carry signed links."""
 
     def _enqueued(self) -> None:
         self.on_enqueued()
@@ -141,11 +143,12 @@ class Engine:
         return Facts(config=self.config, states=self.states, open=self.open,
                      windows=self.windows(now), renderer=self.renderer,
                      unconfirmed=self.unconfirmed, notes=self._latest_note,
-                     drill=self.drill, live=self.live)
+                     drill=self.drill, live=self.live, link_key=self.link_key)
 
     async def tick(self) -> None:
         now = self.clock()
         await self.save_states()
+        await self._standby_link_actions()
         dirty, self._dirty = self._dirty, set()
         try:
             apply = self.applier.apply
@@ -203,15 +206,41 @@ class Engine:
 
     # ---- operator actions ------------------------------------------------------------
 
-    async def acknowledge(self, incident_id: str, by: str, note: str | None) -> Incident | None:
+    async def acknowledge(self, incident_id: str, by: str, note: str | None,
+                          via: str = "api") -> Incident | None:
         now = self.clock()
         incident = self._find_open(incident_id)
         if incident is None:
             return None
         recorded = await self.store.steps_recorded(incident.id)
         await self.applier.apply(
-            rules.acknowledge(self.facts(now), incident, by, note, recorded, now), now)
+            rules.acknowledge(self.facts(now), incident, by, note, recorded, now, via), now)
         return incident
+
+    async def link_action(self, action: dict[str, Any]) -> Incident | None:
+        """Act on a verified link POST (taken here, or by a standby and stored for us)."""
+        kind, incident_id = action.get("kind"), str(action.get("incident"))
+        by = action.get("by")
+        try:
+            if kind == "ack":
+                return await self.acknowledge(incident_id, str(by), None, via="link")
+            if kind == "department":
+                return await self.confirm_department(incident_id, str(action.get("department")),
+                                                     str(action.get("what")), by, via="link")
+            if kind == "vendor":
+                return await self.vendor_response(incident_id, by, action.get("eta"),
+                                                  via="link")
+        except actions.Refused as exc:
+            log.info("link_action_refused", incident=incident_id, kind=kind, reason=str(exc))
+        return None
+
+    async def _standby_link_actions(self) -> None:
+        """Link POSTs a standby recorded in the shared store (SPEC 13.2), oldest first."""
+        for action_id, action in await self.store.link_actions():
+            await self.link_action(action)
+            await self.store.done_link_action(action_id)
+            log.info("link_action_applied", incident=action.get("incident"),
+                     kind=action.get("kind"), recipient=action.get("recipient"), via="standby")
 
     async def add_note(self, incident_id: str, by: str, text: str) -> Incident | None:
         now = self.clock()

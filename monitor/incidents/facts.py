@@ -32,6 +32,8 @@ class Facts:
     """Latest progress note per incident id: {by, text, at}."""
     drill: bool = False
     live: bool = False
+    link_key: bytes | None = None
+    """The store's link-signing key (SPEC 13.2); None: messages carry no links."""
 
     def plan_of(self, incident: Incident) -> Plan | None:
         if not self.config.has_system(incident.system):

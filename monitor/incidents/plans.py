@@ -31,6 +31,8 @@ class Recipient:
     department: str | None = None
     person: str | None = None
     """Set for `person:`/`schedule:` targets: the notifier sends to this person's address."""
+    vendor: bool = False
+    """Reached through the `vendor` target: the message carries the vendor link."""
 
     @property
     def key(self) -> str:
@@ -98,10 +100,10 @@ def resolve_targets(targets: tuple[str, ...] | list[str], config: Config,
     people: list[Recipient] = []
     at = incident.started_at if now is None else now
 
-    def add(notifier: str, department: str | None = None) -> None:
+    def add(notifier: str, department: str | None = None, vendor: bool = False) -> None:
         if notifier not in seen:
             seen.add(notifier)
-            recipients.append(Recipient(notifier, department))
+            recipients.append(Recipient(notifier, department, vendor=vendor))
 
     system = config.system(incident.system)
     for target in targets:
@@ -128,7 +130,7 @@ def resolve_targets(targets: tuple[str, ...] | list[str], config: Config,
                 add(notifier)
         elif target == "vendor":
             for notifier in system.vendor.notify if system.vendor else []:
-                add(notifier)
+                add(notifier, vendor=True)
         else:
             add(target)
     personal = {r.notifier for r in people}

@@ -316,7 +316,7 @@ def announce_maintenance(facts: Facts, announced: Set[str], now: float) -> list[
 
 
 def acknowledge(facts: Facts, incident: Incident, by: str, note: str | None,
-                recorded: Recorded, now: float) -> list[Effect]:
+                recorded: Recorded, now: float, via: str = "api") -> list[Effect]:
     """Record who acknowledged; IT hears of it if anything was sent and nothing is held."""
     if incident.acknowledged_by is not None:
         return []
@@ -324,7 +324,7 @@ def acknowledge(facts: Facts, incident: Incident, by: str, note: str | None,
     acked.acknowledged_by, acked.acknowledged_at, acked.ack_note = by, now, note
     effects: list[Effect] = [UpdateIncident(acked, Change.ACKNOWLEDGE, (
         Note("acknowledged", f"acknowledged by {by}" + (f": {note}" if note else ""),
-             {"by": by, "note": note}),))]
+             {"by": by, "note": note, "via": via}),))]
     plan = facts.plan_of(acked)
     if plan is not None and plans.anything_sent(dict(recorded)) and not acked.held:
         effects.append(step(facts, acked, plans.DueStep("ack", 0, "acknowledged",

@@ -85,6 +85,8 @@ class Daemon:
         self._term_stop: asyncio.Event | None = None
         self._engine_task: asyncio.Task[None] | None = None
         self.stop_event = asyncio.Event()
+        self.link_key: bytes | None = None
+        """The store's link-signing key, read at start (monitor/links/tokens.py)."""
         self.ready = False
         self.store_error: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -195,6 +197,8 @@ class Daemon:
         self.scheduler.forecasts.load(await self.store.load_samples())  # a restart keeps trends
         await self.engine.load()  # a read-only view until this instance leads
         await self.engine.restore_notes()
+        self.link_key = await self.store.link_key()  # SPEC 13.2: one key for all instances
+        self.engine.link_key = self.link_key
         if self.membership is not None:
             await self.membership.beat()
             # No answer from the store: probe everything rather than nothing.
@@ -231,6 +235,7 @@ class Daemon:
                             count_step=self.metrics.count_step)
             engine._dirty_checks |= self.engine._dirty_checks
             engine.unconfirmed = set(self.engine.unconfirmed)
+            engine.link_key = self.link_key
             await engine.load()
             await engine.restore_notes()
             engine.apply_config(self.config)

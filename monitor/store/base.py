@@ -132,6 +132,21 @@ class Store(ABC):
         """check id -> its forecast samples `(at, value)`, oldest first."""
 
     @abstractmethod
+    async def link_key(self) -> bytes:
+        """The link-signing key (SPEC 13.2): made at first start, then always the same one,
+        shared by every instance on the store."""
+
+    @abstractmethod
+    async def add_link_action(self, action: dict[str, Any], at: float) -> None:
+        """A link POST taken by a standby, for the leader to act on."""
+
+    @abstractmethod
+    async def link_actions(self) -> list[tuple[int, dict[str, Any]]]: ...
+
+    @abstractmethod
+    async def done_link_action(self, action_id: int) -> None: ...
+
+    @abstractmethod
     async def save_vantage(self, instance: str, states: dict[str, str], at: float) -> None:
         """This instance's hard state of each `vantage_quorum` check (SPEC §9)."""
 

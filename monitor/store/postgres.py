@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
@@ -120,6 +121,10 @@ SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS members (
         id TEXT PRIMARY KEY, expires_at TIMESTAMPTZ NOT NULL, last_seen TIMESTAMPTZ NOT NULL,
         checks INTEGER NOT NULL DEFAULT 0)""",
+    # Signed links (SPEC 13.2): one key for every instance; link POSTs a standby took.
+    "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS link_actions (
+        id BIGSERIAL PRIMARY KEY, at DOUBLE PRECISION NOT NULL, record JSONB NOT NULL)""",
 )
 
 _INSERT_MESSAGE = (
@@ -554,6 +559,33 @@ class PostgresStore(Store):
             return found
 
         return await self._run(op)
+
+    async def link_key(self) -> bytes:
+        async def op(conn: Conn) -> bytes:
+            await conn.execute("INSERT INTO settings(key, value) VALUES ('link_key', %s) "
+                               "ON CONFLICT (key) DO NOTHING", (secrets.token_hex(32),))
+            cur = await conn.execute("SELECT value FROM settings WHERE key = 'link_key'")
+            row = await cur.fetchone()
+            assert row is not None
+            return bytes.fromhex(row[0])
+
+        return await self._run(op)
+
+    async def add_link_action(self, action: dict[str, Any], at: float) -> None:
+        await self._run(lambda conn: conn.execute(
+            "INSERT INTO link_actions(at, record) VALUES (%s, %s)", (at, _json(action))),
+            repeatable=False)
+
+    async def link_actions(self) -> list[tuple[int, dict[str, Any]]]:
+        async def op(conn: Conn) -> list[tuple[int, dict[str, Any]]]:
+            cur = await conn.execute("SELECT id, record FROM link_actions ORDER BY id")
+            return [(int(r[0]), dict(r[1])) for r in await cur.fetchall()]
+
+        return await self._run(op)
+
+    async def done_link_action(self, action_id: int) -> None:
+        await self._run(lambda conn: conn.execute(
+            "DELETE FROM link_actions WHERE id = %s", (action_id,)))
 
     async def load_heartbeats(self) -> dict[str, float]:
         async def op(conn: Conn) -> dict[str, float]:

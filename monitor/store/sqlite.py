@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import secrets
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -60,6 +61,8 @@ CREATE TABLE IF NOT EXISTS history_systems (
     ok_s REAL NOT NULL, degraded_s REAL NOT NULL, down_s REAL NOT NULL, maint_s REAL NOT NULL,
     PRIMARY KEY (resolution, system, start)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history_meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS link_actions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, record TEXT NOT NULL);
 """
 
 
@@ -299,6 +302,33 @@ class SqliteStore(Store):
     async def save_heartbeat(self, check_id: str, at: float) -> None:
         await self.db.execute(
             "INSERT OR REPLACE INTO heartbeats(check_id, at) VALUES(?, ?)", (check_id, at))
+        await self.db.commit()
+
+    # ---- signed links (SPEC 13.2) ------------------------------------------------------
+
+    @_serialized
+    async def link_key(self) -> bytes:
+        await self.db.execute("INSERT INTO meta(key, value) VALUES('link_key', ?) "
+                              "ON CONFLICT(key) DO NOTHING", (secrets.token_hex(32),))
+        await self.db.commit()
+        async with self.db.execute("SELECT value FROM meta WHERE key = 'link_key'") as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        return bytes.fromhex(row[0])
+
+    @_serialized
+    async def add_link_action(self, action: dict[str, Any], at: float) -> None:
+        await self.db.execute("INSERT INTO link_actions(at, record) VALUES(?, ?)",
+                              (at, json.dumps(action)))
+        await self.db.commit()
+
+    async def link_actions(self) -> list[tuple[int, dict[str, Any]]]:
+        async with self.db.execute("SELECT id, record FROM link_actions ORDER BY id") as cursor:
+            return [(int(r[0]), json.loads(r[1])) for r in await cursor.fetchall()]
+
+    @_serialized
+    async def done_link_action(self, action_id: int) -> None:
+        await self.db.execute("DELETE FROM link_actions WHERE id = ?", (action_id,))
         await self.db.commit()
 
     @_serialized

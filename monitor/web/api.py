@@ -257,11 +257,12 @@ def build_app(daemon: Daemon) -> Starlette:
         Route("/api/v1/heartbeat/{check_id}", heartbeat, methods=["POST"]),
         Route("/api/v1/messages", messages, methods=["GET"]),
     ]
+    from monitor.web.links import link_routes
     from monitor.web.people import merge_routes, people_routes
     from monitor.web.push import push_routes
 
     routes = merge_routes(routes + people_routes(daemon) + history_routes(daemon)
-                          + push_routes(daemon))
+                          + push_routes(daemon) + link_routes(daemon))
     try:
         from monitor.web.pages import page_routes
     except ImportError:  # pages are optional until they land

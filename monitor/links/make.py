@@ -1,0 +1,63 @@
+"""Which links a message carries and the lines that show them (SPEC §13.2-13.4).
+
+Only with `server.public_url` set explicitly: a link built from the listen address would
+point phones at 127.0.0.1. Drill messages carry none.
+
+- IT (a recipient not reached through departments or the vendor): an acknowledgement link
+  in `early_warning`, `outage_it` and a `progress_update` that asks for a note, while the
+  incident is open and unacknowledged; one per recipient (person, else notifier).
+- A department: its department link in `early_warning`, `department_outage`,
+  `progress_update`, `recovery` and `backfill_reminder`.
+- The vendor: the vendor link in `vendor_escalation`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitor.core.models import Incident
+from monitor.links.tokens import Claim, sign
+
+ACK_KINDS = ("early_warning", "outage_it", "progress_update")
+DEPARTMENT_KINDS = ("early_warning", "department_outage", "progress_update", "recovery",
+                    "backfill_reminder")
+LABELS = {
+    "zh": {"ack": "一键确认接手", "department": "科室确认（已启用纸质流程 / 补录完成）",
+           "vendor": "厂商工程师响应"},
+    "en": {"ack": "Acknowledge", "department": "Confirm for your department (on paper / "
+           "back-entry done)", "vendor": "Engineer responding"},
+}
+
+
+def links_for(config: Any, key: bytes | None, incident: Incident, kind: str, *,
+              department: str | None, person: str | None, notifier: str, vendor: bool,
+              note_missing: bool, now: float) -> dict[str, str]:
+    """`{"ack"|"department"|"vendor": url}` for one message, empty when none apply."""
+    base = config.server.public_url
+    if key is None or not base or incident.drill or not incident.id:
+        return {}
+    base = base.rstrip("/")
+    ttl = int(now + config.server.link_ttl)
+    if department is not None:
+        if kind in DEPARTMENT_KINDS:
+            return {"department": f"{base}/d/" + sign(key, Claim(
+                "department", incident.id, department, 0))}
+        return {}
+    if vendor:
+        if kind == "vendor_escalation" and incident.is_open:
+            return {"vendor": f"{base}/v/" + sign(key, Claim("vendor", incident.id, notifier,
+                                                             ttl))}
+        return {}
+    asks = kind in ("early_warning", "outage_it") or (kind == "progress_update" and note_missing)
+    if asks and incident.is_open and incident.acknowledged_by is None:
+        return {"ack": f"{base}/a/" + sign(key, Claim("ack", incident.id, person or notifier,
+                                                      ttl))}
+    return {}
+
+
+def link_lines(links: dict[str, str], language: str) -> str:
+    """The text's last lines: the links, which a channel's length limit never cuts."""
+    if not links:
+        return ""
+    labels = LABELS.get(language, LABELS["en"])
+    return "\n\n" + "\n".join(f"{labels[k]}: {url}" for k, url in links.items())

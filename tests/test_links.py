@@ -1,0 +1,253 @@
+"""Signed links (SPEC 13.2-13.4): tokens, which messages carry links, trimming that keeps
+them, and the link pages on the app (GET changes nothing, POST acts, 403 otherwise)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+
+from monitor.config.loader import load_config_text
+from monitor.core.models import Incident
+from monitor.core.result import Result, State
+from monitor.links.make import link_lines, links_for
+from monitor.links.tokens import BadToken, Claim, sign, verify
+from monitor.probing.state import advance
+from monitor.runtime.daemon import Daemon
+from monitor.web.api import build_app
+from notifiers.base import OutgoingMessage
+from notifiers.sms import sms_text
+
+KEY = bytes(range(32))
+T0 = 1_800_000_000.0
+
+
+def test_a_token_names_incident_and_recipient_and_verifies() -> None:
+    token = sign(KEY, Claim("ack", "inc-42", "zhang-wei", 1_800_086_400))
+    assert verify(KEY, token, "ack") == Claim("ack", "inc-42", "zhang-wei", 1_800_086_400)
+    assert len(token) < 80, "short enough for an SMS"
+
+
+@pytest.mark.parametrize("case", ["other-key", "altered-incident", "wrong-kind", "garbage",
+                                  "truncated"])
+def test_forged_altered_and_misused_tokens_are_refused(case: str) -> None:
+    import base64
+
+    token = sign(KEY, Claim("ack", "inc-42", "zhang-wei", 1_800_086_400))
+    _, _, mac = token.partition(".")
+    if case == "other-key":
+        token, kind = sign(b"x" * 32, Claim("ack", "inc-42", "zhang-wei", 1_800_086_400)), "ack"
+    elif case == "altered-incident":
+        forged = base64.urlsafe_b64encode(b"a|inc-43|zhang-wei|1800086400").rstrip(b"=")
+        token, kind = f"{forged.decode()}.{mac}", "ack"
+    elif case == "wrong-kind":
+        kind = "department"
+    elif case == "garbage":
+        token, kind = "not a token", "ack"
+    else:
+        token, kind = token[:-3], "ack"
+    with pytest.raises(BadToken):
+        verify(KEY, token, kind)
+
+
+CONFIG = """\
+site: {name: H, timezone: Asia/Shanghai, language: zh}
+server: {public_url: "https://hismon.hospital.internal", api_tokens: [t], link_ttl: 1h}
+departments:
+  - {id: er, name: 急诊科, notify: [er-hook]}
+people:
+  - {id: li, name: 李娜, mobile: "+8613800000002", notify: [it]}
+systems:
+  - id: his
+    name: HIS
+    departments: [er]
+    plan: p
+    vendor: {name: Vendor, notify: [vendor-hook], response_sla: 30m}
+checks:
+  - {id: his-web, system: his, type: http, url: "http://127.0.0.1:1/"}
+notifiers:
+  - {id: it, type: console}
+  - {id: er-hook, type: console}
+  - {id: vendor-hook, type: console}
+plans:
+  - id: p
+    steps:
+      - {after: 0s, notify: ["person:li"], message: outage_it}
+      - {after: 0s, notify: [departments], message: department_outage}
+      - {after: 0s, notify: [vendor], message: vendor_escalation}
+"""
+
+
+def config(extra: str = "", **replace: str) -> Any:
+    text = CONFIG
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    return load_config_text(text + extra, "l.yaml", {})
+
+
+def incident(**kw: Any) -> Incident:
+    return Incident(**{"id": "inc-1", "system": "his", "severity": "critical",
+                       "started_at": T0, "opened_at": T0, **kw})
+
+
+def test_which_messages_carry_which_links() -> None:
+    cfg = config()
+    common = {"person": None, "notifier": "it", "vendor": False, "note_missing": False,
+              "now": T0}
+    ack = links_for(cfg, KEY, incident(), "outage_it", department=None, **common)
+    assert list(ack) == ["ack"] and ack["ack"].startswith("https://hismon.hospital.internal/a/")
+    assert links_for(cfg, KEY, incident(acknowledged_by="x"), "outage_it", department=None,
+                     **common) == {}, "acknowledged: no ack link"
+    assert links_for(cfg, KEY, incident(drill=True), "outage_it", department=None,
+                     **common) == {}, "drill messages carry no links"
+    assert links_for(cfg, KEY, incident(), "leadership_report", department=None,
+                     **common) == {}
+    assert links_for(cfg, KEY, incident(), "progress_update", department=None,
+                     **{**common, "note_missing": True}).keys() == {"ack"}
+    dept = links_for(cfg, KEY, incident(), "department_outage", department="er", **common)
+    assert verify(KEY, dept["department"].rsplit("/", 1)[1], "department").recipient == "er"
+    vendor = links_for(cfg, KEY, incident(), "vendor_escalation", department=None,
+                       **{**common, "vendor": True})
+    assert vendor.keys() == {"vendor"}
+    no_url = config(**{'public_url: "https://hismon.hospital.internal", ': ""})
+    assert links_for(no_url, KEY, incident(), "outage_it", department=None, **common) == {}, \
+        "no links from the listen address"
+
+
+def test_a_length_limit_cuts_the_text_before_the_links() -> None:
+    links = {"ack": "https://hismon.hospital.internal/a/" + "x" * 60}
+    tail = link_lines(links, "en")
+    message = OutgoingMessage(kind="outage_it", idempotency_key="k", recipient="it",
+                              title="HIS down", text="long text " * 200 + tail,
+                              status_url="https://hismon.hospital.internal/",
+                              extra={"links_text": tail})
+    trimmed = message.trimmed_text(400)
+    assert len(trimmed.encode()) <= 400 and trimmed.endswith(tail)
+    assert links["ack"] in trimmed
+    sms = sms_text(message, 300)
+    assert len(sms) <= 300 and sms.endswith(links["ack"])
+
+
+# ---- the link pages on the real app (in process, real SQLite store) -------------------
+
+
+class Clock:
+    now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[tuple[Daemon, AsyncClient, Clock]]:
+    clock = Clock()
+    cfg = config(f'state: {{url: "sqlite:///{tmp_path}/s.db"}}\n')
+    daemon = Daemon(cfg, clock=clock, serve_http=False)
+    await daemon.store.open()
+    daemon.link_key = await daemon.store.link_key()
+    daemon.engine.link_key = daemon.link_key
+    daemon.leading = True
+    states = daemon.engine.states
+    for check in cfg.checks:
+        from monitor.probing.state import CheckState
+
+        states[check.id] = CheckState(check.id, check.system, check.type, probed=True)
+    for _ in range(3):
+        advance(states["his-web"], Result(State.CRIT, "down"), clock.now, 3, 2)
+    daemon.engine.system_changed("his")
+    await daemon.engine.tick()
+    client = AsyncClient(transport=ASGITransport(app=build_app(daemon)),
+                         base_url="http://test")
+    yield daemon, client, clock
+    await client.aclose()
+    await daemon.store.close()
+
+
+def link(messages: list[Any], kind: str) -> str:
+    for message in messages:
+        if kind in (message.payload.get("links") or {}):
+            url = message.payload["links"][kind]
+            assert url in message.payload["text"], "the link is in the text too"
+            return "/" + url.split("/", 3)[3]
+    raise AssertionError(f"no {kind} link in {[m.payload.get('links') for m in messages]}")
+
+
+async def test_get_changes_nothing_post_acknowledges_as_the_person(app) -> None:
+    daemon, client, _ = app
+    messages = await daemon.store.list_messages()
+    path = link(messages, "ack")
+    page = await client.get(path)
+    assert page.status_code == 200 and "以 李娜 身份确认接手" in page.text
+    assert "<script" not in page.text
+    incident = await daemon.store.get_incident("inc-1")
+    assert incident is not None and incident.acknowledged_by is None, "GET changed nothing"
+    done = await client.post(path)
+    assert done.status_code == 200 and "李娜" in done.text
+    incident = await daemon.store.get_incident("inc-1")
+    assert incident is not None and incident.acknowledged_by == "李娜"
+    entry = [e for e in await daemon.store.timeline("inc-1") if e.kind == "acknowledged"]
+    assert entry[0].data["via"] == "link"
+    again = await client.post(path)
+    assert again.status_code == 200 and "已由 李娜" in again.text
+
+
+async def test_bad_expired_and_resolved_links_are_403_and_change_nothing(app) -> None:
+    daemon, client, clock = app
+    path = link(await daemon.store.list_messages(), "ack")
+    token = path.rsplit("/", 1)[1]
+    forged = path[:-2] + ("AA" if not path.endswith("AA") else "BB")
+    assert (await client.post(forged)).status_code == 403
+    other = sign(daemon.link_key or b"", Claim("ack", "inc-999", "li", int(T0 + 3600)))
+    assert (await client.post(f"/a/{other}")).status_code == 403, "another incident's token"
+    dept = link(await daemon.store.list_messages(), "department")
+    assert (await client.post("/a/" + dept.rsplit("/", 1)[1])).status_code == 403
+    clock.now = T0 + 3601
+    expired = await client.post(path)
+    assert expired.status_code == 403 and "链接已失效" in expired.text
+    assert (await daemon.store.get_incident("inc-1")).acknowledged_by is None
+    clock.now = T0 + 60
+    for _ in range(2):
+        advance(daemon.engine.states["his-web"], Result(State.OK, "up"), clock.now, 3, 2)
+    daemon.engine.system_changed("his")
+    await daemon.engine.tick()
+    assert (await daemon.store.get_incident("inc-1")).status == "resolved"
+    resolved = await client.get(path)
+    assert resolved.status_code == 403, "the incident resolved: the link is spent"
+    assert token not in resolved.text
+
+
+async def test_department_and_vendor_links_record_their_answers(app) -> None:
+    daemon, client, _ = app
+    messages = await daemon.store.list_messages()
+    dept = link(messages, "department")
+    page = await client.get(dept)
+    assert page.status_code == 200 and "我们已启用纸质流程" in page.text
+    assert (await daemon.store.get_incident("inc-1")).departments_confirmed == {}
+    done = await client.post(dept, content=b"what=on_paper&by=%E5%BC%A0%E6%8A%A4%E5%A3%AB",
+                             headers={"content-type": "application/x-www-form-urlencoded"})
+    assert done.status_code == 200
+    confirmed = (await daemon.store.get_incident("inc-1")).departments_confirmed["er"]
+    assert confirmed["on_paper_by"] == "张护士" and confirmed["on_paper_at"] == T0
+    vendor = link(messages, "vendor")
+    answered = await client.post(vendor, content=b"by=Engineer+Wu&eta=30m",
+                                 headers={"content-type": "application/x-www-form-urlencoded"})
+    assert answered.status_code == 200
+    stored = await daemon.store.get_incident("inc-1")
+    assert stored.vendor_responded_by == "Engineer Wu" and stored.vendor_eta == "30m"
+
+
+async def test_a_standby_records_the_post_for_the_leader(app) -> None:
+    daemon, client, _ = app
+    path = link(await daemon.store.list_messages(), "ack")
+    daemon.leading = False
+    answer = await client.post(path)
+    assert answer.status_code == 200, "never 503 to a link"
+    assert (await daemon.store.get_incident("inc-1")).acknowledged_by is None
+    assert [a["kind"] for _, a in await daemon.store.link_actions()] == ["ack"]
+    daemon.leading = True
+    await daemon.engine.tick()  # the leader acts on what the standby recorded
+    assert (await daemon.store.get_incident("inc-1")).acknowledged_by == "李娜"
+    assert await daemon.store.link_actions() == []
