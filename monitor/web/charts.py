@@ -3,7 +3,7 @@
 Every cell has a text alternative (`<title>` for a pointer, the chart's `aria-label` for a
 screen reader) and every state a mark of its own as well as a colour, so colour-blind staff and
 black-and-white printouts tell "down" from "ok": ok is solid, degraded dotted, down
-crossed, maintenance barred, no data an empty outline.
+crossed, maintenance barred, no data a thin grey band.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ _FILL = {"ok": "#0b6e1f", "degraded": "#ffd400", "down": "#b00020", "maintenance
 
 
 def cell(state: str, x: float, width: float, height: float, title: str = "") -> str:
-    """One cell: a colour and a mark of its own (none, dot, cross, bar, empty outline)."""
+    """One cell: a colour and a mark of its own (none, dot, cross, bar; no data is a thin
+    grey band at half height, visibly not a full cell)."""
     tip = f"<title>{escape(title)}</title>" if title else ""
     if state == "no_data":
-        body = (f'<rect x="{x + 0.5:g}" y="1" width="{width - 1:g}" height="{height - 2:g}" '
-                f'fill="#f4f4f4" stroke="#777" stroke-width="1"/>')
+        body = (f'<rect x="{x:g}" y="{height * 0.35:g}" width="{width:g}" '
+                f'height="{height * 0.3:g}" fill="#d9d9d9"/>')
     else:
         body = (f'<rect x="{x:g}" y="0.5" width="{width:g}" height="{height - 1:g}" '
                 f'fill="{_FILL[state]}"/>')
@@ -138,10 +139,15 @@ def latency_chart(series: Sequence[CheckBucket], now: float, tz: dt.tzinfo, titl
     for hours in (0, 6, 12, 18, 24):
         ts = start + hours * 3600
         xx = x(ts)
-        parts.append(f'<text x="{xx:.1f}" y="{height - 6}" text-anchor="middle" '
+        anchor = "start" if hours == 0 else "end" if hours == 24 else "middle"
+        parts.append(f'<text x="{xx:.1f}" y="{height - 6}" text-anchor="{anchor}" '
                      f'font-size="11">{dt.datetime.fromtimestamp(ts, tz):%H:%M}</text>')
     parts.append(f'<polygon points="{" ".join(band)}" fill="#9ab7e6" stroke="none"/>')
     parts.append(f'<polyline points="{avg}" fill="none" stroke="#0033aa" stroke-width="2"/>')
+    if len(points) <= 12:  # too few for a visible line: a dot per bucket as well
+        for b in points:
+            parts.append(f'<circle cx="{x(b.start + 150):.1f}" cy="{y(b.lat_avg * 1000):.1f}" '
+                         'r="3" fill="#0033aa"/>')
     for b in points:
         if b.worst >= 2:  # down buckets marked with a cross below the axis, not by colour
             xx = x(b.start + 150)
