@@ -11,7 +11,7 @@ from monitor.core.durations import format_duration
 from monitor.core.models import Incident
 from monitor.core.timefmt import iso
 from monitor.core.timefmt import local_time as local
-from monitor.people.shape import people_fields
+from monitor.people.shape import confirmation_context, people_fields
 
 
 def incident_payload(incident: Incident, config: Config) -> dict[str, Any]:
@@ -115,6 +115,9 @@ def message_context(
         "vendor": vendor,
         "note": note,
         "note_missing": note_missing,
+        "confirmations": confirmation_context(
+            incident, {d.id: text(d, "name", language, config.site.language)
+                       for d in departments}),
     }
 
 

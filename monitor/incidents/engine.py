@@ -25,7 +25,7 @@ from monitor.incidents import maintenance, rules
 from monitor.incidents.applier import Applier, StepCounter
 from monitor.incidents.effects import Change, UpdateIncident
 from monitor.incidents.facts import Facts
-from monitor.people import actions
+from monitor.people import actions, backfill
 from monitor.probing.state import CheckState, to_record
 from monitor.store.base import Store
 
@@ -74,6 +74,7 @@ class Engine:
         self._windows_at = float("-inf")
         self.last_error: str | None = None
         self.link_key: bytes | None = None
+        self._backfill_checked = float("-inf")
         """Set by the daemon from the store (SPEC 13.2): messages then carry signed links."""
 
     def _enqueued(self) -> None:
@@ -162,6 +163,7 @@ class Engine:
                         if not incident.is_open:
                             await self._recovery(incident, now)
             await self._link_dependencies(now)
+            await self._backfill_reminders(now)
             for incident in list(self.open.values()):
                 recorded = await self.store.steps_recorded(incident.id)
                 await apply(rules.run_plan(self.facts(now), incident, recorded, now), now)
@@ -233,6 +235,22 @@ class Engine:
         except actions.Refused as exc:
             log.info("link_action_refused", incident=incident_id, kind=kind, reason=str(exc))
         return None
+
+    async def _backfill_reminders(self, now: float) -> None:
+        """Resolved incidents owed a back-fill reminder (checked every 15 s, not every tick)."""
+        if self.drill or now < self._backfill_checked + 15:
+            return
+        self._backfill_checked = now
+        reach = backfill.horizon(self.facts(now))
+        if reach is None:
+            return
+        for incident in await self.store.list_incidents(status="resolved", since=now - reach):
+            recorded = await self.store.steps_recorded(incident.id)
+            if (backfill.STEP, 0) in recorded:
+                continue
+            told = {m.notifier for m in await self.store.list_messages(incident_id=incident.id)}
+            await self.applier.apply(
+                backfill.reminder(self.facts(now), incident, recorded, told, now), now)
 
     async def _standby_link_actions(self) -> None:
         """Link POSTs a standby recorded in the shared store (SPEC 13.2), oldest first."""

@@ -25,3 +25,18 @@ def people_fields(incident: Incident, tz: dt.tzinfo) -> dict[str, Any]:
         "vendor_responded_by": incident.vendor_responded_by,
         "vendor_eta": incident.vendor_eta,
     }
+
+
+def confirmation_context(incident: Incident, names: dict[str, str]) -> dict[str, list[str]]:
+    """Department names by what they confirmed (SPEC 13.3), for leadership and updates:
+    `on_paper`, `unanswered` (told, no on-paper answer), `backfill_done`, `backfill_pending`."""
+    confirmed = incident.departments_confirmed
+    found: dict[str, list[str]] = {"on_paper": [], "unanswered": [], "backfill_done": [],
+                                   "backfill_pending": []}
+    for dept in incident.affected_departments:
+        entry = confirmed.get(dept) or {}
+        name = names.get(dept, dept)
+        found["on_paper" if entry.get("on_paper_at") else "unanswered"].append(name)
+        found["backfill_done" if entry.get("backfill_done_at") else "backfill_pending"].append(
+            name)
+    return found
