@@ -177,6 +177,12 @@ class HistoryReader:
         return found
 
 
+def empty_history(system: str, now: float, tz: dt.tzinfo, days: int = 0) -> SystemHistory:
+    """All no_data: what a page shows when the store cannot be read right now."""
+    return SystemHistory(system, [(s, None) for s in slot_starts(now, tz)],
+                         [Day(d, None, None) for d in day_list(now, tz, days)] if days else [])
+
+
 def history_document(history: SystemHistory, tz: dt.tzinfo) -> dict[str, object]:
     """`GET /api/v1/systems/{id}/history` (SPEC §7)."""
     return {

@@ -11,6 +11,7 @@ token the same way (`server.api_tokens`, constant-time comparison).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hmac
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import jinja2
+import structlog
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -27,6 +29,7 @@ from monitor.config.i18n import text
 from monitor.core.durations import format_duration
 from monitor.core.models import Incident
 from monitor.delivery.context import maintenance_reason
+from monitor.history.query import empty_history
 from monitor.incidents.maintenance import Window
 from monitor.web import charts, whattodo
 
@@ -34,10 +37,13 @@ if TYPE_CHECKING:
     from monitor.config.model import Config, System
     from monitor.runtime.daemon import Daemon
 
+log = structlog.get_logger("hismon.pages")
 TEMPLATE_DIR = Path(__file__).parent / "templates" / "pages"
 REFRESH_SECONDS = 30
 RECOVERY_WINDOW = 24 * 3600.0
 """Resolved incidents stay on the department view this long: the back-fill reminder."""
+HISTORY_TIMEOUT = 3.0
+"""The history bars wait this long for the store; then the page shows them as no data."""
 MAX_FORM_BYTES = 16 * 1024
 """An ack form is three short fields; anything bigger is not from our page."""
 
@@ -467,7 +473,12 @@ def page_routes(daemon: Daemon) -> list[Route]:
                                         language)
         s = strings(language)
         words = whattodo.worst_words(s)
-        overview = await daemon.history_reader.overview(list(views), now)
+        try:  # a store that cannot answer costs the bars, never the page
+            overview = await asyncio.wait_for(
+                daemon.history_reader.overview(list(views), now), HISTORY_TIMEOUT)
+        except Exception as exc:
+            log.warning("history_unavailable", error=f"{type(exc).__name__}: {exc}"[:200])
+            overview = {sid: empty_history(sid, now, daemon.config.site.tz) for sid in views}
         bars = {sid: charts.bar_24h(h.slots, daemon.config.site.tz, words,
                                     f"{views[sid].name}, {s['history_24h']}")
                 for sid, h in overview.items()}
@@ -579,8 +590,14 @@ def page_routes(daemon: Daemon) -> list[Route]:
         views = build_views(daemon, now, language)
         view = views[system_id]
         reader = daemon.history_reader
-        history = await reader.system(system_id, now, 90)
-        series = await reader.latency(system_id, now)
+        try:
+            history = await asyncio.wait_for(reader.system(system_id, now, 90),
+                                             HISTORY_TIMEOUT)
+            series = await asyncio.wait_for(reader.latency(system_id, now), HISTORY_TIMEOUT)
+        except Exception as exc:
+            log.warning("history_unavailable", system=system_id,
+                        error=f"{type(exc).__name__}: {exc}"[:200])
+            history, series = empty_history(system_id, now, config.site.tz, 90), {}
         words = whattodo.worst_words(s)
         tz = config.site.tz
         checks = []
