@@ -109,3 +109,48 @@ def test_a_window_needs_start_and_end_or_a_recurrence() -> None:
     with pytest.raises(ConfigError) as caught:
         load_config_text(text, "m.yaml", {})
     assert "maintenance[1]: a window needs start and end" in str(caught.value)
+
+
+async def test_maintenance_over_waits_until_the_system_is_back(tmp_path: Path) -> None:
+    """Issue 10 item 7: the migration overruns. No "resume electronic work" while the HIS is
+    still down at the window's end; it goes out once the HIS is back, saying when."""
+    from monitor.core.result import Result, State
+    from monitor.probing.state import advance
+
+    text = CONFIG + """checks:
+  - {id: his-web, system: his, type: http, url: "http://127.0.0.1:1/"}
+"""
+    config = load_config_text(text, "m.yaml", {})
+    store = SqliteStore(f"sqlite:///{tmp_path}/s.db")
+    await store.open()
+    clock = [ts("2026-12-01T23:00:00")]
+    states = {c.id: CheckState(c.id, c.system, c.type, probed=True) for c in config.checks}
+    engine = Engine(config, store, states, lambda: clock[0])
+    advance(states["his-web"], Result(State.CRIT, "HTTP 502", cause="application"),
+            clock[0], 1, 2)
+    engine.check_changed(states["his-web"])
+    await engine.tick()
+    assert engine.open["his"].held == "maintenance"
+
+    async def over() -> list[str]:
+        return [m.payload["text"] for m in await store.list_messages()
+                if m.kind == "maintenance_over"]
+
+    for at in ("2026-12-02T02:00:30", "2026-12-02T02:10:00", "2026-12-02T02:40:00"):
+        clock[0] = ts(at)
+        engine.invalidate_windows()
+        await engine.tick()
+        assert await over() == [], f"'maintenance over' while the HIS is down ({at})"
+    for at in ("2026-12-02T02:45:00", "2026-12-02T02:45:10"):
+        clock[0] = ts(at)
+        advance(states["his-web"], Result(State.OK, "HTTP 200"), clock[0], 1, 2)
+        engine.check_changed(states["his-web"])
+        await engine.tick()
+    assert "his" not in engine.open
+    clock[0] = ts("2026-12-02T02:45:20")
+    engine.invalidate_windows()
+    await engine.tick()
+    texts = await over()
+    assert len(texts) == 1, texts
+    assert "02:45" in texts[0], texts[0]
+    await store.close()

@@ -191,8 +191,12 @@ def maintenance_context(
     department_id: str | None,
     language: str,
     window_key: str | None = None,
+    back: float | None = None,
 ) -> dict[str, Any]:
-    """What `maintenance_notice` and `maintenance_over` templates see (no incident)."""
+    """What `maintenance_notice` and `maintenance_over` templates see (no incident).
+
+    `back`: the systems came back only then, after the window's planned end (the held
+    `maintenance_over`); the back-fill window runs to it."""
     site_language = config.site.language
     tz = config.site.tz
     base_url = config.server.base_url
@@ -213,6 +217,8 @@ def maintenance_context(
             "start": iso(start, tz),
             "end": iso(end, tz),
             "duration": format_duration(end - start),
+            "overran": back is not None and back > end,
+            "back_local": local(back, tz) if back is not None and back > end else None,
             "systems": [
                 {"id": s.id, "name": text(s, "name", language, site_language),
                  "downtime_procedure": (text(s, "downtime_procedure", language, site_language)

@@ -91,8 +91,10 @@ def step_messages(facts: Facts, incident: Incident, due: plans.DueStep, now: flo
 
 def maintenance_messages(config: Config, renderer: MessageRenderer, kind: str,
                          window: maintenance.Window, key: str,
-                         now: float) -> list[OutboxMessage]:
-    """A planned-downtime notice (or "maintenance over") for each affected department."""
+                         now: float, back: float | None = None) -> list[OutboxMessage]:
+    """A planned-downtime notice (or "maintenance over") for each affected department.
+
+    `back`: when the systems came back after an overrunning window (maintenance_over)."""
     departments: list[str] = []
     for system_id in window.systems:
         if not config.has_system(system_id):
@@ -109,7 +111,7 @@ def maintenance_messages(config: Config, renderer: MessageRenderer, kind: str,
                     if config.has_system(s) and dept_id in config.system(s).departments]
         context = maintenance_context(kind, config, affected, window.start, window.end,
                                       window.reason, department_id=dept_id, language=language,
-                                      window_key=window.key)
+                                      window_key=window.key, back=back)
         title, text = renderer.render(kind, language, context)
         for notifier in dept.notify:
             if notifier in seen:

@@ -7,10 +7,12 @@ Recurring windows are expanded in the site's time zone around `now`, so "every S
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from monitor.config.model import WEEKDAYS, Config, Maintenance
-from monitor.core.models import Silence
+from monitor.core.models import Incident, Silence
+from monitor.probing.state import CheckState
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,31 @@ def notice_due(window: Window, now: float) -> float | None:
     return min(due) if due else None
 
 
-def over_due(window: Window, now: float, grace: float = 3600.0) -> bool:
-    """The "resume electronic work" notice is due for an hour after an announced window."""
-    return bool(window.announce) and window.end <= now < window.end + grace
+def systems_down(window: Window, open_incidents: Mapping[str, Incident]) -> list[str]:
+    """The window's systems that are still down: an open critical incident of their own."""
+    return [s for s in window.systems
+            if (i := open_incidents.get(s)) is not None and i.severity == "critical"]
+
+
+def back_at(window: Window, states_of: Callable[[str], Iterable[CheckState]]) -> float | None:
+    """When the last of the window's systems came back (its checks' latest hard change to
+    OK), if that was after the window's end; None when they were up by then."""
+    changes = [s.last_hard_change for system in window.systems for s in states_of(system)
+               if not s.failing and s.last_hard_change is not None]
+    latest = max(changes, default=None)
+    return latest if latest is not None and latest > window.end else None
+
+
+def over_due(window: Window, now: float, grace: float = 3600.0, *,
+             down: Sequence[str] = (), back: float | None = None) -> bool:
+    """The "resume electronic work" notice of an announced window: due for an hour after
+    the window ends, but held while any of its systems is still down (`down`), and then due
+    for an hour after the last one came back (`back`).
+
+    Staff were told "paper until the resume notice": telling them to resume while the HIS
+    is still down would be wrong, and meanwhile the incident's own plan (released at the
+    window's end) tells them it is an outage now. The held notice says when it came back.
+    """
+    if not window.announce or now < window.end or down:
+        return False
+    return now < max(window.end, back or window.end) + grace

@@ -300,13 +300,18 @@ def announce_maintenance(facts: Facts, announced: Set[str], now: float) -> list[
         candidates = []
         if lead is not None:
             candidates.append(("maintenance_notice", f"{window.key}:notice:{int(lead)}"))
-        if maintenance.over_due(window, now):
-            candidates.append(("maintenance_over", f"{window.key}:over"))
+        back = None
+        if window.announce and now >= window.end and f"{window.key}:over" not in announced:
+            back = maintenance.back_at(window, facts.states_of)
+            if maintenance.over_due(window, now, down=maintenance.systems_down(
+                    window, facts.open), back=back):
+                candidates.append(("maintenance_over", f"{window.key}:over"))
         for kind, key in candidates:
             if key in announced:
                 continue
             messages = maintenance_messages(facts.config, facts.renderer, kind, window, key,
-                                            now)
+                                            now, back=back if kind == "maintenance_over"
+                                            else None)
             effects.append(Enqueue(tuple(messages), "maintenance_announced", key,
                                    {"kind": kind, "window": window.key}))
     return effects
