@@ -103,7 +103,7 @@ class HistoryReader:
         windows = self.windows(now)
         pairs = maintenance_pairs(windows, since, now, {system} if system else None,
                                   self.bucket)
-        return system_rows(checks, windows, self.tz(), pairs, self.bucket)
+        return system_rows(checks, windows, self.tz(), pairs, self.bucket, now)
 
     async def overview(self, systems: Sequence[str], now: float) -> dict[str, SystemHistory]:
         """Every system's 48 slots and availability over 24 h and 30 days (the front page)."""

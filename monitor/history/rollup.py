@@ -68,6 +68,7 @@ def system_rows(
     tz: dt.tzinfo,
     extra: Iterable[tuple[str, float]] = (),
     bucket: float = BUCKET_SECONDS,
+    now: float | None = None,
 ) -> list[SystemBucket]:
     """Slot, hour and day rows for the systems seen in `buckets`.
 
@@ -76,6 +77,7 @@ def system_rows(
 
     `extra` adds (system, bucket start) pairs without check data that a maintenance window
     may cover: a system in maintenance with its checks switched off still shows maintenance.
+    `now`, for a bucket still going: only its elapsed seconds count towards availability.
     """
     worst: dict[tuple[str, float], int] = {}
     for b in buckets:
@@ -90,13 +92,14 @@ def system_rows(
     rows: dict[tuple[str, str, float], SystemBucket] = {}
     edges: dict[float, tuple[float, float, float]] = {}
     for (system, start), code in worst.items():
-        maint = maintenance_seconds(windows, system, start, start + bucket) if windows else 0.0
+        length = bucket if now is None else max(0.0, min(bucket, now - start))
+        maint = maintenance_seconds(windows, system, start, start + length) if windows else 0.0
         if code < 0 and maint <= 0:
             continue  # no data, no maintenance: the cell stays no_data
         five = SystemBucket(system, "slot", start, MAINTENANCE if maint > 0 else code,
                             maint_s=maint)
         if code >= 0:
-            five.add_seconds(code, bucket - maint)
+            five.add_seconds(code, length - maint)
         at = edges.get(start)
         if at is None:
             at = edges[start] = (local_slot(start, tz), local_hour(start, tz),
