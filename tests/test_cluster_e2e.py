@@ -112,10 +112,11 @@ async def test_a_killed_member_s_checks_move_and_a_new_member_takes_a_share(
     schema = new_schema_name()
     url = with_params(require_pg(), schema=schema)
     target = await LoggingTarget().start()
+    daemons = []
     try:
         ports = [free_port() for _ in range(3)]
-        daemons = [await daemon_factory(config(url, p, target, receiver), p, f"m{i}")
-                   for i, p in enumerate(ports)]
+        for i, p in enumerate(ports):
+            daemons.append(await daemon_factory(config(url, p, target, receiver), p, f"m{i}"))
         urls = [d.url for d in daemons]
         async with httpx.AsyncClient(trust_env=False) as client:
             await wait_gauges(client, urls, "hismon_cluster_members",
