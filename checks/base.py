@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field, PositiveInt, model_validator
 
-from monitor.core.durations import Duration, format_duration
+from monitor.core.durations import Duration, format_against, format_duration
 from monitor.core.result import Result, State
 from monitor.core.strict import Strict
 from monitor.core.types import Cause
@@ -80,9 +80,8 @@ class LatencyThresholds(Strict):
             limit = self.crit if state is State.CRIT else self.warn
             assert limit is not None
             result.state = state
-            result.message = (
-                f"{result.message}, slow: {format_duration(seconds)} > {format_duration(limit)}"
-            )
+            seen, wanted = format_against(seconds, limit)
+            result.message = f"{result.message}, slow: {seen} > {wanted}"
             # A slow answer is no resource threshold (SPEC §4): the cause rules blame the
             # layer that answered slowly.
             result.cause = result.cause or Cause.LATENCY

@@ -32,7 +32,7 @@ from checks.base import (
 )
 from monitor.core.durations import format_duration
 from monitor.core.result import Result, State
-from monitor.core.text import first_line, scrub
+from monitor.core.text import first_line, host_port, scrub
 from monitor.core.types import Cause
 
 
@@ -49,8 +49,7 @@ class Target:
 
     @property
     def where(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return host_port(self.host, self.port)
 
 
 @dataclass(slots=True)
@@ -167,6 +166,11 @@ class DatabaseCheck(CheckBase):
             # never echo the DSN itself: it holds the password
             allowed = " or ".join(f"{s}://" for s in self.schemes)
             raise ValueError(f"`dsn` must start with {allowed}")
+        netloc = dsn.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+        if netloc.count("@") > 1:
+            # urlsplit would take the rest of the password for the host: "DNS lookup failed"
+            raise ValueError("`dsn` has more than one `@` before the host: write an `@` in "
+                             "the user name or password as %40")
         parts = urlsplit(dsn)
         if not parts.hostname:
             raise ValueError("`dsn` has no host")

@@ -26,6 +26,7 @@ from checks.base import (
 )
 from monitor.core.durations import format_duration
 from monitor.core.result import Result, State
+from monitor.core.text import host_port
 from monitor.core.types import Cause
 
 # Our result carries the reason; pynetdicom's ERROR lines for every failed probe are noise.
@@ -34,7 +35,7 @@ logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
 
 @dataclass(slots=True)
 class _Outcome:
-    kind: str  # echo, rejected, aborted, no_answer, not_connected
+    kind: str  # echo, rejected, aborted, closed, no_answer, not_connected
     detail: str = ""
     status: int | None = None
 
@@ -65,7 +66,7 @@ class DicomCheck(CheckBase):
         return value
 
     async def probe(self, ctx: ProbeContext) -> Result:
-        target = f"{self.host}:{self.port}"
+        target = host_port(self.host, self.port)
         budget = time_budget(self)
         started = time.perf_counter()
         outcome: _Outcome = await ctx.run_blocking(self._echo, budget * 0.8)
@@ -80,6 +81,10 @@ class DicomCheck(CheckBase):
                           numbers=numbers, cause=Cause.APPLICATION)
         if outcome.kind == "aborted":
             return Result(State.CRIT, f"{target} aborted the association: {outcome.detail}",
+                          numbers=numbers, cause=Cause.APPLICATION)
+        if outcome.kind == "closed":
+            return Result(State.CRIT, f"{target} closed the connection without a DICOM answer "
+                                      f"{outcome.detail} (after {format_duration(elapsed)})",
                           numbers=numbers, cause=Cause.APPLICATION)
         if outcome.kind == "no_answer":
             return Result(State.CRIT, f"connected to {target}, but no DICOM answer within "
@@ -106,10 +111,13 @@ class DicomCheck(CheckBase):
         ae.network_timeout = budget
         opened: list[bool] = []
         answered: list[bool] = []
+        asked = time.perf_counter()
         assoc = ae.associate(self.host, self.port, ae_title=self.called_ae, evt_handlers=[
             (evt.EVT_CONN_OPEN, lambda event: opened.append(True)),
             (evt.EVT_PDU_RECV, lambda event: answered.append(True)),
         ])
+        # Well before the timeout and still no answer: the peer hung up, it did not wait.
+        hung_up = time.perf_counter() - asked < budget / 2
         try:
             if assoc.is_established:
                 status = assoc.send_c_echo()
@@ -125,7 +133,9 @@ class DicomCheck(CheckBase):
             if not opened:
                 return _Outcome("not_connected")
             if not answered:
-                return _Outcome("no_answer", " to the association request")
+                return _Outcome("closed" if hung_up else "no_answer",
+                                "to the association request" if hung_up
+                                else " to the association request")
             accepted = assoc.acceptor.primitive is not None and not assoc.accepted_contexts
             return _Outcome("aborted", "the Verification service (C-ECHO) is not offered"
                             if accepted else "the peer aborted during negotiation")

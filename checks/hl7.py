@@ -24,6 +24,7 @@ from pydantic import Field, PositiveInt, field_validator
 from checks.base import CheckBase, LatencyThresholds, ProbeContext, network_reason, time_budget
 from monitor.core.durations import format_duration
 from monitor.core.result import Result, State
+from monitor.core.text import host_port
 from monitor.core.types import Cause
 
 START, END = b"\x0b", b"\x1c\x0d"
@@ -69,7 +70,7 @@ class Hl7Check(CheckBase):
         return value
 
     async def probe(self, ctx: ProbeContext) -> Result:
-        target = f"{self.host}:{self.port}"
+        target = host_port(self.host, self.port)
         control_id = _control_id()
         payload = START + self.build_message(control_id).encode(self.encoding) + END
         budget = time_budget(self)

@@ -24,7 +24,7 @@ from checks.tls import judge_expiry, parse_certificate
 from monitor.core.durations import Duration, format_duration
 from monitor.core.result import Result, State
 from monitor.core.strict import Strict
-from monitor.core.text import one_line
+from monitor.core.text import host_port, one_line
 from monitor.core.types import Cause
 
 
@@ -72,9 +72,7 @@ class HttpCheck(CheckBase):
     def model_post_init(self, context: Any, /) -> None:
         parts = urlsplit(self.url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname \
-            else parts.hostname
-        self._where = f"{host}:{port}"
+        self._where = host_port(parts.hostname, port)
 
     def _needs_body(self) -> bool:
         e = self.expect

@@ -9,6 +9,7 @@ performance_schema.
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from checks.base import ProbeContext
 from checks.database import DatabaseCheck, Failure, Progress, Target
@@ -27,6 +28,15 @@ class MysqlCheck(DatabaseCheck):
     driver = ("aiomysql", "mysql")
     product = "MySQL/MariaDB"
     dsn_params = ("charset",)
+
+    def _check_dsn(self, dsn: str) -> None:
+        super()._check_dsn(dsn)
+        from pymysql.charset import charset_by_name
+
+        charset = dict(parse_qsl(urlsplit(dsn).query)).get("charset")
+        if charset is not None and charset_by_name(charset) is None:
+            raise ValueError(f"`dsn` charset {charset[:40]!r} is not a MySQL character set "
+                             "(e.g. utf8mb4)")
 
     async def fetch_first_row(
         self, ctx: ProbeContext, target: Target, budget: float, progress: Progress

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from checks.base import ProbeContext
 from checks.database import DatabaseCheck, Failure, Progress, Target
-from monitor.core.text import first_line
+from monitor.core.text import first_line, scrub
 
 # libpq reports connection failures as text only (no SQLSTATE), so we read the text.
 _AUTH = ("password authentication failed", "authentication failed", "no pg_hba.conf entry",
@@ -28,6 +28,16 @@ class PostgresCheck(DatabaseCheck):
     driver = ("psycopg", "postgres")
     product = "PostgreSQL"
     dsn_params = None  # the DSN goes to libpq as is: sslmode, target_session_attrs...
+
+    def _check_dsn(self, dsn: str) -> None:
+        super()._check_dsn(dsn)
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(dsn)
+        except psycopg.Error as exc:  # libpq's own words: `invalid URI query parameter: "x"`
+            raise ValueError(f"`dsn`: {scrub(first_line(str(exc)), [dsn])}") from None
 
     async def fetch_first_row(
         self, ctx: ProbeContext, target: Target, budget: float, progress: Progress

@@ -33,6 +33,7 @@ from pydantic import Field, model_validator
 from checks.base import CheckBase, ProbeContext, ValueThresholds, time_budget
 from monitor.core.durations import format_duration
 from monitor.core.result import Result, State
+from monitor.core.text import host_port
 from monitor.core.types import Cause
 
 AuthProtocol = Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"]
@@ -156,7 +157,7 @@ class SnmpCheck(CheckBase):
         remaining = max(budget - (time.perf_counter() - started), 0.05)
         per_try = remaining / (self.retries + 1)
         target_class = hl.Udp6TransportTarget if _is_ipv6(self.host) else hl.UdpTransportTarget
-        where = f"{self.host}:{self.port}"
+        where = host_port(self.host, self.port)
         try:
             target = await target_class.create((self.host, self.port), timeout=per_try,
                                                retries=self.retries)

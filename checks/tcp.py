@@ -15,7 +15,7 @@ from pydantic import Field, PositiveInt
 from checks.base import CheckBase, LatencyThresholds, ProbeContext, time_budget
 from monitor.core.durations import format_duration
 from monitor.core.result import Result, State
-from monitor.core.text import first_line
+from monitor.core.text import first_line, host_port
 from monitor.core.types import Cause
 
 _REASONS = {
@@ -41,7 +41,7 @@ class TcpCheck(CheckBase):
     max_read: PositiveInt = 65536
 
     async def probe(self, ctx: ProbeContext) -> Result:
-        target = f"{self.host}:{self.port}"
+        target = host_port(self.host, self.port)
         budget = time_budget(self)
         started = time.perf_counter()
         writer: asyncio.StreamWriter | None = None

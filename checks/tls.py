@@ -27,6 +27,7 @@ from checks.base import (
 )
 from monitor.core.durations import Duration, format_duration
 from monitor.core.result import Result, State
+from monitor.core.text import host_port
 from monitor.core.types import Cause
 
 
@@ -45,7 +46,7 @@ class TlsCheck(CheckBase):
     latency: LatencyThresholds | None = None
 
     async def probe(self, ctx: ProbeContext) -> Result:
-        target = f"{self.host}:{self.port}"
+        target = host_port(self.host, self.port)
         name = self.server_name or self.host
         tls = ctx.ssl_context(self.verify, self.ca_file, self.cert_file, self.key_file)
         started = time.perf_counter()
@@ -101,7 +102,7 @@ class TlsCheck(CheckBase):
                 reason = f"certificate expired {_days(-expiry)} ago ({info.until})"
         return Result(
             State.CRIT,
-            f"certificate{label} of {self.host}:{self.port} rejected: {reason}",
+            f"certificate{label} of {host_port(self.host, self.port)} rejected: {reason}",
             numbers=numbers,
             cause=Cause.CERTIFICATE,
         )

@@ -7,6 +7,7 @@ wrong called AE title, or an unknown calling AE), one that offers only a storage
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,3 +112,19 @@ def test_ae_titles_are_validated() -> None:
 
 def test_a_missing_driver_is_a_validation_error(monkeypatch: pytest.MonkeyPatch) -> None:
     assert_missing_driver_is_a_config_error(monkeypatch, echo(104), "pynetdicom", "dicom")
+
+
+async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Accept, then close at once (a PACS refusing this host at the socket level)."""
+    writer.close()
+
+
+async def test_a_peer_that_closes_at_once_is_not_reported_as_a_timeout() -> None:
+    """It read "no DICOM answer within 2s" after 10 ms; now it says the peer hung up."""
+    async with tcp_server(hang_up) as port:
+        result = await probe(echo(port))
+    assert result.state is State.CRIT
+    assert result.message.startswith(
+        f"127.0.0.1:{port} closed the connection without a DICOM answer to the association "
+        "request (after "), result.message
+    assert "within" not in result.message and result.duration < 1.5

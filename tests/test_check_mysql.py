@@ -145,3 +145,14 @@ def test_a_missing_driver_is_a_validation_error(monkeypatch: pytest.MonkeyPatch)
     from tests.probe_helpers import assert_missing_driver_is_a_config_error
 
     assert_missing_driver_is_a_config_error(monkeypatch, my(), "aiomysql", "mysql")
+
+
+def test_a_bad_charset_is_a_validation_error_not_a_traceback() -> None:
+    """It was an AttributeError from the driver, and a stray traceback on stderr."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as info:
+        make_check({"type": "mysql", "dsn": "mysql://u:pw@127.0.0.1/db?charset=klingon"})
+    assert "`dsn` charset 'klingon' is not a MySQL character set (e.g. utf8mb4)" in str(
+        info.value)
+    make_check({"type": "mysql", "dsn": "mysql://u:pw@127.0.0.1/db?charset=latin1"})

@@ -200,3 +200,20 @@ def test_a_missing_driver_is_a_validation_error(monkeypatch: pytest.MonkeyPatch)
     from tests.probe_helpers import assert_missing_driver_is_a_config_error
 
     assert_missing_driver_is_a_config_error(monkeypatch, pg(), "psycopg", "postgres")
+
+
+@pytest.mark.parametrize(("dsn", "message"), [
+    # read "DNS lookup failed" (the rest of the password taken for the host)
+    ("postgresql://hismon:p@ss@127.0.0.1/test",
+     "`dsn` has more than one `@` before the host: write an `@` in the user name or password "
+     "as %40"),
+    # read "does not speak the PostgreSQL protocol"
+    ("postgresql://hismon:pw@127.0.0.1/test?colour=blue",
+     '`dsn`: invalid URI query parameter: "colour"'),
+])
+def test_a_bad_dsn_is_a_validation_error_that_says_what_is_wrong(dsn: str, message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        make_check({"type": "postgres", "dsn": dsn})
+    shown = " ".join(error["msg"] for error in info.value.errors())
+    assert message in shown
+    assert "pw@" not in shown and "p@ss" not in shown

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
-from monitor.core.result import State
+from checks.base import LatencyThresholds
+from monitor.core.durations import format_against
+from monitor.core.result import Result, State
 from tests.probe_helpers import closed_port, probe, silent, tcp_server
 
 
@@ -121,3 +124,23 @@ async def test_latency_thresholds() -> None:
         result = await probe(tcp(port, expect="220", latency={"warn": "100ms"}))
     assert result.state is State.WARN
     assert "slow:" in result.message
+
+
+async def test_an_ipv6_target_is_written_in_brackets() -> None:
+    """`connection refused [::1]:PORT`, not the ambiguous `::1:PORT`."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+        sock.bind(("::1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: refused
+        result = await probe({"type": "tcp", "host": "::1", "port": port, "timeout": "2s"})
+    assert result.state is State.CRIT
+    assert result.message == f"connection refused [::1]:{port}"
+
+
+def test_a_slow_answer_shows_measured_and_limit_at_a_precision_that_differs() -> None:
+    """1.6 s against `crit: 1500ms` read `slow: 2s > 2s`; now the two values differ."""
+    limits = LatencyThresholds.model_validate({"crit": "1500ms"})
+    result = limits.apply(Result(State.OK, "connected"), 1.605)
+    assert result.state is State.CRIT and result.message == "connected, slow: 1.6s > 1.5s"
+    rtt = LatencyThresholds.model_validate({"warn": "1ms"})
+    assert rtt.apply(Result(State.OK, "ok"), 0.0012).message == "ok, slow: 1.2ms > 1ms"
+    assert format_against(2.0004, 2.0) == ("2.0004s", "2s")

@@ -61,6 +61,22 @@ def format_duration(seconds: float, language: str = "en") -> str:
     return f"{secs}s"
 
 
+def format_against(measured: float, limit: float) -> tuple[str, str]:
+    """A measured time and its limit at the first precision where they differ: `1.6s` and
+    `1.5s`, `1.2ms` and `1ms`; never `2s > 2s` for a 1.6 s answer against a 1.5 s limit."""
+    unit, scale = ("ms", 1000.0) if max(measured, limit) < 1 else ("s", 1.0)
+
+    def shown(value: float, digits: int) -> str:
+        text = f"{value * scale:.{digits}f}"
+        return (text.rstrip("0").rstrip(".") if "." in text else text) + unit
+
+    for digits in range(7):
+        a, b = shown(measured, digits), shown(limit, digits)
+        if a != b:
+            return a, b
+    return a, b
+
+
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),

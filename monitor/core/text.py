@@ -58,6 +58,12 @@ def scrub(text: str, secrets: Iterable[str | None]) -> str:
     return _KEY_VALUE_SECRET.sub(rf"\1={MASK}", text)
 
 
+def host_port(host: str | None, port: int) -> str:
+    """`10.1.2.3:5432`, `[::1]:18080`: an IPv6 literal in brackets, as in a URL."""
+    host = host or "?"
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
 def first_line(text: str, limit: int = 200) -> str:
     """The first non-blank line, stripped, at most `limit` characters: a plugin's or a
     driver's message as one result line."""
