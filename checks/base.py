@@ -17,12 +17,14 @@ import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, PrivateAttr, model_validator
 
 from monitor.core.durations import Duration, format_against, format_duration
 from monitor.core.result import Result, State
 from monitor.core.strict import Strict
+from monitor.core.text import header_secrets, mask_url, scrub_forms, secret_forms, url_secrets
 from monitor.core.types import Cause
 
 if TYPE_CHECKING:
@@ -133,6 +135,7 @@ class CheckBase(Strict):
 
     secret_fields: ClassVar[tuple[str, ...]] = ()
     """Keys whose values must never reach logs, API answers or messages."""
+    _secret_forms: tuple[str, ...] | None = PrivateAttr(default=None)
     pushed: ClassVar[bool] = False
     """Results are pushed to hismon (passive): the schedule only asks `overdue()`."""
 
@@ -195,7 +198,36 @@ class CheckBase(Strict):
         for key in self.secret_fields:
             if key in data:
                 data[key] = "***"
+        for key, value in data.items():
+            if isinstance(value, str) and "://" in value:
+                data[key] = mask_url(value)  # a Prometheus `url` with user:password@
         return data
+
+    def secrets(self) -> list[str]:
+        """Values no result message may show: every `secret_fields` value (a command's
+        `env`, a database password, credential-like headers) and any URL's password."""
+        values: list[str] = []
+        for name in self.secret_fields:
+            value = getattr(self, name, None)
+            if isinstance(value, dict):
+                values += header_secrets(value) if name == "headers" \
+                    else [str(v) for v in value.values()]
+            elif isinstance(value, str) and "://" in value:
+                values += url_secrets(value)
+            elif isinstance(value, str):
+                values.append(value)
+        for name, value in self:
+            if isinstance(value, str) and "://" in value and name not in self.secret_fields:
+                password = urlsplit(value).password if "@" in value else None
+                if password:
+                    values += [password, unquote(password)]
+        return values
+
+    def scrub(self, text: str) -> str:
+        """`text` with this check's secrets masked (the runner does it to every result)."""
+        if self._secret_forms is None:
+            self._secret_forms = secret_forms(self.secrets())
+        return scrub_forms(text, self._secret_forms)
 
 
 class ProbeContext:
@@ -213,6 +245,9 @@ class ProbeContext:
         )
         self.heartbeats: dict[str, float] = {}
         self.app_state: dict[str, Any] = {}
+        # Built now, not inside the first HTTPS/TLS probe's timeout: loading the system's CA
+        # certificates can take longer than a probe's spare tenth of its budget.
+        self.ssl_context()
         self._resources: dict[tuple[Any, ...], tuple[Any, Callable[[Any], None]]] = {}
 
     def resource(self, key: tuple[Any, ...], create: Callable[[], Any],

@@ -64,7 +64,7 @@ class PrometheusCheck(CheckBase):
         tls = self.tls
         tls_key = (tls.verify, tls.ca_file, tls.cert_file, tls.key_file)
         session = ctx.http_session(tls_key, ctx.ssl_context(*tls_key))
-        where = urlsplit(self.url).netloc
+        where = urlsplit(self.url).netloc.rpartition("@")[2]  # never user:password@
         budget = time_budget(self)
         started = time.perf_counter()
         try:

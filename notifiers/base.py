@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
-from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 import httpx
 from pydantic import Field, field_validator, model_validator
 
 from monitor.core.durations import Duration
 from monitor.core.strict import Strict
+from monitor.core.text import header_secrets, url_secrets
 from monitor.core.types import MessageKind
 
 
@@ -25,44 +25,6 @@ class DeliveryError(Exception):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
-
-
-_TOKENISH = re.compile(r"^[A-Za-z0-9_\-.~=+/%]{16,}$")
-_CREDENTIAL_HEADER = re.compile(r"auth|token|key|secret|sign|cookie|pass", re.IGNORECASE)
-
-
-def url_secrets(url: str | None) -> list[str]:
-    """The URL and the parts of it that are credentials on their own.
-
-    The whole URL is a secret, but an error text may also quote just the WeCom `key`, the
-    DingTalk `access_token`, the Feishu hook id (a long path segment) or a basic-auth
-    password, so those are listed separately and scrubbed too.
-    """
-    if not url:
-        return []
-    found = [url]
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return found
-    if parts.password:
-        found.append(parts.password)
-    for _, value in parse_qsl(parts.query, keep_blank_values=False):
-        if len(value) >= 8:
-            found.append(value)
-    for segment in parts.path.split("/"):
-        if _TOKENISH.match(segment):
-            found.append(segment)
-    # The same values as they may appear percent-encoded in a logged URL.
-    encoded = [quote(v, safe="") for v in found] + [quote_plus(v) for v in found]
-    return list(dict.fromkeys(found + encoded))
-
-
-def header_secrets(headers: dict[str, str]) -> list[str]:
-    """Values of credential-like headers (`Authorization`, `X-Api-Key`...), and the bare
-    token of `Bearer <token>`, so an echoing error page cannot leak them."""
-    values = [v for k, v in headers.items() if _CREDENTIAL_HEADER.search(k) and v.strip()]
-    return values + [v.split(None, 1)[1] for v in values if " " in v.strip()]
 
 
 class RetryPolicy(Strict):

@@ -183,3 +183,14 @@ def test_long_output_and_multiline_perfdata() -> None:
     assert message == "DISK OK - free space"
     assert set(numbers) == {"/", "/var", "/home"}
     assert numbers["/home"] == 30 * 1024**2
+
+
+async def test_a_plugin_echoing_a_secret_from_its_env_shows_it_masked() -> None:
+    """hismon gave the plugin the value, so hismon knows it and masks it (issue 10)."""
+    check = make_check(cmd("/bin/sh", "-c",
+                           'echo "CRITICAL - login as monitor/$DB_PASSWORD refused"; exit 2',
+                           env={"DB_PASSWORD": "Hunter2-lis-db"}))
+    result = await probe(check)
+    assert result.state is State.CRIT
+    assert result.message == "CRITICAL - login as monitor/*** refused"
+    assert check.public_config()["env"] == "***"

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from monitor.core.result import State
-from tests.probe_helpers import closed_port, probe
+from tests.probe_helpers import closed_port, make_check, probe
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
@@ -175,3 +175,15 @@ async def test_prometheus_down_is_unknown_not_the_target() -> None:
     result = await probe(prom(f"http://127.0.0.1:{port}", "up"))
     assert result.state is State.UNKNOWN
     assert result.message == f"Prometheus at 127.0.0.1:{port} unreachable: connection refused"
+
+
+async def test_a_url_with_user_and_password_never_shows_the_password() -> None:
+    """`http://user:password@host` printed the password in the message (issue 10)."""
+    port = closed_port()
+    check = make_check(prom(f"http://grafana:s3cret-Prom@127.0.0.1:{port}", "up"))
+    result = await probe(check)
+    assert result.message == f"Prometheus at 127.0.0.1:{port} unreachable: connection refused"
+    shown = check.public_config()["url"]
+    assert shown == f"http://grafana:***@127.0.0.1:{port}" and "s3cret" not in str(
+        check.public_config())
+    assert "s3cret-Prom" not in check.scrub("GET http://grafana:s3cret-Prom@x failed: s3cret-Prom")

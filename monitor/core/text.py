@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 MASK = "***"
 MIN_SECRET = 3
@@ -19,6 +19,68 @@ MIN_SECRET = 3
 _URL_CREDENTIALS = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^\s/]*@")
 """Up to the last `@` before the host: a password with an unencoded `@` is masked whole."""
 _KEY_VALUE_SECRET = re.compile(r"(?i)\b(password|passwd|pwd)\s*=\s*('[^']*'|\S+)")
+
+
+_TOKENISH = re.compile(r"^[A-Za-z0-9_\-.~=+/%]{16,}$")
+_CREDENTIAL_HEADER = re.compile(r"auth|token|key|secret|sign|cookie|pass", re.IGNORECASE)
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The URL and the parts of it that are credentials on their own.
+
+    The whole URL is a secret, but an error text may also quote just the WeCom `key`, the
+    DingTalk `access_token`, the Feishu hook id (a long path segment) or a basic-auth
+    password, so those are listed separately and scrubbed too.
+    """
+    if not url:
+        return []
+    found = [url]
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return found
+    if parts.password:
+        found.append(parts.password)
+    for _, value in parse_qsl(parts.query, keep_blank_values=False):
+        if len(value) >= 8:
+            found.append(value)
+    for segment in parts.path.split("/"):
+        if _TOKENISH.match(segment):
+            found.append(segment)
+    # The same values as they may appear percent-encoded in a logged URL.
+    encoded = [quote(v, safe="") for v in found] + [quote_plus(v) for v in found]
+    return list(dict.fromkeys(found + encoded))
+
+
+def header_secrets(headers: dict[str, str]) -> list[str]:
+    """Values of credential-like headers (`Authorization`, `X-Api-Key`...), and the bare
+    token of `Bearer <token>`, so an echoing error page cannot leak them."""
+    values = [v for k, v in headers.items() if _CREDENTIAL_HEADER.search(k) and v.strip()]
+    return values + [v.split(None, 1)[1] for v in values if " " in v.strip()]
+
+
+def mask_url(text: str) -> str:
+    """`scheme://user:password@host` → `scheme://user:***@host` wherever it appears."""
+    return _URL_CREDENTIALS.sub(rf"\1{MASK}@", text)
+
+
+def secret_forms(secrets: Iterable[str | None]) -> tuple[str, ...]:
+    """Every value `scrub` replaces for these secrets, longest first (computed once per
+    check or notifier, not per message)."""
+    values: set[str] = set()
+    for secret in secrets:
+        if secret and len(secret) >= MIN_SECRET:
+            values.add(secret)
+            values.update(e for e in encodings(secret) if len(e) >= MIN_SECRET)
+    return tuple(sorted(values, key=len, reverse=True))
+
+
+def scrub_forms(text: str, forms: Iterable[str]) -> str:
+    """`scrub` with the forms already computed by `secret_forms`."""
+    for value in forms:
+        if value in text:
+            text = text.replace(value, MASK)
+    return _KEY_VALUE_SECRET.sub(rf"\1={MASK}", mask_url(text))
 
 
 def encodings(secret: str) -> list[str]:
@@ -47,15 +109,7 @@ def scrub(text: str, secrets: Iterable[str | None]) -> str:
 
     Longest first, so that a URL is masked before the key inside it.
     """
-    values: set[str] = set()
-    for secret in secrets:
-        if secret and len(secret) >= MIN_SECRET:
-            values.add(secret)
-            values.update(e for e in encodings(secret) if len(e) >= MIN_SECRET)
-    for value in sorted(values, key=len, reverse=True):
-        text = text.replace(value, MASK)
-    text = _URL_CREDENTIALS.sub(rf"\1{MASK}@", text)
-    return _KEY_VALUE_SECRET.sub(rf"\1={MASK}", text)
+    return scrub_forms(text, secret_forms(secrets))
 
 
 def host_port(host: str | None, port: int) -> str:

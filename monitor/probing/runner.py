@@ -35,4 +35,7 @@ async def run_probe(check: CheckBase, ctx: ProbeContext) -> Result:
         log.warning("probe_error", check=check.id, system=check.system, error=repr(exc)[:300])
         result = Result(State.UNKNOWN, f"probe error: {type(exc).__name__}: {str(exc)[:200]}")
     result.duration = time.perf_counter() - started
+    # The last line of defence: no result shows a secret hismon knows, whatever the probe
+    # (or the plugin, the driver, the target echoing it) put into the text.
+    result.message = check.scrub(result.message)
     return result
