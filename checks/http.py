@@ -7,8 +7,9 @@ import json
 import re
 import ssl
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from pydantic import Field, PositiveInt, PrivateAttr, field_validator
 
@@ -87,23 +88,30 @@ class HttpCheck(CheckBase):
         where = self._where
         budget = time_budget(self)
         started = time.perf_counter()
+        # connecting (TCP and TLS) gets most of the budget; running out of it says
+        # "no connection" rather than "no response"
+        limits = aiohttp.ClientTimeout(total=None, sock_connect=budget * 0.9)
+        hop = Hop(self.method, self.url, self.headers, self.body)
         try:
-            async with asyncio.timeout(budget), session.request(
-                self.method,
-                self.url,
-                headers=self.headers or None,
-                data=self.body,
-                allow_redirects=self.follow_redirects,
-                # connecting (TCP and TLS) gets most of the budget; running out of it says
-                # "no connection" rather than "no response"
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=budget * 0.9),
-            ) as resp:
-                expiry = _cert_expiry_seconds(resp) if self.url.startswith("https") else None
-                body, cut = await _read_capped(resp, self.max_body) if self._needs_body() \
-                    else (b"", False)
-                elapsed = time.perf_counter() - started
-                location = resp.headers.get("Location") if 300 <= resp.status < 400 else None
-                return self._judge(resp.status, body, elapsed, expiry, cut, location)
+            async with asyncio.timeout(budget):
+                for _ in range(MAX_REDIRECTS + 1):
+                    async with session.request(
+                        hop.method, hop.url, headers=hop.headers or None, data=hop.body,
+                        allow_redirects=False, timeout=limits,
+                    ) as resp:
+                        location = resp.headers.get("Location") \
+                            if 300 <= resp.status < 400 else None
+                        if self.follow_redirects and location and resp.status in REDIRECTS:
+                            hop = hop.follow(resp.status, location, self.url)
+                            continue
+                        expiry = _cert_expiry_seconds(resp) if hop.url.startswith("https") \
+                            else None
+                        body, cut = await _read_capped(resp, self.max_body) \
+                            if self._needs_body() else (b"", False)
+                        elapsed = time.perf_counter() - started
+                        return self._judge(resp.status, body, elapsed, expiry, cut, location)
+            return self._crit(f"more than {MAX_REDIRECTS} redirects from {where} (a redirect "
+                              f"loop?), the last to {hop.url[:120]}", Cause.APPLICATION, started)
         except TimeoutError as exc:
             took = format_duration(budget)
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -218,6 +226,36 @@ def _cert_expiry_seconds(resp: Any) -> float | None:
     der = getattr(resp, "peer_certificate_der", None)  # set by ProbeContext's sessions
     info = parse_certificate(der) if der else None
     return info.not_after - time.time() if info is not None else None
+
+
+MAX_REDIRECTS = 10
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One request of a redirect chain, followed here rather than by aiohttp: aiohttp drops
+    only `Authorization` when a redirect leaves the origin, and would send a configured
+    `X-Api-Key` to whatever host a 302 names (issue 11)."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: str | None
+
+    def follow(self, status: int, location: str, first: str) -> Hop:
+        url = urljoin(self.url, location)
+        method, body = self.method, self.body
+        if status == 303 or (status in (301, 302) and method == "POST"):
+            method, body = ("HEAD" if method == "HEAD" else "GET"), None  # as browsers do
+        headers = self.headers if _origin(url) == _origin(first) else {}
+        return Hop(method, url, headers, body)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default
 
 
 def _json_path(document: Any, path: str) -> tuple[bool, Any]:

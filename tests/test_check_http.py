@@ -51,6 +51,20 @@ async def redirect(request: web.Request) -> web.Response:
     raise web.HTTPFound("/health")
 
 
+async def redirect_to(request: web.Request) -> web.Response:
+    raise web.HTTPFound(request.query["to"])
+
+
+async def loop(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/loop")
+
+
+async def key_seen(request: web.Request) -> web.Response:
+    """UP when the credential arrived, so a test can tell from the probe's message too."""
+    key = request.headers.get("X-Api-Key")
+    return web.Response(text=f"key={key}", status=200 if key is None else 401)
+
+
 async def slow(request: web.Request) -> web.Response:
     await asyncio.sleep(float(request.query.get("s", "0.3")))
     return web.Response(text="late but UP")
@@ -75,7 +89,9 @@ async def endless(request: web.Request) -> web.StreamResponse:
 
 ROUTES: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = [
     ("GET", "/health", health), ("GET", "/status/{code}", status), ("GET", "/json", json_health),
-    ("*", "/echo", echo), ("GET", "/redirect", redirect), ("GET", "/slow", slow),
+    ("*", "/echo", echo), ("GET", "/redirect", redirect),
+    ("GET", "/to", redirect_to), ("GET", "/loop", loop), ("GET", "/key", key_seen),
+    ("GET", "/slow", slow),
     ("GET", "/big", big), ("GET", "/endless", endless),
 ]
 
@@ -380,3 +396,22 @@ async def test_a_tls_handshake_that_hangs_is_a_connection_timeout(pki: Pki) -> N
                                   tls={"ca_file": str(pki.ca_file)}))
     assert result.state is State.CRIT
     assert result.message.startswith(f"no connection to 127.0.0.1:{port} within")
+
+
+async def test_configured_headers_are_dropped_on_a_redirect_to_another_origin(
+    serve: Callable[..., Awaitable[Site]],
+) -> None:
+    """aiohttp drops only Authorization: an X-Api-Key went to the host a 302 named."""
+    first, other = await serve(), await serve()
+    headers = {"X-Api-Key": "lis-key-0123456789"}
+    away = await probe(http(first.url(f"/to?to={other.url('/key')}"), headers=headers))
+    assert away.state is State.OK, away.message  # the other origin saw no key
+    home = await probe(http(first.url("/to?to=/key"), headers=headers))
+    assert home.state is State.CRIT and "HTTP 401" in home.message  # same origin keeps it
+
+
+async def test_a_redirect_loop_says_so(site: Site) -> None:
+    result = await probe(http(site.url("/loop")))
+    assert result.state is State.CRIT
+    assert result.message == (f"more than 10 redirects from 127.0.0.1:{site.port} (a redirect "
+                              f"loop?), the last to {site.url('/loop')}")
