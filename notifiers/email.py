@@ -18,6 +18,7 @@ permanent; refused connections, timeouts and 4xx answers (greylisting, 421 busy)
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import hashlib
 import html
@@ -33,7 +34,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from monitor.core.text import scrub
+from monitor.core.text import plain_auth_token, scrub
 from notifiers.base import DeliveryError, NotifierBase, NotifyContext, OutgoingMessage
 
 DEFAULT_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
@@ -171,6 +172,16 @@ class EmailNotifier(NotifierBase):
     """PEM bundle of the hospital's own CA, for internal mail servers."""
 
     secret_fields = ("password",)
+
+    def secrets(self) -> list[str]:
+        """The password, and the AUTH PLAIN token smtplib sends (base64 of
+        `\\0user\\0password`): a server echoing the exchange must not leak it. The password's
+        own base64 (AUTH LOGIN) is masked by `scrub` for every secret."""
+        values = super().secrets()
+        if self.username is not None and self.password:
+            values += [plain_auth_token(self.username, self.password),
+                       base64.b64encode(f"{self.username}\0{self.password}".encode()).decode()]
+        return values
 
     @field_validator("from_")
     @classmethod

@@ -7,6 +7,7 @@ in `ca_file` delivery works, without it the notifier refuses the server.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import socket
 import ssl
@@ -24,6 +25,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import ValidationError
 
+from monitor.core.text import plain_auth_token
 from notifiers import NOTIFIER_TYPES
 from notifiers.base import DeliveryError, NotifyContext, OutgoingMessage
 from notifiers.email import EmailNotifier, build_email, message_id
@@ -336,3 +338,37 @@ def test_addresses_are_checked() -> None:
     """A typo in `to` is a config error, not a bounce during an outage."""
     with pytest.raises(ValidationError, match="not an e-mail address"):
         mailer(25, to=["director.hospital.example"])
+
+
+def echoing_authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
+                          auth_data: Any) -> AuthResult:
+    """A server that quotes the client's AUTH exchange in its refusal (seen in the wild)."""
+    if mechanism == "PLAIN":
+        sent = base64.b64encode(b"\0" + auth_data.login + b"\0" + auth_data.password)
+    else:  # LOGIN sends the password on its own line
+        sent = base64.b64encode(auth_data.password)
+    return AuthResult(success=False, handled=False,
+                      message=f"535 5.7.8 rejected {mechanism} {sent.decode()}")
+
+
+async def test_a_server_echoing_auth_does_not_leak_the_password_in_base64(
+    server_tls: ssl.SSLContext, ca_file: str, ctx: NotifyContext
+) -> None:
+    """The refusal quoted base64 of `\\0user\\0password`; hismon knows what it sent, so it
+    masks that too (issue 11)."""
+    mailbox = Mailbox()
+    controller = start(mailbox, tls_context=server_tls, require_starttls=True,
+                       authenticator=echoing_authenticator, auth_required=True)
+    try:
+        notifier = mailer(controller.port, tls="starttls", username=USER,
+                          password="Secret-Pw-4711", ca_file=ca_file)
+        with pytest.raises(DeliveryError) as failure:
+            await notifier.send(message(), ctx)
+    finally:
+        controller.stop()
+    text = str(failure.value)
+    assert "535" in text and "rejected" in text
+    for leaked in (plain_auth_token(USER, "Secret-Pw-4711"),
+                   base64.b64encode(b"Secret-Pw-4711").decode(), "Secret-Pw-4711"):
+        assert leaked not in text
+    assert "***" in text

@@ -21,6 +21,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from notifiers import NOTIFIER_TYPES
+from notifiers._http import http_error
 from notifiers.base import DeliveryError, NotifyContext, OutgoingMessage
 from notifiers.webhook import WebhookNotifier, build_request, signature
 from tests.conftest import serve_route
@@ -221,3 +222,12 @@ def test_headers_hismon_sets_cannot_be_overridden() -> None:
     """An operator header must not replace the signature the receiver relies on."""
     with pytest.raises(ValidationError, match="X-Hismon-Signature"):
         webhook("http://127.0.0.1:1/", headers={"X-Hismon-Signature": "sha256=00"})
+
+
+def test_a_secret_in_an_error_body_is_masked_before_the_body_is_cut() -> None:
+    """The body was cut at 200 characters first, so the start of a secret that straddled
+    the cut no longer matched and survived (issue 11)."""
+    secret = "hook-key-" + "7" * 30
+    response = httpx.Response(500, text="e" * 190 + secret + " more")
+    error = http_error(response, "webhook", [secret])
+    assert "hook-key" not in str(error) and "***" in str(error)
