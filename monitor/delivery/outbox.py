@@ -31,6 +31,8 @@ ResultHook = Callable[[str, str, str], None]
 """(notifier, kind, result) for hismon_notifications_total."""
 
 
+STOP_GRACE = 1.0
+"""Seconds `stop` lets a send under way finish and be recorded."""
 MIN_SEND_WINDOW = 1.0
 """A leader starts a send only with the notifier's timeout, or at least this many seconds,
 left on its lease; the send is cut when the lease would end."""
@@ -146,6 +148,8 @@ class Sender:
         self.pending = len(messages)
         next_due = 60.0
         for message in messages:
+            if self.outbox.stopping:
+                break
             now = clock()
             if message.next_attempt_at > now:
                 next_due = min(next_due, message.next_attempt_at - now)
@@ -257,6 +261,10 @@ class Outbox:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     def count(self, notifier: str, kind: str, result: str) -> None:
         self.on_result(notifier, kind, result)
 
@@ -331,6 +339,11 @@ class Outbox:
             return
         self._stop.set()
         self.wake()
+        # A send under way may finish and be recorded (else a restart sends it again);
+        # senders see the stop between messages. Whatever still runs then is cancelled.
+        running = [t for t in self._tasks.values() if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=STOP_GRACE)
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
