@@ -24,7 +24,8 @@ from tests.conftest import HttpTarget, free_port
 
 TOKEN = "openapi-token"
 PAGE_PATHS = {"/", "/departments/{id}", "/incidents/{id}", "/incidents/{id}/ack", "/systems/{id}",
-              "/a/{token}", "/d/{token}", "/v/{token}"}  # the signed-link pages (13.2-13.4)
+              "/a/{token}", "/d/{token}", "/v/{token}",  # the signed-link pages (13.2-13.4)
+              "/incidents/{id}/review"}
 
 
 def config(target: HttpTarget, port: int) -> str:

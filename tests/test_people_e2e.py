@@ -14,6 +14,8 @@ import datetime as dt
 import re
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -194,6 +196,12 @@ async def _scenario(target: HttpTarget, sms: Receiver, robot: WeComRobot, dept: 
         await client.post(recovery["links"]["department"], data={"what": "backfill_done"})
         confirmed = (await client.get(api)).json()["departments_confirmed"]["er"]
         assert confirmed["backfill_done_at"] is not None
+    review = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "monitor", "review", incident_id, "--url",
+                         daemon.url], capture_output=True, text=True, timeout=60)
+    assert review.returncode == 0, review.stderr
+    for shown in ("Acknowledged: Li Na", "Emergency", "Nurse Wu", "person:li", "outage_it"):
+        assert shown in review.stdout, shown
     assert token not in daemon.log() and forged not in daemon.log(), "tokens are never logged"
     assert daemon.terminate() == 0
 

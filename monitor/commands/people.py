@@ -60,6 +60,35 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    import json
+
+    import httpx
+
+    from monitor.commands.cli import _call, _client, _refused
+    from monitor.people.review import review_markdown
+
+    if args.format == "html":
+        try:
+            with _client(args) as client:
+                response = client.get(f"/incidents/{args.incident}/review")
+        except httpx.HTTPError as exc:
+            print(f"cannot reach hismon at {args.url}: {exc}", file=sys.stderr)
+            return 1
+        if response.status_code != 200:
+            return _refused(response.status_code, {"error": f"no incident {args.incident}"})
+        sys.stdout.write(response.text)
+        return 0
+    status, data = _call(args, "GET", f"/api/v1/incidents/{args.incident}/review")
+    if status != 200:
+        return _refused(status, data)
+    if args.format == "json":
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        sys.stdout.write(review_markdown(data))
+    return 0
+
+
 def register(add: Add) -> None:
     """Add this module's subcommands to the `hismon` parser."""
     p = add("oncall", cmd_oncall, "who is on duty in each schedule, and the coming handovers",
@@ -75,5 +104,8 @@ def register(add: Add) -> None:
     p.add_argument("incident")
     p.add_argument("--by", required=True)
     p.add_argument("--note")
+    p = add("review", cmd_review, "the post-incident review of an incident", url=True)
+    p.add_argument("incident")
+    p.add_argument("--format", choices=["md", "html", "json"], default="md")
 
 

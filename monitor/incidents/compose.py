@@ -72,6 +72,8 @@ def step_messages(facts: Facts, incident: Incident, due: plans.DueStep, now: flo
             "title": title, "text": text, "incident": context["incident"],
             "drill": incident.drill, "status_url": context["status_url"], "recipient": notifier}
         if department:
+            payload["department"] = department  # for the review (SPEC 13.6)
+        if department:
             payload["department"] = department  # a fallback copy is per department (SPEC 6)
         if recipient.person:
             for_person(payload, person_card(config, recipient.person), config.notifier(notifier))

@@ -260,9 +260,10 @@ def build_app(daemon: Daemon) -> Starlette:
     from monitor.web.links import link_routes
     from monitor.web.people import merge_routes, people_routes
     from monitor.web.push import push_routes
+    from monitor.web.review import review_routes
 
     routes = merge_routes(routes + people_routes(daemon) + history_routes(daemon)
-                          + push_routes(daemon) + link_routes(daemon))
+                          + push_routes(daemon) + link_routes(daemon) + review_routes(daemon))
     try:
         from monitor.web.pages import page_routes
     except ImportError:  # pages are optional until they land

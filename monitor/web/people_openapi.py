@@ -123,6 +123,15 @@ PATHS: dict[str, Any] = {
         "vendorResponse", "The vendor's engineer is responding (taken by phone)",
         _body({"by": NULLABLE_TEXT, "eta": NULLABLE_TEXT}, []), [INCIDENT_ID],
         {"200": DETAIL, "404": _error("No such incident")})},
+    "/api/v1/incidents/{id}/review": {"get": {
+        "operationId": "incidentReview", "tags": ["read"],
+        "summary": "The post-incident review (SPEC 13.6); printable at /incidents/{id}/review",
+        "parameters": [INCIDENT_ID],
+        "responses": {"200": _json({"type": "object", "required": [
+            "incident", "systems", "departments", "window", "detection", "messages",
+            "acknowledgement", "cause", "progress_notes", "actions", "timeline"]},
+            "The review"), "404": _error("No such incident")},
+    }},
 }
 
 

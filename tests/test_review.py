@@ -1,0 +1,94 @@
+"""The post-incident review (SPEC 13.6): JSON and printable HTML from one incident with an
+acknowledgement, department confirmations, a vendor response, notes, cause and actions; the
+HTML prints to PDF in headless Chromium, and page 1 as printed is saved as a PNG artifact."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.core.result import Result, State
+from monitor.probing.state import advance
+from tests.conftest import REPO
+from tests.test_links import T0, app  # noqa: F401  # the in-process daemon fixture
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "tests" / "artifacts"
+
+
+async def _incident_with_everything(daemon: Any, clock: Any) -> None:
+    engine = daemon.engine
+    clock.now = T0 + 120
+    await engine.acknowledge("inc-1", "李娜", "on it", via="link")
+    await engine.confirm_department("inc-1", "er", "on_paper", "护士长 吴")
+    await engine.vendor_response("inc-1", "Engineer Wu", "30m", via="link")
+    await engine.add_note("inc-1", "李娜", "数据库主节点切换中")
+    clock.now = T0 + 1800
+    for _ in range(2):
+        advance(engine.states["his-web"], Result(State.OK, "up"), clock.now, 3, 2)
+    engine.system_changed("his")
+    await engine.tick()
+    await engine.confirm_department("inc-1", "er", "backfill_done", "护士长 吴")
+    await engine.patch("inc-1", "王主任", {"confirmed_cause": "database",
+                                          "root_cause": "主库磁盘写满",
+                                          "actions": ["磁盘容量告警阈值改为 80%"]})
+
+
+async def test_the_review_as_json_and_html(app) -> None:  # noqa: F811
+    daemon, client, clock = app
+    await _incident_with_everything(daemon, clock)
+    review = (await client.get("/api/v1/incidents/inc-1/review")).json()
+    assert review["window"]["start"].startswith("2027-01-15T")
+    assert review["window"]["duration_seconds"] > 0
+    assert review["acknowledgement"]["by"] == "李娜"
+    er = review["departments"][0]
+    assert er["on_paper_by"] == "护士长 吴" and er["backfill_done_at"] is not None
+    assert review["departments_unanswered"] == []
+    assert review["vendor"]["responded_by"] == "Engineer Wu" and review["vendor"]["sla"] == "kept"
+    assert review["cause"] == {"suspected": review["cause"]["suspected"],
+                               "evidence": review["cause"]["evidence"], "confirmed": "database"}
+    assert review["root_cause"] == "主库磁盘写满"
+    assert review["progress_notes"][0]["text"] == "数据库主节点切换中"
+    kinds = {m["kind"] for m in review["messages"]}
+    assert {"outage_it", "department_outage", "vendor_escalation"} <= kinds
+    assert all(m["due"] for m in review["messages"])
+    page = await client.get("/incidents/inc-1/review")
+    assert page.status_code == 200
+    for text in ("故障复盘报告", "李娜", "护士长 吴", "Engineer Wu", "主库磁盘写满",
+                 "磁盘容量告警阈值改为 80%"):
+        assert text in page.text, text
+    assert (await client.get("/api/v1/incidents/nope/review")).status_code == 404
+
+
+@pytest.mark.skipif(importlib.util.find_spec("playwright") is None or not CHROMIUM.exists(),
+                    reason="needs playwright and the Debian chromium package")
+async def test_the_review_prints_to_pdf(app) -> None:  # noqa: F811
+    from playwright.async_api import async_playwright
+
+    daemon, client, clock = app
+    await _incident_with_everything(daemon, clock)
+    html = (await client.get("/incidents/inc-1/review")).text
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            page = await browser.new_page(viewport={"width": 794, "height": 1123})
+            await page.set_content(html)
+            pdf = await page.pdf(format="A4", print_background=True)
+            await page.emulate_media(media="print")
+            # Page 1 as printed: an A4 sheet at 96 dpi (794 × 1123 CSS px).
+            await page.screenshot(path=str(ARTIFACTS / "review-page1.png"),
+                                  clip={"x": 0, "y": 0, "width": 794, "height": 1123})
+            width = await page.evaluate("document.documentElement.scrollWidth")
+        finally:
+            await browser.close()
+    assert pdf.startswith(b"%PDF-") and len(pdf) > 10_000
+    assert pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages") >= 1
+    (ARTIFACTS / "review.pdf").write_bytes(pdf)
+    assert width <= 794, "nothing wider than the printed page"
+    assert (ARTIFACTS / "review-page1.png").stat().st_size > 10_000
