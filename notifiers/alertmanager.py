@@ -40,6 +40,11 @@ def rfc3339(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
+def test_labels() -> dict[str, str]:
+    """`hismon notify-test`'s alert: route it to a test receiver, or let it pass by."""
+    return {"alertname": "HismonTest", "severity": "none", "kind": "test"}
+
+
 def labels_for(incident: dict[str, Any], kind: str, severity: str, drill: bool) -> dict[str, str]:
     """The identity of an alert: Alertmanager matches a resolve to its alert by these."""
     labels = {"alertname": ALERTNAME, "incident": str(incident.get("id", "")),
@@ -111,6 +116,25 @@ class AlertmanagerNotifier(NotifierBase):
         if not message.incident:
             return f"{message.kind} has no incident, so no alert"
         return None
+
+    async def test(self, message: OutgoingMessage, ctx: NotifyContext) -> str:
+        """A real alert (`alertname="HismonTest"`), posted and then resolved: answering 200
+        twice is what proves Alertmanager takes hismon's alerts; nothing listening fails."""
+        now = time.time()
+        base: dict[str, Any] = {"labels": test_labels(), "annotations": {"summary": message.title,
+                                                          "description": message.text}}
+        if message.status_url:
+            base["generatorURL"] = message.status_url
+        secrets = self.secrets()
+        url = self.url.rstrip("/") + "/api/v2/alerts"
+        for ends in (now + 300, now):  # firing for five minutes at most, then resolved now
+            request = json_request(url, [{**base, "startsAt": rfc3339(now),
+                                          "endsAt": rfc3339(ends)}])
+            response = await send_request(ctx, request, channel="alertmanager",
+                                          time_limit=self.timeout, secrets=secrets)
+            if not response.is_success:
+                raise http_error(response, "alertmanager", secrets)
+        return f"HTTP {response.status_code}, test alert HismonTest fired and resolved"
 
     async def send(self, message: OutgoingMessage, ctx: NotifyContext) -> str:
         why = self.ignores(message)

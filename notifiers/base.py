@@ -90,6 +90,10 @@ class NotifierBase(Strict):
         """
         return None
 
+    async def test(self, message: OutgoingMessage, ctx: NotifyContext) -> str:
+        """`hismon notify-test`: prove the channel works end to end (by default: send)."""
+        return await self.send(message, ctx)
+
     async def send(self, message: OutgoingMessage, ctx: NotifyContext) -> str:
         """Deliver one message; return the channel's answer in a few words.
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
+from pathlib import Path
 
 from checks.base import LatencyThresholds
 from monitor.core.durations import format_against
@@ -144,3 +146,23 @@ def test_a_slow_answer_shows_measured_and_limit_at_a_precision_that_differs() ->
     rtt = LatencyThresholds.model_validate({"warn": "1ms"})
     assert rtt.apply(Result(State.OK, "ok"), 0.0012).message == "ok, slow: 1.2ms > 1ms"
     assert format_against(2.0004, 2.0) == ("2.0004s", "2s")
+
+
+async def test_hismon_probe_exits_2_when_crit_and_unknown_are_mixed(tmp_path: Path) -> None:
+    """Nagios: the worst is CRIT (2); it exited 3 because UNKNOWN sorts above CRIT."""
+    crit_port, unknown_port = closed_port(), closed_port()
+    config = tmp_path / "h.yaml"
+    config.write_text(f"""
+systems: [{{id: lis, name: LIS}}]
+checks:
+  - {{id: lis-port, system: lis, type: tcp, host: 127.0.0.1, port: {crit_port}, timeout: 2s}}
+  - {{id: lis-disk, system: lis, type: prometheus, url: "http://127.0.0.1:{unknown_port}",
+      query: up, timeout: 2s}}
+""")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor", "probe", "-c", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    text = out.decode()
+    assert "CRIT    lis-port" in text and "UNKNOWN lis-disk" in text, text
+    assert proc.returncode == 2

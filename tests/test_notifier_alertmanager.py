@@ -228,3 +228,40 @@ async def test_an_unreachable_alertmanager_is_retryable(ctx: NotifyContext) -> N
             message("outage_it", incident("inc-x")), ctx)
     assert failure.value.permanent is False
     assert "cannot reach 127.0.0.1" in str(failure.value)
+
+
+async def received(ctx: NotifyContext, url: str) -> dict[str, float]:
+    """Alertmanager's own count of alerts received, by status (its /metrics)."""
+    text = (await ctx.http.get(f"{url}/metrics")).text
+    counts = {"firing": 0.0, "resolved": 0.0}
+    for line in text.splitlines():
+        if line.startswith("alertmanager_alerts_received_total{"):
+            for status in counts:
+                if f'status="{status}"' in line:
+                    counts[status] += float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+async def test_notify_test_posts_a_real_test_alert_and_resolves_it(
+    alertmanager: str, ctx: NotifyContext
+) -> None:
+    """It always said OK (the test message has no incident, so nothing was posted)."""
+    before = await received(ctx, alertmanager)
+    test = message("outage_it", None)
+    answer = await notifier(alertmanager).test(test, ctx)
+    assert answer == "HTTP 200, test alert HismonTest fired and resolved"
+    after = await received(ctx, alertmanager)
+    assert after["firing"] == before["firing"] + 1
+    assert after["resolved"] == before["resolved"] + 1
+    response = await ctx.http.get(f"{alertmanager}/api/v2/alerts",
+                                  params={"filter": 'alertname="HismonTest"'})
+    assert response.json() == []  # resolved: nothing left firing
+
+
+async def test_notify_test_fails_when_nothing_listens(ctx: NotifyContext) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DeliveryError) as failure:
+        await notifier(f"http://127.0.0.1:{port}").test(message("outage_it", None), ctx)
+    assert "cannot reach 127.0.0.1" in str(failure.value)

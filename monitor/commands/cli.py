@@ -97,10 +97,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
         numbers = " ".join(f"{k}={v:g}" for k, v in result.numbers.items())
         print(f"{result.state.name:<7} {check_id}: {result.message}"
               f" ({result.duration * 1000:.0f}ms){' | ' + numbers if numbers else ''}")
-    from monitor.core.result import State
+    from monitor.core.result import worst
 
-    worst = max((r.state for r in results), default=State.OK)
-    return int(worst)
+    # Nagios: CRIT wins over UNKNOWN (2, not 3, when both are there)
+    return int(worst([r.state for r in results]))
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
@@ -176,7 +176,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     async def send() -> str:
         async with httpx.AsyncClient(trust_env=False) as client:
             ctx = NotifyContext(http=client, site_name=config.site.name)
-            return await asyncio.wait_for(notifier.send(message, ctx), notifier.timeout + 1)
+            return await asyncio.wait_for(notifier.test(message, ctx), 2 * notifier.timeout + 1)
 
     from monitor.core.text import scrub
 
