@@ -263,10 +263,8 @@ def test_a_few_variants_through_the_real_command(content: bytes, tmp_path_factor
 @pytest.fixture(scope="module", autouse=True)
 def report_count(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     line = (f"config fuzzer: {RAN['tree']} tree + {RAN['text']} text variants in process, "
             f"{RAN['subprocess']} through `hismon validate` (HISMON_FUZZ_EXAMPLES={EXAMPLES})")
-    if reporter is not None:
-        reporter.write_line(line)
-    else:
-        print(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        print(f"\n{line}", file=sys.stderr)
