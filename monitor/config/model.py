@@ -46,7 +46,8 @@ class Campus(Localized, Strict):
     """A site of the hospital: `{id, name}`, the name a string or `{zh, en}` (SPEC §7)."""
 
     LOCALIZED = ("name",)
-    id: Id
+    id: str = Field(min_length=1)
+    """Any text, as before `{id, name}` existed (`北院` is a valid campus id)."""
     name: str
 
     @model_validator(mode="before")

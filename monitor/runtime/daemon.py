@@ -76,6 +76,7 @@ class Daemon:
         self.scheduler.recorder = self.history_recorder
         self.history = HistoryService(self.store, self.history_recorder,
                                       lambda: self.config.site.tz, self._windows)
+        self._history_task: asyncio.Task[None] | None = None
         self.history_reader = HistoryReader(self.store, self.history_recorder,
                                             lambda: self.config.site.tz, self._windows)
         self.leadership = Leadership(self.store, ttl=config_lease_ttl(config))
@@ -145,6 +146,13 @@ class Daemon:
         if moved:
             log.info("cluster_checks_taken", member=self.membership.me if self.membership
                      else None, checks=len(moved))
+
+    async def _history_tick(self) -> None:
+        """Once per bucket (the tick returns at once otherwise); failed rows are kept."""
+        try:
+            await asyncio.wait_for(self.history.tick(self.clock(), self.leading), 30.0)
+        except Exception as exc:
+            log.error("history_write_failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
     def _windows(self, now: float) -> list[Any]:
         return self.engine.windows(now)
@@ -411,10 +419,10 @@ class Daemon:
                 log.error("store_unavailable", error=self.store_error)
                 if self._store_down_since is None:
                     self._store_down_since = self.clock()
-            try:  # once per bucket; a failed write keeps its rows for the next attempt
-                await asyncio.wait_for(self.history.tick(self.clock(), self.leading), 10.0)
-            except Exception as exc:
-                log.error("history_write_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            if self._history_task is None or self._history_task.done():
+                # Its own task: a slow or locked store delays the history, never housekeeping.
+                self._history_task = asyncio.create_task(self._history_tick(),
+                                                         name="history")
             self._refresh_source()
             try:
                 await asyncio.wait_for(self._watch_self(), 10.0)
@@ -507,6 +515,8 @@ class Daemon:
         with contextlib.suppress(Exception):
             await self.engine.save_states()
         with contextlib.suppress(Exception):
+            if self._history_task is not None:
+                await asyncio.wait_for(asyncio.shield(self._history_task), 5.0)
             await asyncio.wait_for(self.history.flush_all(), 5.0)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._save_samples(), 5.0)
