@@ -266,3 +266,27 @@ async def test_no_serious_accessibility_violations(
         if violations:
             found[path] = violations
     assert not found, json.dumps(found, ensure_ascii=False, indent=1)
+
+
+async def test_history_survives_a_restart_of_the_daemon(
+    outage: tuple[DaemonProcess, dict[str, Any]], http_target: HttpTarget
+) -> None:
+    """SIGTERM writes the bucket still going; the restarted daemon shows it."""
+    import sqlite3
+
+    daemon, _ = outage
+    assert daemon.terminate() == 0
+    state = daemon.config_path.parent / "state.db"
+    with sqlite3.connect(state) as db:
+        rows = db.execute("SELECT worst, n FROM history_checks WHERE check_id = 'his-web'"
+                          ).fetchall()
+    assert rows and max(worst for worst, _ in rows) == 2  # down, written at shutdown
+    assert sum(n for _, n in rows) >= 3
+    http_target.status = 200
+    await daemon.start()
+    async with httpx.AsyncClient(base_url=daemon.url, trust_env=False, timeout=5) as api:
+        history = (await api.get("/api/v1/systems/his/history", params={"days": 1})).json()
+    assert history["slots_24h"][-1]["worst"] == "down"
+    assert history["days"] == [{"date": history["days"][0]["date"],
+                                "availability": history["days"][0]["availability"],
+                                "worst": "down"}]
