@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,6 +94,7 @@ class Daemon:
         self.store_error: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._server: Any = None
+        self._listen_socket: socket.socket | None = None
         self._watch = WatchedFiles(config.watch_paths or ([config_path] if config_path else []))
         self._reloader = Reloader(config_path, self._apply_reloaded, self._reject_reload) \
             if config_path else None
@@ -199,6 +202,11 @@ class Daemon:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.serve_http:
+            # First, before anything logs: a busy port is one clear line, not uvicorn's errno,
+            # a JSON error and leadership changes of a daemon that never ran.
+            self._listen_socket = listen_socket(*self.config.server.host_port,
+                                                self.config.server.listen)
         await self.store.open()
         self._restore_states(await self.store.load_check_states())
         self.ctx.heartbeats.update(await self.store.load_heartbeats())
@@ -265,8 +273,11 @@ class Daemon:
         if self._engine_task is not None:
             self._engine_task.cancel()
             await asyncio.gather(self._engine_task, return_exceptions=True)
-        log.warning("leadership_lost", instance=self.leadership.me,
-                    holder=self.leadership.holder)
+        if self.stop_event.is_set():  # our own clean stop: nothing an operator must look at
+            log.info("leadership_stopped", instance=self.leadership.me)
+        else:
+            log.warning("leadership_lost", instance=self.leadership.me,
+                        holder=self.leadership.holder)
 
     async def _vantage(self) -> None:
         """Share this instance's view of quorum checks; the leader counts the votes."""
@@ -488,7 +499,8 @@ class Daemon:
                                        access_log=False, lifespan="off")
         server = _EmbeddedServer(server_config)
         self._server = server
-        self._tasks.append(asyncio.create_task(server.serve(), name="http"))
+        sockets = [self._listen_socket] if self._listen_socket is not None else None
+        self._tasks.append(asyncio.create_task(server.serve(sockets), name="http"))
         for _ in range(200):
             if server.started or server.failed:
                 break
@@ -522,7 +534,8 @@ class Daemon:
             await asyncio.wait_for(self._save_samples(), 5.0)
         await self.ctx.close()
         await self.store.close()
-        log.info("daemon_stopped")
+        if self.ready:
+            log.info("daemon_stopped")
 
     async def run_forever(self) -> None:
         """Foreground run: until SIGTERM/SIGINT; SIGHUP reloads."""
@@ -563,12 +576,36 @@ class _EmbeddedServer:
     def should_exit(self, value: bool) -> None:
         self._server.should_exit = value
 
-    async def serve(self) -> None:
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         try:
-            await self._server.serve()
+            await self._server.serve(sockets=sockets)
         except (SystemExit, OSError) as exc:
             self.failed = True
             log.error("http_failed", error=str(exc))
+
+
+_BIND_REASONS = {
+    errno.EADDRINUSE: "address already in use (is another hismon or program on that port?)",
+    errno.EACCES: "permission denied (ports below 1024 need privileges)",
+    errno.EADDRNOTAVAIL: "no such address on this machine",
+}
+
+
+def listen_socket(host: str, port: int, listen: str) -> socket.socket:
+    """The HTTP server's socket, bound now: `cannot listen on 127.0.0.1:9464: address
+    already in use (...)` is the one line a busy port gives."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = _BIND_REASONS.get(exc.errno or 0) or exc.strerror or str(exc)
+        raise OSError(f"cannot listen on {listen}: {reason}") from None
+    sock.setblocking(False)
+    return sock
 
 
 def config_file_path(path: str) -> str:
