@@ -133,6 +133,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
 
     now = time.time()
+    if args.format == "html" and not args.vendor:
+        print("--format html is the vendor statement: add --vendor NAME", file=sys.stderr)
+        return 2
+    if args.vendor or args.month:
+        from monitor.commands.statement import run_statement
+
+        return run_statement(config, args.vendor, args.month, args.format, now)
 
     async def load() -> Any:
         store = open_store(config.state.url)
@@ -454,7 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("report", cmd_report, "availability, incidents, MTTA/MTTR per system and vendor",
             config=True)
     p.add_argument("--since", default="30d")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--format", choices=["table", "csv", "json", "html"], default="table",
+                   help="html only with --vendor")
+    p.add_argument("--vendor", help="the monthly SLA statement of this vendor (any language)")
+    p.add_argument("--month", help="YYYY-MM, with --vendor (default: the current month)")
     p = add("notify-test", cmd_notify_test, "send a test message through one notifier",
             config=True)
     p.add_argument("notifier")
