@@ -44,6 +44,9 @@ def push_routes(daemon: Daemon) -> list[Route]:
         check_id = request.path_params["id"]
         check = next((c for c in daemon.config.checks if c.id == check_id), None)
         if check is None or not check.pushed:
+            # Only a caller with an API token learns which checks exist (SPEC 7: 401 first).
+            if not token_ok(request, daemon.config.server.api_tokens):
+                return error(401, "missing or invalid Bearer token")
             return error(404, f"no passive check {check_id}")
         own = getattr(check, "token", None)
         refused = refusal(request, [own] if own else daemon.config.server.api_tokens)
@@ -142,7 +145,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                                          "received_at": {"type": "string",
                                                          "format": "date-time"}}},
                          "Recorded; the check's state after it"),
-            "404": _error("No passive check with this id"),
+            "404": _error("No passive check with this id (asked with an API token)"),
             **_REFUSALS,
         },
     }},
