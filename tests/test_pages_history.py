@@ -213,6 +213,8 @@ async def test_front_page_during_a_live_outage_says_what_to_do(
 
     # The incident page links to its system page.
     await page.goto(f"{daemon.url}/incidents/{root['id']}")
+    review = await page.locator("a.review-link").get_attribute("href")
+    assert review == f"/incidents/{root['id']}/review"
     await page.click("a.system-link")
     await page.wait_for_url("**/systems/core-net")
     assert external == [], f"pages loaded external assets: {external}"

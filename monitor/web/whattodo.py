@@ -59,6 +59,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "not_found_system": "There is no system \"{id}\".",
         "planned_procedure": "During the maintenance, {system}: {procedure}",
         "system_link": "System page",
+        "review_link": "Post-incident review (printable)",
         "last_run": "Last run",
     },
     "zh": {
@@ -93,6 +94,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "not_found_system": "没有系统“{id}”。",
         "planned_procedure": "维护期间，{system}：{procedure}",
         "system_link": "系统页面",
+        "review_link": "事后复盘报告（可打印）",
         "last_run": "最近检测",
     },
 }
