@@ -244,7 +244,13 @@ class Engine:
         reach = backfill.horizon(self.facts(now))
         if reach is None:
             return
+        facts = self.facts(now)
         for incident in await self.store.list_incidents(status="resolved", since=now - reach):
+            plan = facts.plan_of(incident)
+            delay = plan.backfill_reminder if plan is not None else None
+            if delay is None or incident.resolved_at is None or incident.caused_by \
+                    or incident.drill or now < incident.resolved_at + delay:
+                continue  # not owed one (yet): no store reads for it
             recorded = await self.store.steps_recorded(incident.id)
             if (backfill.STEP, 0) in recorded:
                 continue
