@@ -208,6 +208,8 @@ def link_routes(daemon: Daemon) -> list[Route]:
         log.info("link_used", kind="ack", incident=incident.id, recipient=claim.recipient)
         done = await act({"kind": "ack", "incident": incident.id, "by": by,
                           "recipient": claim.recipient})
+        if done is None and daemon.leading:
+            return invalid(request, claim, "refused by the engine")
         if done is None:
             return page(request, title, incident=incident, message=t["queued"])
         if done.acknowledged_by != by:
@@ -249,6 +251,8 @@ def link_routes(daemon: Daemon) -> list[Route]:
                  what=asked)
         done = await act({"kind": "department", "incident": incident.id, "department": dept,
                           "what": asked, "by": form.get("by"), "recipient": dept})
+        if done is None and daemon.leading:
+            return invalid(request, claim, "refused by the engine")
         message = t["queued"] if done is None else t[f"{asked}_done"].format(dept=dept_name)
         return page(request, title, incident=done or incident, message=message)
 
@@ -268,6 +272,8 @@ def link_routes(daemon: Daemon) -> list[Route]:
         log.info("link_used", kind="vendor", incident=incident.id, recipient=claim.recipient)
         done = await act({"kind": "vendor", "incident": incident.id, "by": form.get("by"),
                           "eta": form.get("eta"), "recipient": claim.recipient})
+        if done is None and daemon.leading:
+            return invalid(request, claim, "refused by the engine")
         return page(request, title, incident=done or incident,
                     message=t["queued"] if done is None else t["vendor_done"])
 
