@@ -119,6 +119,13 @@ class Daemon:
         return [(c.id, assign.replicas_for(c.vantage_quorum, replicas))
                 for c in self.config.checks]
 
+    def _everywhere(self) -> set[str]:
+        """Checks every member keeps, whatever the assignment: results pushed to hismon
+        (passive, heartbeat) arrive at whichever instance the sender reaches (the leader),
+        nothing is probed for them, so they are never "another member's"."""
+        return {c.id for c in self.config.checks if getattr(c, "pushed", False)
+                or c.type == "heartbeat"}
+
     def _owned_changed(self, owned: set[str]) -> None:
         if self.scheduler.owned is None:  # before start: the scheduler starts with this set
             return
@@ -145,7 +152,7 @@ class Daemon:
                 if check.id in moving_in and record is not None:
                     self.states[check.id] = from_record(check.id, check.system, check.type,
                                                         record)
-        moved = self.scheduler.set_owned(owned)
+        moved = self.scheduler.set_owned(owned | self._everywhere())
         if moved:
             log.info("cluster_checks_taken", member=self.membership.me if self.membership
                      else None, checks=len(moved))
@@ -218,7 +225,8 @@ class Daemon:
         if self.membership is not None:
             await self.membership.beat()
             # No answer from the store: probe everything rather than nothing.
-            self.scheduler.owned = (set(self.membership.owned) if self.membership.members
+            self.scheduler.owned = (self.membership.owned | self._everywhere()
+                                    if self.membership.members
                                     else {c.id for c in self.config.checks})
             self._tasks.append(asyncio.create_task(self.membership.run(self.stop_event),
                                                    name="membership"))
@@ -474,7 +482,8 @@ class Daemon:
         self.leadership.ttl = config_lease_ttl(config)
         if self.membership is not None:
             self.membership.ttl = self.leadership.ttl
-            self.scheduler.owned = self.membership.reassign() if self.membership.members \
+            self.scheduler.owned = self.membership.reassign() | self._everywhere() \
+                if self.membership.members \
                 else {c.id for c in config.checks}
         self.scheduler.apply_config(config)
         self.alerts.forget({c.id for c in config.checks if c.pushed})
