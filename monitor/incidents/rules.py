@@ -16,8 +16,8 @@ sees the result (a new incident needs its id before a dependent can link to it):
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Collection, Mapping, Set
+from dataclasses import replace
 
 from monitor.core.models import Incident
 from monitor.core.result import State
@@ -45,7 +45,10 @@ Recorded = Mapping[tuple[str, int], str]
 
 
 def _copy(incident: Incident) -> Incident:
-    return copy.deepcopy(incident)
+    """A copy whose lists a rule may change without touching the live incident."""
+    return replace(incident, failing_checks=[dict(c) for c in incident.failing_checks],
+                   affected_departments=list(incident.affected_departments),
+                   cause_evidence=list(incident.cause_evidence))
 
 
 # ---- incidents from check states --------------------------------------------------------
@@ -176,7 +179,7 @@ def root_of(facts: Facts, open_: Mapping[str, Incident], system_id: str) -> Inci
 def link_dependencies(facts: Facts, now: float) -> list[Effect]:
     """Mark dependents `caused_by` their root and add their departments to the root."""
     effects: list[Effect] = []
-    work = {system: _copy(i) for system, i in facts.open.items()}
+    work = dict(facts.open)  # copied on write: the live incidents are never changed here
     for system in list(work):
         incident = work[system]
         if not facts.config.has_system(system):
@@ -185,17 +188,20 @@ def link_dependencies(facts: Facts, now: float) -> list[Effect]:
         previous = incident.caused_by
         if root is not None and root.id != incident.id:
             if previous != root.id:
+                incident = work[system] = _copy(incident)
                 incident.caused_by, incident.caused_by_system = root.id, root.system
                 effects.append(UpdateIncident(_copy(incident), Change.LINK, (
                     Note("caused_by", f"caused by {root.id} ({root.system})"),)))
             added = [d for d in facts.config.system(system).departments
                      if d not in root.affected_departments]
             if added:
+                root = work[root.system] = _copy(root)
                 root.affected_departments.extend(added)
                 effects.append(UpdateIncident(_copy(root), Change.DEPARTMENTS, (
                     Note("departments_added", f"{system} depends on {root.system}: "
                          f"{', '.join(added)} affected", {"system": system}),)))
         elif previous is not None:
+            incident = work[system] = _copy(incident)
             incident.caused_by = incident.caused_by_system = None
             incident.plan_started_at = now
             effects.append(UpdateIncident(_copy(incident), Change.UNLINK, (
