@@ -20,6 +20,9 @@ from monitor.store.sqlite import SqliteStore
 
 CONFIG = """\
 site: {name: Test Hospital, timezone: Asia/Shanghai, language: en, campuses: [main, north]}
+# These tests time the plan of a dependent (his) from its own confirmation; the settle wait of
+# SPEC 4 has its own tests (tests/test_simulator.py, test_dependency_settle_* below).
+defaults: {dependency_settle: 0s}
 roles:
   it_oncall: [it]
   leadership: [boss]

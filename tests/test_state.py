@@ -77,3 +77,32 @@ def test_runs_are_counted_per_result() -> None:
     cs = CheckState("c", "s", "http")
     feed(cs, [State.OK, State.CRIT, State.OK, State.UNKNOWN])
     assert cs.runs == {"OK": 2, "CRIT": 1, "UNKNOWN": 1}
+
+
+def _feed(states: list[State], start: float = 0.0) -> tuple[CheckState, list[bool]]:
+    cs = CheckState("c", "s", "http")
+    changes = []
+    for i, state in enumerate(states):
+        changes.append(advance(cs, Result(state, state.name), start + i, 3, 2).unstable_changed)
+    return cs, changes
+
+
+def test_a_check_failing_every_other_probe_is_unstable_from_its_first_counted_failure() -> None:
+    cs, changes = _feed([State.OK, State.CRIT] * 7)
+    assert cs.unstable and cs.hard_state is State.OK, "never 3 in a row: no hard failure"
+    assert cs.unstable_since == 1.0 and cs.unstable_state is State.CRIT
+    assert changes.count(True) == 1
+
+
+def test_one_blip_or_one_long_outage_is_never_unstable() -> None:
+    blip, _ = _feed([State.OK] * 5 + [State.CRIT] + [State.OK] * 15)
+    assert not blip.unstable
+    outage, _ = _feed([State.OK] * 3 + [State.CRIT] * 15)
+    assert not outage.unstable and outage.hard_state is State.CRIT
+
+
+def test_an_unstable_check_settles_at_three_failures_in_twenty_one() -> None:
+    cs, _ = _feed([State.OK, State.WARN] * 7 + [State.OK] * 16)
+    assert not cs.unstable and cs.unstable_since is None
+    still, _ = _feed([State.OK, State.WARN] * 7 + [State.OK] * 10)
+    assert still.unstable and still.unstable_state is State.WARN

@@ -143,6 +143,9 @@ class Defaults(Strict):
     confirm: PositiveInt = 3
     recover: PositiveInt = 2
     flapping: Flapping = Field(default_factory=Flapping)
+    dependency_settle: Duration | None = None
+    """How long a dependent's own alerts wait for its roots (SPEC 4); None: the longest time
+    to confirm among the checks of the systems it depends on, at least 5 s."""
 
 
 class Department(Localized, Strict):

@@ -55,10 +55,15 @@ def _copy(incident: Incident) -> Incident:
 
 
 def evaluate_system(facts: Facts, system_id: str, now: float) -> list[Effect]:
-    """Open, escalate, update or resolve the system's incident from its checks' hard states."""
+    """Open, escalate, update or resolve the system's incident from its checks' states.
+
+    A check counts when it is hard non-OK or unstable (SPEC 4); a stale check (no fresh
+    result) opens nothing, but keeps its last state in an incident that is already open.
+    """
     states = facts.states_of(system_id)
-    failing = [s for s in states if s.failing and s.check_id not in facts.unconfirmed]
     current = facts.open.get(system_id)
+    failing = [s for s in states if s.troubled and s.check_id not in facts.unconfirmed
+               and (current is not None or not s.stale)]
     if not failing:
         if current is None:
             return []
@@ -77,7 +82,7 @@ def evaluate_system(facts: Facts, system_id: str, now: float) -> list[Effect]:
             return [UpdateIncident(cleared, Change.CHECKS, tuple(_check_notes(current, [])))]
         return [resolve(current, states, now)]
     effects: list[Effect] = []
-    severity = Severity.CRITICAL if any(s.hard_state is State.CRIT for s in failing) \
+    severity = Severity.CRITICAL if any(s.incident_state is State.CRIT for s in failing) \
         else Severity.WARNING
     notes: list[Note] = []
     if current is None:
@@ -108,9 +113,15 @@ def evaluate_system(facts: Facts, system_id: str, now: float) -> list[Effect]:
     return effects
 
 
+def _first_failure(s: CheckState, now: float) -> float:
+    if s.failing:
+        return s.first_failure_at or now
+    return s.unstable_since or now
+
+
 def _new_incident(facts: Facts, system_id: str, failing: list[CheckState], severity: Severity,
                   now: float) -> Incident:
-    started = min((s.first_failure_at or now) for s in failing)
+    started = min(_first_failure(s, now) for s in failing)
     system = facts.config.system(system_id)
     return Incident(
         id="", system=system_id, severity=severity, started_at=started, opened_at=now,
@@ -119,7 +130,13 @@ def _new_incident(facts: Facts, system_id: str, failing: list[CheckState], sever
 
 
 def _check_entry(s: CheckState) -> dict[str, object]:
-    return {"id": s.check_id, "type": s.type, "state": s.hard_state.name, "message": s.message}
+    entry: dict[str, object] = {"id": s.check_id, "type": s.type,
+                                "state": s.incident_state.name, "message": s.message}
+    if s.unstable and not s.failing:
+        entry["unstable"] = True
+    if s.stale:
+        entry["stale"] = True
+    return entry
 
 
 def _check_notes(incident: Incident, failing: list[CheckState]) -> list[Note]:
@@ -192,6 +209,20 @@ def link_dependencies(facts: Facts, now: float) -> list[Effect]:
                 incident.caused_by, incident.caused_by_system = root.id, root.system
                 effects.append(UpdateIncident(_copy(incident), Change.LINK, (
                     Note("caused_by", f"caused by {root.id} ({root.system})"),)))
+                # Absorbed: the dependent was still waiting for its roots (nothing sent).
+                absorbed = incident.started_at < root.started_at and (
+                    incident.held == HoldReason.DEPENDENCY or _settling(facts, incident, now)
+                    or incident.opened_at >= root.opened_at - dependency_settle(facts, system))
+                if absorbed:
+                    # The back-fill window covers the earliest failure the root absorbed; the
+                    # root's plan keeps its own clock (plan_started_at is not moved).
+                    root = work[root.system] = _copy(root)
+                    if root.plan_started_at is None and root.severity == "critical":
+                        root.plan_started_at = root.started_at
+                    root.started_at = incident.started_at
+                    effects.append(UpdateIncident(_copy(root), Change.SETTLE, (
+                        Note("window_extended", f"outage window starts with {system}'s first "
+                             "failed probe", {"system": system}),)))
             added = [d for d in facts.config.system(system).departments
                      if d not in root.affected_departments]
             if added:
@@ -233,17 +264,55 @@ def catch_up_departments(facts: Facts, root: Incident, recorded: Recorded,
 # ---- plans ------------------------------------------------------------------------------
 
 
+def dependency_settle(facts: Facts, system_id: str) -> float:
+    """How long a dependent's own alerts wait for its roots (SPEC 4 `dependency_settle`)."""
+    configured = facts.config.defaults.dependency_settle
+    if configured is not None:
+        return configured
+    longest = 0.0
+    for dep in facts.config.dependencies(system_id):
+        for check in facts.config.checks_of(dep):
+            interval = check.interval or facts.config.defaults.interval
+            retry = min(check.retry_interval or facts.config.defaults.retry_interval, interval)
+            confirm = check.confirm or facts.config.defaults.confirm
+            timeout = check.timeout or facts.config.defaults.timeout
+            longest = max(longest, interval + retry * (confirm - 1) + timeout)
+    return max(5.0, longest)
+
+
+def _settling(facts: Facts, incident: Incident, now: float) -> bool:
+    """A dependent waits `dependency_settle` from its opening for a root to break, and up to
+    as long again while a check of a root is failing but not yet hard."""
+    if incident.drill or not facts.config.has_system(incident.system):
+        return False
+    roots = facts.config.dependencies(incident.system)
+    if not roots:
+        return False
+    settle = dependency_settle(facts, incident.system)
+    if settle <= 0:
+        return False
+    waited = now - incident.opened_at
+    if waited < settle:
+        return True
+    if waited < 2 * settle:
+        return any(s.unconfirmed for root in roots for s in facts.states_of(root))
+    return False
+
+
 def hold_reason(facts: Facts, incident: Incident, now: float) -> HoldReason | None:
     """Why the incident's steps must wait right now, or None."""
-    if incident.caused_by:
+    if incident.caused_by or _settling(facts, incident, now):
         return HoldReason.DEPENDENCY
     if not incident.drill and facts.in_maintenance(incident.system, now):
         # A drill rehearses the plan even inside a window: nothing real is held by it.
         return HoldReason.MAINTENANCE
     states = facts.states_of(incident.system)
-    flapping = any(s.flapping for s in states)
-    if flapping and now - incident.started_at < facts.config.defaults.flapping.max_hold:
-        return HoldReason.FLAPPING
+    if any(s.flapping or s.unstable for s in states):
+        if now - incident.started_at < facts.config.defaults.flapping.max_hold:
+            return HoldReason.FLAPPING
+        # Past max_hold a system that works only every other minute is down for the clinic:
+        # no "recovering" hold at each good probe (that was a hold/release pair every flap).
+        return None
     failing = [facts.states.get(str(c["id"])) for c in incident.failing_checks]
     if failing and all(s is not None and s.state is State.OK for s in failing):
         # Every failing check answers again and is confirming its recovery: a step
@@ -259,7 +328,9 @@ def run_plan(facts: Facts, incident: Incident, recorded: Recorded, now: float) -
     hold = hold_reason(facts, incident, now)
     if hold != incident.held:
         changed = _copy(incident)
-        if hold is None and incident.held in (HoldReason.MAINTENANCE, HoldReason.DEPENDENCY):
+        if hold is None and incident.held == HoldReason.MAINTENANCE:
+            # The plan starts when the window ends (a dependent that was caused_by another
+            # restarts its clock when it is unlinked; a settle wait keeps the clock).
             changed.plan_started_at = now if changed.severity == "critical" else None
         text = f"notifications held: {hold}" if hold else "notifications released"
         changed.held = hold
@@ -268,7 +339,13 @@ def run_plan(facts: Facts, incident: Incident, recorded: Recorded, now: float) -
         incident = changed
     if plan is None:
         return effects
+    if hold is HoldReason.FLAPPING and plan.early_warning and ("early", 0) not in recorded:
+        # IT hears of a flapping or unstable system at once, as an early warning (SPEC 4).
+        effects.append(step(facts, incident, plans.DueStep(
+            "early", 0, "early_warning", tuple(plan.early_warning)), now))
     for due in plans.due_steps(incident, plan, dict(recorded), now):
+        if due.key == "early" and hold is HoldReason.FLAPPING:
+            continue  # sent just above
         if hold is not None:
             effects.append(HoldStep(incident.id, due, hold))
         else:

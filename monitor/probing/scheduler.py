@@ -351,10 +351,10 @@ class Scheduler:
         change = advance(state, result, now, check.confirm, check.recover, flap.high, flap.low)
         if self.recorder is not None:
             self.recorder.observe(state, result.duration, now)
-        if change.hard_changed or change.flapping_changed:
+        if change.notable:
             log.info("check_state", check=check_id, system=check.system,
                      state=state.hard_state.name, previous=change.old_hard.name,
-                     flapping=state.flapping, message=state.message)
+                     flapping=state.flapping, unstable=state.unstable, message=state.message)
             self.on_change(state)
         if not check.pushed and (state.unconfirmed or (state.failing and not state.hard)):
             self._retry_soon(check_id, check)

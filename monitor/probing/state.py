@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 from monitor.core.result import Result, State
 
 FLAP_WINDOW = 21
+UNSTABLE_AT = 7
+"""Non-OK results among the last 21 (in at least UNSTABLE_RUNS runs) that make a check unstable."""
+UNSTABLE_RUNS = 3
+SETTLED_AT = 3
+"""An unstable check settles when this many or fewer of its last 21 results are non-OK."""
 
 
 @dataclass(slots=True)
@@ -49,11 +54,33 @@ class CheckState:
     """The last non-OK result's message: evidence for a failure that already answers again."""
     failure_cause: str | None = None
     """The last non-OK result's cause hint (see `failure_message`)."""
+    recent: deque[tuple[float, int]] = field(
+        default_factory=lambda: deque(maxlen=FLAP_WINDOW))
+    """(time, state) of the last 21 results since the last hard change: what `unstable` counts."""
+    unstable: bool = False
+    """Fails often without ever reaching `confirm` in a row (SPEC 4): 7+ of the last 21 results
+    non-OK in 3+ separate runs; settles at 3 or fewer."""
+    unstable_since: float | None = None
+    """The first non-OK result counted when the check became unstable: the incident's start."""
+    unstable_state: State = State.OK
+    """CRIT if any counted result was CRIT, else WARN (UNKNOWN counts as WARN here)."""
+    stale: bool = False
+    """No fresh result for max(3 × interval, interval + timeout + 10 s) (SPEC 9)."""
 
     @property
     def failing(self) -> bool:
         """Hard non-OK: what incidents are made of."""
         return self.hard_state is not State.OK
+
+    @property
+    def troubled(self) -> bool:
+        """Hard non-OK or unstable: what makes (or keeps) its system's incident."""
+        return self.failing or self.unstable
+
+    @property
+    def incident_state(self) -> State:
+        """The state the check contributes to its incident: hard state, else unstable's."""
+        return self.hard_state if self.failing else self.unstable_state
 
     @property
     def unconfirmed(self) -> bool:
@@ -92,6 +119,12 @@ class Change:
     old_hard: State
     new_hard: State
     flapping_changed: bool
+    unstable_changed: bool = False
+
+    @property
+    def notable(self) -> bool:
+        """Whether the incident engine must look at the check's system now."""
+        return self.hard_changed or self.flapping_changed or self.unstable_changed
 
 
 def advance(
@@ -150,8 +183,36 @@ def advance(
         cs.flapping = False
     elif not cs.flapping and cs.flap_percent > flap_high:
         cs.flapping = True
+    was_unstable = cs.unstable
+    if old_hard is not cs.hard_state:
+        cs.recent.clear()  # only results since the last hard change count
+    else:
+        cs.recent.append((now, int(new)))
+    _judge_unstable(cs)
     return Change(old_hard is not cs.hard_state, old_hard, cs.hard_state,
-                  was_flapping is not cs.flapping)
+                  was_flapping is not cs.flapping, was_unstable is not cs.unstable)
+
+
+def _judge_unstable(cs: CheckState) -> None:
+    """SPEC 4: a third of the last 21 results non-OK, in 3+ runs, is unstable; <= 3 settles."""
+    bad = [(t, s) for t, s in cs.recent if s != int(State.OK)]
+    if cs.unstable:
+        if len(bad) <= SETTLED_AT:
+            cs.unstable, cs.unstable_since, cs.unstable_state = False, None, State.OK
+        elif any(s == int(State.CRIT) for _, s in bad):
+            cs.unstable_state = State.CRIT
+        return
+    if len(bad) < UNSTABLE_AT:
+        return
+    runs, previous_ok = 0, True
+    for _, state in cs.recent:
+        if state != int(State.OK) and previous_ok:
+            runs += 1
+        previous_ok = state == int(State.OK)
+    if runs >= UNSTABLE_RUNS:
+        cs.unstable, cs.unstable_since = True, bad[0][0]
+        cs.unstable_state = (State.CRIT if any(s == int(State.CRIT) for _, s in bad)
+                             else State.WARN)
 
 
 def flap_percent(history: deque[int]) -> float:

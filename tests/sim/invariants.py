@@ -86,11 +86,22 @@ class View:
         self.episodes = episodes(run)
         self.linked: dict[str, set[str]] = {}
         """incident id -> root incident ids it was ever caused_by."""
+        self.linked_spans: dict[str, list[tuple[float, float]]] = {}
+        """incident id -> (from, to) while it was caused_by another (times from the start)."""
         for incident_id, entries in run.store.timelines.items():
+            since = None
             for entry in entries:
                 if entry.kind == "caused_by":
                     root = entry.text.split()[2]
                     self.linked.setdefault(incident_id, set()).add(root)
+                    since = entry.at - T0 if since is None else since
+                elif entry.kind in ("caused_by_cleared", "resolved") and since is not None:
+                    self.linked_spans.setdefault(incident_id, []).append(
+                        (since, entry.at - T0))
+                    since = None
+            if since is not None:
+                self.linked_spans.setdefault(incident_id, []).append(
+                    (since, run.scenario.duration))
 
     def of(self, incident_id: str | None) -> Incident | None:
         return self.incidents.get(incident_id or "")
@@ -119,15 +130,27 @@ class View:
                     t, moved = w.end, True
         return t
 
+    def after_uptime(self, t: float, need: float) -> float | None:
+        """The moment the daemon has run `need` seconds since t (None: not within the run)."""
+        for start, stop in self.run.up:
+            if stop <= t:
+                continue
+            begin = max(t, start)
+            if stop - begin >= need:
+                return begin + need
+            need -= stop - begin
+        return None
+
     def deadline(self, system: str, t: float) -> float | None:
-        """When a decision due at t must have happened (None: the run ended first)."""
+        """When a decision due at t must have happened (None: the run ended first): SLACK
+        seconds of the daemon running, outside maintenance of the system and its roots."""
         for _ in range(8):
             up = self.up_at(t)
             if up is None:
                 return None
             quiet = self.quiet(system, up)
             if quiet == up:
-                return up + SLACK
+                return self.after_uptime(up, SLACK)
             t = quiet
         return None
 
@@ -166,11 +189,12 @@ def departments_hear_each_outage_once(v: View) -> list[str]:
         ids = [m.incident_id for m in sent]
         if len(ids) != len(set(ids)):
             problems.append(f"{notifier} got department_outage twice for one incident")
-        for m in sent:
-            for root in v.linked.get(m.incident_id or "", set()):
-                if root in ids:
-                    problems.append(f"{notifier} got department_outage from {m.incident_id} "
-                                    f"and from its root {root}")
+    for m in v.messages:
+        at = m.created_at - T0
+        for start, stop in v.linked_spans.get(m.incident_id or "", []):
+            if start <= at < stop and m.kind != "recovery":
+                problems.append(f"{m.incident_id} sent {m.kind} to {m.notifier} at {at:.0f}s "
+                                "while caused by another incident")
     for e in v.episodes:
         if e.state is not State.CRIT:
             continue
@@ -196,7 +220,7 @@ def departments_hear_each_outage_once(v: View) -> list[str]:
 
 
 def _unstable_before(v: View, check: str, t: float) -> bool:
-    probes = [s for when, s in v.run.probes[check] if when <= t]
+    probes = [s for when, s in v.run.probes[check] if when <= t + 0.001]
     for end in range(len(probes), 0, -1):
         window = probes[max(0, end - 21):end]
         if sum(s is not State.OK for s in window) >= 7:
@@ -265,7 +289,7 @@ def recovery_goes_to_those_told(v: View) -> list[str]:
             if m.kind == "recovery" and m.payload["incident"]["resolved_at"] is None:
                 problems.append(f"{inc.id} recovery without an end of the outage window")
         absorbed = [i for i in v.incidents.values() if inc.id in v.linked.get(i.id, set())
-                    and i.opened_at <= inc.opened_at + SETTLE + TICK]
+                    and not [m for m in v.messages if m.incident_id == i.id]]
         earliest = min([inc.started_at] + [i.started_at for i in absorbed])
         if recovery and inc.started_at > earliest:
             problems.append(f"{inc.id} recovery window starts {inc.started_at - T0:.0f}s, after "

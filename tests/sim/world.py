@@ -152,7 +152,7 @@ async def simulate(scenario: Scenario) -> Run:
             cs = states[cid]
             change = advance(cs, result, T0 + t, CONFIRM, RECOVER)
             run.probes[cid].append((t, state))
-            if change.hard_changed or change.flapping_changed:
+            if change.notable:
                 engine.check_changed(cs)
                 changed = True
             retry = cs.unconfirmed or (cs.failing and not cs.hard)
