@@ -139,3 +139,60 @@ class MemoryStore(Store):
 
     async def load_vantage(self, since: float) -> dict[str, dict[str, str]]:
         return {}
+
+    # ---- the rest of the contract: not exercised by the incident side ----------------------
+
+    async def update_payload(self, message: OutboxMessage) -> None:
+        await self.update_message(message)
+
+    async def messages_by_keys(self, keys: list[str]) -> list[OutboxMessage]:
+        wanted = set(keys)
+        return [copy.deepcopy(m) for m in self.outbox if m.idempotency_key in wanted]
+
+    async def link_key(self) -> bytes:
+        return b"simulator-link-key-0123456789abc"
+
+    async def add_link_action(self, action: dict[str, Any], at: float) -> None:
+        pass
+
+    async def link_actions(self) -> list[tuple[int, dict[str, Any]]]:
+        return []
+
+    async def done_link_action(self, action_id: int) -> None:
+        pass
+
+    async def add_samples(self, rows: list[tuple[str, float, float]],
+                          keep_since: dict[str, float]) -> None:
+        pass
+
+    async def load_samples(self) -> dict[str, list[tuple[float, float]]]:
+        return {}
+
+    async def save_check_buckets(self, rows: list[Any]) -> None:
+        pass
+
+    async def load_check_buckets(self, since: float, until: float | None = None,
+                                 system: str | None = None) -> list[Any]:
+        return []
+
+    async def system_worst(self, since: float, until: float) -> list[tuple[str, float, int]]:
+        return []
+
+    async def history_marker(self) -> float | None:
+        return None
+
+    async def rollup_history(self, expected: float | None, upto: float,
+                             rows: list[Any]) -> bool:
+        return True
+
+    async def load_system_buckets(self, resolution: str, since: float,
+                                  until: float | None = None,
+                                  system: str | None = None) -> list[Any]:
+        return []
+
+    async def sum_system_buckets(self, resolution: str, since: float,
+                                 until: float | None = None) -> dict[str, Any]:
+        return {}
+
+    async def prune_history(self, cutoffs: dict[str, float]) -> int:
+        return 0
