@@ -362,3 +362,24 @@ async def test_each_step_occurrence_is_counted_once_at_its_first_decision(
     assert counted == [("outage_it", "maintenance")], "sent later: not counted again"
     await world.at(15)
     assert counted[-1] == ("department_outage", "sent")
+
+
+async def test_one_incident_that_cannot_be_stored_does_not_stop_the_others(
+    world: World,
+) -> None:
+    """Issue 11 item 1: text that SQLite cannot encode (a lone surrogate) in one incident."""
+    failed: list[str] = []
+    world.engine.on_incident_error = failed.append
+    world.states["lis-web"].message = "bad \ud83d text"
+    advance(world.states["lis-web"], Result(State.CRIT, "bad \ud83d text"), T0, 3, 2)
+    advance(world.states["lis-web"], Result(State.CRIT, "bad \ud83d text"), T0, 3, 2)
+    advance(world.states["lis-web"], Result(State.CRIT, "bad \ud83d text"), T0, 3, 2)
+    world.engine.system_changed("lis")
+    await world.fail("his-web")
+    assert ("outage_it", "it") in await world.sent(), "his is not held up by lis"
+    assert failed and failed[0] == "lis"
+    [problem] = world.engine.problems()
+    assert "cannot be processed" in problem and "UnicodeEncodeError" in problem
+    assert world.engine.last_error is None, "not reported as a store failure"
+    await world.at(5)
+    assert ("department_outage", "opd-hook") in await world.sent()

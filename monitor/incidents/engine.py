@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -51,6 +51,7 @@ class Engine:
         drill: bool = False,
         live: bool = False,
         count_step: StepCounter | None = None,
+        on_incident_error: Callable[[str], None] | None = None,
     ) -> None:
         self.drill = drill
         """Drill mode: incidents are rehearsals, messages go only to `drill: true` notifiers."""
@@ -73,6 +74,9 @@ class Engine:
         self._windows: list[maintenance.Window] = []
         self._windows_at = float("-inf")
         self.last_error: str | None = None
+        self.failing: dict[str, str] = {}
+        """Incident (or system) id -> why it could not be processed in the last attempt."""
+        self.on_incident_error = on_incident_error or (lambda system: None)
         self.link_key: bytes | None = None
         self._backfill_checked = float("-inf")
         """Set by the daemon from the store (SPEC 13.2): messages then carry signed links."""
@@ -157,19 +161,58 @@ class Engine:
                                                    now), now)
             for system_id in sorted(dirty):
                 if self.config.has_system(system_id):
-                    touched = await apply(rules.evaluate_system(self.facts(now), system_id, now),
-                                          now)
-                    for incident in touched:
-                        if not incident.is_open:
-                            await self._recovery(incident, now)
+                    if not await self._isolated(system_id, self._evaluate(system_id, now)):
+                        self._dirty.add(system_id)  # try again next tick
             await self._link_dependencies(now)
             await self._backfill_reminders(now)
             for incident in list(self.open.values()):
-                recorded = await self.store.steps_recorded(incident.id)
-                await apply(rules.run_plan(self.facts(now), incident, recorded, now), now)
+                await self._isolated(incident.system, self._run_plan(incident, now))
         except BaseException:
             self._dirty |= dirty
             raise
+
+    async def _evaluate(self, system_id: str, now: float) -> None:
+        touched = await self.applier.apply(
+            rules.evaluate_system(self.facts(now), system_id, now), now)
+        for incident in touched:
+            if not incident.is_open:
+                await self._recovery(incident, now)
+
+    async def _run_plan(self, incident: Incident, now: float) -> None:
+        recorded = await self.store.steps_recorded(incident.id)
+        await self.applier.apply(rules.run_plan(self.facts(now), incident, recorded, now), now)
+
+    async def _isolated(self, system_id: str, work: Coroutine[Any, Any, None]) -> bool:
+        """Run one system's share of the tick; a failure that is not the store's stays with
+        that incident (logged with its id, counted, named on /readyz) and the others go on
+        (SPEC 10). A store that does not answer fails the whole tick, to be retried."""
+        try:
+            await work
+        except Exception as exc:
+            try:
+                await self.store.ping()
+            except Exception:
+                raise exc from None
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            incident = self.open.get(system_id)  # it may have opened before the failure
+            key = incident.id if incident is not None else system_id
+            if key not in self.failing:
+                log.error("incident_failed", incident=key, system=system_id, error=error)
+            if key != system_id:
+                self.failing.pop(system_id, None)
+            self.failing[key] = error
+            self.on_incident_error(system_id)
+            return False
+        incident = self.open.get(system_id)
+        self.failing.pop(system_id, None)
+        if incident is not None:
+            self.failing.pop(incident.id, None)
+        return True
+
+    def problems(self) -> list[str]:
+        """What keeps this engine from processing everything, for /readyz."""
+        return [f"incident {key} cannot be processed: {error}"
+                for key, error in sorted(self.failing.items())]
 
     async def _recovery(self, incident: Incident, now: float) -> None:
         recorded = await self.store.steps_recorded(incident.id)

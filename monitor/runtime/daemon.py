@@ -66,7 +66,8 @@ class Daemon:
         self.store: Store = open_store(config.state.url)
         self.outbox = Outbox(config, self.store, clock, self._count_notification)
         self.engine = Engine(config, self.store, self.states, clock, self.outbox.wake,
-                             count_step=self.metrics.count_step)
+                             count_step=self.metrics.count_step,
+                             on_incident_error=self.metrics.count_incident_error)
         # Quorum checks count only once the votes of other instances were read.
         self.engine.unconfirmed = {c.id for c in config.checks if c.vantage_quorum > 1}
         self.scheduler = Scheduler(config, self.ctx, self.states, self.metrics,
@@ -256,7 +257,8 @@ class Daemon:
         if lead:
             outbox = Outbox(self.config, self.store, self.clock, self._count_notification)
             engine = Engine(self.config, self.store, self.states, self.clock, outbox.wake,
-                            count_step=self.metrics.count_step)
+                            count_step=self.metrics.count_step,
+                            on_incident_error=self.metrics.count_incident_error)
             engine._dirty_checks |= self.engine._dirty_checks
             engine.unconfirmed = set(self.engine.unconfirmed)
             engine.link_key = self.link_key

@@ -191,6 +191,10 @@ class Metrics:
             ["result"], registry=self.registry)
         for result in ("applied", "unknown_check"):
             self.alertmanager_alerts.labels(result)
+        self.incident_errors = Counter(
+            "hismon_incident_errors", "Attempts to process a system's incident that failed "
+            "(the others went on; /readyz names the incident)", ["system"],
+            registry=self.registry)
         self.config_reload_ok = Gauge(
             "hismon_config_last_reload_successful", "1 if the last config (re)load succeeded",
             registry=self.registry)
@@ -210,6 +214,10 @@ class Metrics:
             for kind in MESSAGE_KINDS:
                 for result in ("failed", "undeliverable"):
                     self.notifications.labels(notifier, kind, result)
+
+    def count_incident_error(self, system: str) -> None:
+        """One attempt to process a system's incident failed (not the store: SPEC 10)."""
+        self.incident_errors.labels(system).inc()
 
     def count_step(self, kind: str, result: str) -> None:
         """One plan step occurrence decided (the incident applier calls this once each)."""

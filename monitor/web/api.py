@@ -83,6 +83,8 @@ def build_app(daemon: Daemon) -> Starlette:
             problems.append(f"store unreachable: {type(exc).__name__}")
         if daemon.store_error:
             problems.append(f"store: {daemon.store_error}")
+        if daemon.leading:
+            problems += daemon.engine.problems()
         if problems:
             return JSONResponse({"ready": False, "problems": problems}, status_code=503)
         return JSONResponse({"ready": True, "leader": daemon.leading,
