@@ -40,6 +40,7 @@ class Reference:
             "hard": GaugeMetricFamily("hismon_check_hard_state", "", labels=labels),
             "dur": GaugeMetricFamily("hismon_check_duration_seconds", "", labels=labels),
             "flap": GaugeMetricFamily("hismon_check_flapping", "", labels=["check"]),
+            "stale": GaugeMetricFamily("hismon_check_stale", "", labels=["check"]),
             "runs": CounterMetricFamily("hismon_check_runs", "", labels=["check", "result"]),
             "missed": CounterMetricFamily("hismon_check_missed_runs", "", labels=["check"]),
             "cert": GaugeMetricFamily("hismon_tls_cert_expiry_seconds", "", labels=["check"]),
@@ -51,6 +52,7 @@ class Reference:
             fams["hard"].add_metric(key, int(cs.hard_state))
             fams["dur"].add_metric(key, cs.duration)
             fams["flap"].add_metric([cs.check_id], 1.0 if cs.flapping else 0.0)
+            fams["stale"].add_metric([cs.check_id], 1.0 if cs.stale else 0.0)
             for result, count in cs.runs.items():
                 fams["runs"].add_metric([cs.check_id, result], count)
             fams["missed"].add_metric([cs.check_id], cs.missed_runs)

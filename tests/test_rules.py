@@ -249,3 +249,42 @@ async def test_plan_step_decisions_are_exported_on_metrics() -> None:
     text = (await metrics.exposition()).decode()
     assert 'hismon_plan_steps_total{kind="outage_it",result="maintenance"} 1.0' in text
     assert 'hismon_plan_steps_total{kind="outage_it",result="sent"} 1.0' in text
+
+
+def test_a_stale_check_opens_no_incident_but_an_open_one_says_its_checks_are_stale() -> None:
+    checks = states(his_web=[C, C, C])
+    checks["his-web"].stale = True
+    assert rules.evaluate_system(facts(checks), "his", T0 + 200) == [], "no hospital incident"
+    [update] = rules.evaluate_system(facts(checks, incident()), "his", T0 + 200)
+    assert isinstance(update, UpdateIncident)
+    assert update.incident.failing_checks[0]["stale"] is True
+    assert update.incident.failing_checks[0]["state"] == "CRIT", "keeps its last hard state"
+
+
+def test_an_unstable_check_opens_a_critical_incident_from_its_first_counted_failure() -> None:
+    checks = states(lis_web=[K, C] * 7)
+    assert checks["lis-web"].unstable and checks["lis-web"].hard_state is State.OK
+    [opened] = rules.evaluate_system(facts(checks), "lis", T0 + 20)
+    assert isinstance(opened, OpenIncident)
+    assert opened.incident.severity == "critical" and opened.incident.started_at == T0 + 1
+    assert opened.incident.failing_checks[0]["unstable"] is True
+    inc = opened.incident
+    inc.id = "inc-lis"
+    effects = rules.run_plan(facts(checks, inc), inc, {}, T0 + 20)
+    sent = [e.step.kind for e in effects if isinstance(e, SendStep)]
+    held = [e.step.kind for e in effects if isinstance(e, HoldStep)]
+    assert sent == ["early_warning"] and held == ["outage_it"], "IT at once, the rest held"
+    later = rules.run_plan(facts(checks, inc), inc, {("early", 0): "sent"}, T0 + 601)
+    assert next(e.step.kind for e in later if isinstance(e, SendStep)) == "outage_it"
+
+
+async def test_stale_checks_are_exported_on_metrics() -> None:
+    from monitor.telemetry.metrics import Metrics, MetricsSource
+
+    source = MetricsSource()
+    checks = states()
+    checks["his-web"].stale = True
+    source.states = checks
+    text = (await Metrics(lambda: source).exposition()).decode()
+    assert 'hismon_check_stale{check="his-web"} 1.0' in text
+    assert 'hismon_check_stale{check="his-tcp"} 0.0' in text

@@ -106,3 +106,18 @@ def test_an_unstable_check_settles_at_three_failures_in_twenty_one() -> None:
     assert not cs.unstable and cs.unstable_since is None
     still, _ = _feed([State.OK, State.WARN] * 7 + [State.OK] * 10)
     assert still.unstable and still.unstable_state is State.WARN
+
+
+def test_a_check_without_a_fresh_result_is_stale_and_keeps_its_last_state() -> None:
+    from monitor.probing.state import mark_stale, stale_after
+
+    assert stale_after(30, 5) == 90 and stale_after(1, 5) == 16
+    cs = CheckState("c", "s", "http")
+    assert not mark_stale(cs, 30, 5, 1000.0), "never probed: nothing to be old"
+    for i in range(3):
+        advance(cs, Result(State.CRIT, "down"), 100.0 + i, 3, 2)
+    assert not mark_stale(cs, 30, 5, 190.0) and not cs.stale
+    assert mark_stale(cs, 30, 5, 193.0) and cs.stale
+    assert cs.hard_state is State.CRIT, "the last hard state stays"
+    advance(cs, Result(State.CRIT, "down"), 194.0, 3, 2)
+    assert mark_stale(cs, 30, 5, 194.0) and not cs.stale

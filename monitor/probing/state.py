@@ -231,3 +231,19 @@ def flap_percent(history: deque[int]) -> float:
         if states[i] != states[i - 1]:
             total += 0.8 + 0.4 * (i - 1) / max(changes - 1, 1)
     return 100.0 * total / changes
+
+
+def stale_after(interval: float, timeout: float) -> float:
+    """SPEC 9: a probed check is stale after max(3 × interval, interval + timeout + 10 s)."""
+    return max(3 * interval, interval + timeout + 10.0)
+
+
+def mark_stale(cs: CheckState, interval: float, timeout: float, now: float) -> bool:
+    """Set `cs.stale` from the age of its last result; returns True when it changed.
+
+    A check never probed yet is not stale (it has no result to be old); a stale check keeps
+    its last state and hard state (SPEC 9), only `stale` says the result is old."""
+    stale = cs.last_run is not None and now - cs.last_run > stale_after(interval, timeout)
+    changed = stale is not cs.stale
+    cs.stale = stale
+    return changed

@@ -34,7 +34,7 @@ from monitor.incidents.engine import Engine
 from monitor.probing.pushed import AlertBook, AmAlert, Applied
 from monitor.probing.scheduler import Scheduler
 from monitor.probing.staleness import stale_after
-from monitor.probing.state import CheckState, from_record
+from monitor.probing.state import CheckState, from_record, mark_stale
 from monitor.runtime import memtrim, sdnotify
 from monitor.runtime.selfwatch import SELF_KINDS, SelfWatch, assess, self_alert_notifiers
 from monitor.store import Store, open_store
@@ -425,6 +425,19 @@ class Daemon:
             if record is not None:
                 self.states[check.id] = from_record(check.id, check.system, check.type, record)
 
+    def _mark_stale(self) -> None:
+        """Checks without a fresh result (a dead --shard instance, an overloaded scheduler) are
+        stale (SPEC 9); pushed checks judge freshness by their own `expect_every`."""
+        now = self.clock()
+        for check in self.config.checks:
+            state = self.states.get(check.id)
+            if state is None or check.pushed or check.interval is None:
+                continue
+            if mark_stale(state, check.interval, check.timeout or 0.0, now):
+                log.warning("check_stale" if state.stale else "check_fresh", check=check.id,
+                            system=check.system)
+                self.engine.system_changed(check.system)
+
     async def _housekeeping(self) -> None:
         """Once a second: persist changed states, refresh metrics, watch the store and config."""
         while not self.stop_event.is_set():
@@ -432,6 +445,7 @@ class Daemon:
                 # Bounded: a locked or unreachable store must show up here, not hang it.
                 await asyncio.wait_for(self.store.ping(), 2.0)
                 await asyncio.wait_for(self._follow(), 5.0)
+                self._mark_stale()
                 await asyncio.wait_for(self._save_samples(), 5.0)
                 self.store_error = self.engine.last_error if self.leading else None
                 self._store_down_since = None

@@ -74,6 +74,7 @@ CHECK_FAMILIES = (
      "gauge"),
     ("hismon_check_duration_seconds", "Duration of the check's last probe", "gauge"),
     ("hismon_check_flapping", "1 while the check is flapping", "gauge"),
+    ("hismon_check_stale", "1 while the check has no fresh result (SPEC 9)", "gauge"),
     ("hismon_check_runs_total", "Probe results by state", "counter"),
     ("hismon_check_missed_runs_total", "Runs skipped: previous run still going or overload",
      "counter"),
@@ -121,7 +122,7 @@ class CheckLines:
             del self._labels[check_id]
 
     def render_slice(self, states: list[CheckState], families: list[list[str]]) -> None:
-        up, state, hard, dur, flap, runs, missed, expiry = families
+        up, state, hard, dur, flap, stale, runs, missed, expiry = families
         for cs in states:
             three, one = self._labels_of(cs)
             value = int(cs.state)
@@ -130,6 +131,7 @@ class CheckLines:
             hard.append(f"hismon_check_hard_state{{{three}}} {int(cs.hard_state)}.0\n")
             dur.append(f"hismon_check_duration_seconds{{{three}}} {_number(cs.duration)}\n")
             flap.append(f"hismon_check_flapping{{{one}}} {'1.0' if cs.flapping else '0.0'}\n")
+            stale.append(f"hismon_check_stale{{{one}}} {'1.0' if cs.stale else '0.0'}\n")
             for result, count in cs.runs.items():
                 runs.append(f'hismon_check_runs_total{{{one},result="{result}"}} {count}.0\n')
             missed.append(f"hismon_check_missed_runs_total{{{one}}} {cs.missed_runs}.0\n")

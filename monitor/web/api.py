@@ -96,6 +96,7 @@ def build_app(daemon: Daemon) -> Starlette:
             "state": state.state.name, "hard": state.hard, "hard_state": state.hard_state.name,
             "message": state.message, "duration_seconds": round(state.duration, 6),
             "last_run": iso(state.last_run, daemon.config.site.tz), "flapping": state.flapping,
+            "stale": state.stale, "unstable": state.unstable,
             "numbers": state.numbers,
         }
 

@@ -74,6 +74,10 @@ SCHEMAS: dict[str, Any] = {
             "duration_seconds": {"type": "number", "minimum": 0},
             "last_run": _nullable(DATE_TIME),
             "flapping": {"type": "boolean"},
+            "stale": {"type": "boolean", "description": "No fresh result for max(3 × interval, "
+                      "interval + timeout + 10s): state and hard_state are the last known"},
+            "unstable": {"type": "boolean", "description": "7+ of the last 21 results non-OK "
+                         "in 3+ runs, never confirm in a row (SPEC 4)"},
             "numbers": {"type": "object", "additionalProperties": {"type": "number"},
                         "description": "Named measurements (latency, rows, lag...)"},
         },
