@@ -207,3 +207,11 @@ async def test_a_changed_included_file_reloads_the_daemon(http_target: HttpTarge
         await until({"web", "port2"})
     assert "config_reloaded" in daemon.log()
     assert daemon.terminate() == 0
+
+
+def test_odd_host_tags_are_a_problem_not_a_crash(tmp_path: Path) -> None:
+    """Found by the fuzzer: a list inside a host's tags crashed the rule matching."""
+    found = problems(tmp_path, {"main.yaml": MAIN, "conf.d/servers.yaml": SERVERS.replace(
+        "tags: [windows]", "tags: [[windows]]")})
+    assert any(p.startswith("conf.d/servers.yaml:4: hosts[2].tags[0]:") for p in found), found
+    assert not any("could not check" in p for p in found), found

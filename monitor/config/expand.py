@@ -113,8 +113,9 @@ def expand(sources: Sources) -> None:
         own = {k: v for k, v in rule.items() if k not in _RULE_KEYS}
         for h_index, host in host_list:
             found_tags = host.get("tags")
-            host_tags: list[Any] = found_tags if isinstance(found_tags, list) else []
-            if not set(tags) <= set(host_tags) or (named and host["id"] not in named):
+            host_tags = {t for t in found_tags if isinstance(t, str)} \
+                if isinstance(found_tags, list) else set()
+            if not set(tags) <= host_tags or (named and host["id"] not in named):
                 continue
             check_id = f"{host['id']}-{name}"
             if check_id in made:
