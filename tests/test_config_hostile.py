@@ -186,3 +186,13 @@ def test_run_start_up_failure_is_one_line_without_the_password(tmp_path: Path) -
     assert "s3cret-pw" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("hismon:")]
     assert len(lines) == 1 and "cannot start" in lines[0], proc.stderr
+
+
+def test_a_plan_whose_steps_are_a_number_is_a_problem_not_a_crash() -> None:
+    """Found by the fuzzer: `steps: 5` crashed the reference checks."""
+    problems = problems_of(replace("    steps:\n      - {after: 0m, notify: [role:it_oncall], "
+                                   "message: outage_it}\n      - {after: 5m, notify: "
+                                   "[departments], message: department_outage}\n",
+                                   "    steps: 5\n"))
+    assert any(p.startswith("h.yaml:40: plans[0].steps:") for p in problems), problems
+    assert not any("could not check" in p for p in problems), problems

@@ -141,7 +141,8 @@ def _check_references(source: Sources) -> None:
             (("plans", index, "early_warning"), plan.get("early_warning")),
             (("plans", index, "on_recovery"), plan.get("on_recovery")),
         ]
-        for s_index, step in enumerate(plan.get("steps") or []):
+        steps = plan.get("steps")
+        for s_index, step in enumerate(steps if isinstance(steps, list) else []):
             if isinstance(step, dict):
                 targets.append((("plans", index, "steps", s_index, "notify"), step.get("notify")))
         for path, value in targets:
