@@ -49,6 +49,12 @@ def test_codes_follow_the_spec_down_is_hard_crit_degraded_is_warn_or_unstable() 
     assert code_of(state("a", State.WARN)) == DEGRADED
     assert code_of(state("a", State.UNKNOWN)) == DEGRADED
     assert code_of(state("a", flapping=True)) == DEGRADED
+    unstable = state("a")
+    unstable.unstable = True  # SPEC §4: fails often, never hard: degraded, not OK
+    assert code_of(unstable) == DEGRADED
+    rec = HistoryRecorder()
+    rec.observe(unstable, 0.1, NOW)
+    assert rec.unsaved()[0].worst == DEGRADED
     soft = state("a")
     soft.state, soft.hard = State.CRIT, False  # one failed probe, not confirmed: still OK
     assert code_of(soft) == OK

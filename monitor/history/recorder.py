@@ -16,21 +16,12 @@ from monitor.probing.state import CheckState
 
 _CRIT = State.CRIT
 _OK = State.OK
-_UNSTABLE = "unstable"
-_TRACKS_UNSTABLE = _UNSTABLE in CheckState.__dataclass_fields__
-"""SPEC §4's *unstable* (often failing, never hard) counts as degraded once CheckState has it."""
-
-
-def _unstable(cs: CheckState) -> bool:
-    return _TRACKS_UNSTABLE and bool(getattr(cs, _UNSTABLE))
-
-
 def code_of(cs: CheckState) -> int:
     """down: a hard CRIT; degraded: hard WARN/UNKNOWN, or unstable/flapping; else ok."""
     hard = cs.hard_state
     if hard is _CRIT:
         return DOWN
-    if hard is not _OK or cs.flapping or _unstable(cs):
+    if hard is not _OK or cs.flapping or cs.unstable:
         return DEGRADED
     return OK
 
@@ -54,7 +45,7 @@ class HistoryRecorder:
         hard = cs.hard_state
         if hard is _CRIT:
             code = DOWN
-        elif hard is _OK and not cs.flapping and not (_TRACKS_UNSTABLE and _unstable(cs)):
+        elif hard is _OK and not cs.flapping and not cs.unstable:
             code = OK
         else:
             code = DEGRADED
