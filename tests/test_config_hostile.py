@@ -196,3 +196,13 @@ def test_a_plan_whose_steps_are_a_number_is_a_problem_not_a_crash() -> None:
                                    "    steps: 5\n"))
     assert any(p.startswith("h.yaml:40: plans[0].steps:") for p in problems), problems
     assert not any("could not check" in p for p in problems), problems
+
+
+def test_a_list_as_a_person_id_is_a_problem_not_a_crash() -> None:
+    """Found by the fuzzer: a list id in people crashed the person:/schedule: target check."""
+    text = VALID.replace("notify: [role:it_oncall], message: outage_it",
+                         "notify: [role:it_oncall, 'person:x'], message: outage_it") + \
+        "people:\n  - {id: [a], name: A, notify: [hook-it]}\n"
+    problems = problems_of(text)
+    assert any("people[0].id: Input should be a valid string" in p for p in problems), problems
+    assert not any("could not check" in p for p in problems), problems

@@ -102,8 +102,9 @@ def check_people(data: dict[str, Any], report: Report) -> None:
 
 def target_problem(target: str, data: dict[str, Any]) -> str | None:
     """Why a notify target of the people kinds is wrong; None if fine or not ours."""
-    people = {p.get("id") for _, p in _items(data, "people")}
-    schedules = {s.get("id") for _, s in _items(data, "schedules")}
+    people = {p.get("id") for _, p in _items(data, "people") if isinstance(p.get("id"), str)}
+    schedules = {s.get("id") for _, s in _items(data, "schedules")
+                 if isinstance(s.get("id"), str)}
     if target.startswith("person:"):
         if target[7:] not in people:
             return f'unknown person "{target[7:]}"'
