@@ -25,8 +25,9 @@ from monitor.history.service import HistoryService
 from monitor.incidents.maintenance import Window
 from monitor.probing.state import CheckState
 from monitor.runtime.daemon import Daemon
+from monitor.runtime.webside import DaemonWeb
 from monitor.store import Store, open_store
-from monitor.web.api import build_app
+from monitor.web.app import build_app
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 # 2026-12-01 10:07:30 in Shanghai: mid-slot (10:00-10:30), mid-bucket (10:05-10:10).
@@ -197,7 +198,7 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Daemon]]
     config = load_config_text(CONFIG.replace("STATE", str(tmp_path / "s.db")), "h.yaml")
     daemon = Daemon(config, clock=lambda: NOW, serve_http=False)
     await daemon.store.open()
-    transport = httpx.ASGITransport(app=build_app(daemon))
+    transport = httpx.ASGITransport(app=build_app(DaemonWeb(daemon)))
     async with httpx.AsyncClient(transport=transport, base_url="http://h") as client:
         yield client, daemon
     await daemon.store.close()

@@ -17,7 +17,8 @@ from monitor.links.make import link_lines, links_for
 from monitor.links.tokens import BadToken, Claim, sign, verify
 from monitor.probing.state import advance
 from monitor.runtime.daemon import Daemon
-from monitor.web.api import build_app
+from monitor.runtime.webside import DaemonWeb
+from monitor.web.app import build_app
 from notifiers.base import OutgoingMessage
 from notifiers.sms import sms_text
 
@@ -159,7 +160,7 @@ async def app(tmp_path: Path) -> AsyncIterator[tuple[Daemon, AsyncClient, Clock]
         advance(states["his-web"], Result(State.CRIT, "down"), clock.now, 3, 2)
     daemon.engine.system_changed("his")
     await daemon.engine.tick()
-    client = AsyncClient(transport=ASGITransport(app=build_app(daemon)),
+    client = AsyncClient(transport=ASGITransport(app=build_app(DaemonWeb(daemon))),
                          base_url="http://test")
     yield daemon, client, clock
     await client.aclose()

@@ -382,12 +382,13 @@ def test_oncall_endpoint(tmp_path: Path) -> None:
     from starlette.testclient import TestClient
 
     from monitor.runtime.daemon import Daemon
-    from monitor.web.api import build_app
+    from monitor.runtime.webside import DaemonWeb
+    from monitor.web.app import build_app
 
     config = load_config_text(BASE + f'state: {{url: "sqlite:///{tmp_path}/s.db"}}\n',
                               "p.yaml", {})
     daemon = Daemon(config, clock=lambda: WEEK2, serve_http=False)
-    with TestClient(build_app(daemon)) as client:
+    with TestClient(build_app(DaemonWeb(daemon))) as client:
         answer = client.get("/api/v1/oncall").json()
     assert answer == {"schedules": [{
         "id": "it-oncall", "on_duty": {"id": "li", "name": "李娜"},

@@ -47,6 +47,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     configure(args.log_level)
     config = _load(args.config)
+    from monitor.web.exposure import insecure_listen
+
+    refusal = insecure_listen(config.server)
+    if refusal and not args.insecure:
+        print(f"hismon: {refusal}", file=sys.stderr)
+        return 2
+    if refusal:
+        print(f"hismon: warning: listening on {config.server.listen} with no API token "
+              "(--insecure)", file=sys.stderr)
     shard = _parse_shard(args.shard) if args.shard else None
     try:
         daemon = Daemon(config, config_path=args.config, shard=shard)
@@ -237,6 +246,11 @@ def _call(args: argparse.Namespace, method: str, path: str,
           body: dict[str, Any] | None = None) -> tuple[int, Any]:
     import httpx
 
+    problem = _not_unicode({"path": path, **(body or {})})
+    if problem:
+        print(f"hismon: {problem} is not valid UTF-8 (check the terminal's encoding); "
+              "nothing was sent", file=sys.stderr)
+        return 0, None
     try:
         with _client(args) as client:
             response = client.request(method, path, json=body)
@@ -248,6 +262,18 @@ def _call(args: argparse.Namespace, method: str, path: str,
     except ValueError:
         data = {"error": response.text[:200]}
     return response.status_code, data
+
+
+def _not_unicode(values: dict[str, Any]) -> str | None:
+    """The first argument that is not text: a non-UTF-8 byte arrives as a lone surrogate."""
+    for name, value in values.items():
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    return "the incident id" if name == "path" else f"--{name}"
+    return None
 
 
 def _refused(status: int, data: Any) -> int:
@@ -442,6 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", cmd_run, "run the daemon in the foreground", config=True)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--shard", help="I/N: run only this instance's share of the checks")
+    p.add_argument("--insecure", action="store_true",
+                   help="listen on a non-loopback address even without server.api_tokens")
     p = add("validate", cmd_validate, "validate a config file", config=True)
     p.add_argument("--expand", action="store_true",
                    help="print every check after templates and apply rules, secrets masked")

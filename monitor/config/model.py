@@ -94,6 +94,10 @@ class Server(Strict):
     """Where people reach hismon; only then do messages carry links (SPEC §13.2)."""
     link_ttl: Duration = 86400.0
     """How long an acknowledgement link stays valid (it also ends when the incident does)."""
+    header_timeout: Annotated[Duration, Field(ge=1, le=300)] = 10.0
+    """A request must arrive whole within this time, or its connection is closed."""
+    max_connections: int | None = Field(default=None, ge=8, le=100_000)
+    """HTTP connections at once; default and ceiling: what the descriptor limit leaves."""
 
     @property
     def host_port(self) -> tuple[str, int]:

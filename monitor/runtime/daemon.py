@@ -12,7 +12,7 @@ import errno
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +197,8 @@ class Daemon:
                         checks=sorted(set(applied.unknown_names))[:20])
         return applied
 
-    def _refresh_source(self) -> None:
+    def refresh_source(self) -> None:
+        """What the metrics render from, brought up to date (each scrape, each second)."""
         self.source.systems = [s.id for s in self.config.systems]
         self.source.open_incidents = list(self.engine.open.values())
         self.source.outbox_pending = self.outbox.pending
@@ -458,7 +459,7 @@ class Daemon:
                 # Its own task: a slow or locked store delays the history, never housekeeping.
                 self._history_task = asyncio.create_task(self._history_tick(),
                                                          name="history")
-            self._refresh_source()
+            self.refresh_source()
             try:
                 await asyncio.wait_for(self._watch_self(), 10.0)
             except Exception as exc:  # never let the self-watch stop housekeeping
@@ -515,14 +516,15 @@ class Daemon:
         sdnotify.ready(f"{len(config.checks)} checks")
 
     async def _start_http(self) -> None:
-        import uvicorn
-
-        from monitor.web.api import build_app
+        from monitor.runtime.webside import DaemonWeb
+        from monitor.web.app import build_app
+        from monitor.web.server import EmbeddedServer
 
         host, port = self.config.server.host_port
-        server_config = uvicorn.Config(build_app(self), host=host, port=port, log_config=None,
-                                       access_log=False, lifespan="off")
-        server = _EmbeddedServer(server_config)
+        server = EmbeddedServer(build_app(DaemonWeb(self)), host, port,
+                                checks=len(self.config.checks),
+                                header_timeout=self.config.server.header_timeout,
+                                max_connections=self.config.server.max_connections)
         self._server = server
         sockets = [self._listen_socket] if self._listen_socket is not None else None
         self._tasks.append(asyncio.create_task(server.serve(sockets), name="http"))
@@ -573,40 +575,6 @@ class Daemon:
             await self.stop_event.wait()
         finally:
             await self.stop()
-
-
-class _EmbeddedServer:
-    """uvicorn inside our loop, without uvicorn taking over the process's signals."""
-
-    def __init__(self, config: Any) -> None:
-        import uvicorn
-
-        class Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:
-                yield
-
-        self._server = Server(config)
-        self.failed = False
-
-    @property
-    def started(self) -> bool:
-        return bool(self._server.started)
-
-    @property
-    def should_exit(self) -> bool:
-        return bool(self._server.should_exit)
-
-    @should_exit.setter
-    def should_exit(self, value: bool) -> None:
-        self._server.should_exit = value
-
-    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await self._server.serve(sockets=sockets)
-        except (SystemExit, OSError) as exc:
-            self.failed = True
-            log.error("http_failed", error=str(exc))
 
 
 _BIND_REASONS = {

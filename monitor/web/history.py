@@ -5,7 +5,7 @@ Reads `monitor.history.query` only; the same reader feeds the status pages' bars
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -13,9 +13,7 @@ from starlette.routing import Route
 
 from monitor.history.model import MAX_DAYS
 from monitor.history.query import history_document
-
-if TYPE_CHECKING:
-    from monitor.runtime.daemon import Daemon
+from monitor.web.guard import side_of
 
 DEFAULT_DAYS = 90
 _WORST = {"type": "string", "enum": ["ok", "degraded", "down", "maintenance", "no_data"]}
@@ -74,16 +72,16 @@ def parse_days(raw: str | None) -> int | None:
     return days if 1 <= days <= MAX_DAYS else None
 
 
-def history_routes(daemon: Daemon) -> list[Route]:
-    async def system_history(request: Request) -> JSONResponse:
-        system_id = request.path_params["id"]
-        if not daemon.config.has_system(system_id):
-            return _error(404, f"no system {system_id!r}")
-        days = parse_days(request.query_params.get("days"))
-        if days is None:
-            return _error(422, f"days must be a whole number from 1 to {MAX_DAYS}")
-        now = daemon.clock()
-        history = await daemon.history_reader.system(system_id, now, days)
-        return JSONResponse(history_document(history, daemon.config.site.tz))
+async def system_history(request: Request) -> JSONResponse:
+    view = side_of(request)
+    system_id = request.path_params["id"]
+    if not view.config.has_system(system_id):
+        return _error(404, f"no system {system_id!r}")
+    days = parse_days(request.query_params.get("days"))
+    if days is None:
+        return _error(422, f"days must be a whole number from 1 to {MAX_DAYS}")
+    history = await view.system_history(system_id, view.clock(), days)
+    return JSONResponse(history_document(history, view.config.site.tz))
 
-    return [Route("/api/v1/systems/{id}/history", system_history, methods=["GET"])]
+
+ROUTES = [Route("/api/v1/systems/{id}/history", system_history, methods=["GET"])]

@@ -11,7 +11,7 @@ incident and the recipient. The pages need no JavaScript and work on a phone.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 import structlog
@@ -22,9 +22,8 @@ from starlette.routing import Route
 
 from monitor.core.models import Incident
 from monitor.links.tokens import BadToken, Claim, verify
-
-if TYPE_CHECKING:
-    from monitor.runtime.daemon import Daemon
+from monitor.web.guard import side_of
+from monitor.web.interfaces import ReadView
 
 log = structlog.get_logger("hismon.links")
 DEPARTMENT_GRACE = 7 * 86400.0
@@ -95,8 +94,8 @@ border:0;background:#0a58ca;color:#fff}.msg{background:#e8f5e9;padding:.8em;bord
 _TEMPLATE = Environment(autoescape=True).from_string(PAGE)
 
 
-def _language(request: Request, daemon: Daemon) -> str:
-    lang = request.query_params.get("lang") or daemon.config.site.language
+def _language(request: Request, view: ReadView) -> str:
+    lang = request.query_params.get("lang") or view.config.site.language
     return lang if lang in TEXT else "en"
 
 
@@ -111,174 +110,182 @@ def _form(raw: bytes) -> dict[str, str]:
     return {k: v[0].strip()[:200] for k, v in fields.items() if v and v[0].strip()}
 
 
-def link_routes(daemon: Daemon) -> list[Route]:
-    def page(request: Request, title: str, *, message: str = "", bad: bool = False,
-             incident: Incident | None = None, forms: list[dict[str, Any]] | None = None,
-             status: int = 200) -> HTMLResponse:
-        lang = _language(request, daemon)
-        shown = None
-        if incident is not None:
-            tz = daemon.config.site.tz
-            config = daemon.config
-            system = config.system(incident.system) if config.has_system(incident.system) \
-                else None
+def page(request: Request, title: str, *, message: str = "", bad: bool = False,
+         incident: Incident | None = None, forms: list[dict[str, Any]] | None = None,
+         status: int = 200) -> HTMLResponse:
+    view = side_of(request)
+    lang = _language(request, side_of(request))
+    shown = None
+    if incident is not None:
+        tz = view.config.site.tz
+        config = view.config
+        system = config.system(incident.system) if config.has_system(incident.system) \
+            else None
 
-            def when(ts: float | None) -> str | None:
-                return dt.datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M") \
-                    if ts is not None else None
+        def when(ts: float | None) -> str | None:
+            return dt.datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M") \
+                if ts is not None else None
 
-            shown = {"id": incident.id, "severity": incident.severity,
-                     "system_name": _name(system.name, lang) if system else incident.system,
-                     "since": when(incident.started_at), "ended": when(incident.resolved_at),
-                     "resolved": not incident.is_open,
-                     "checks": [f"{c.get('id')}: {c.get('message')}"
-                                for c in incident.failing_checks],
-                     "procedure": _name(system.downtime_procedure, lang)
-                     if system and system.downtime_procedure else None}
-        html = _TEMPLATE.render(lang=lang, t=TEXT[lang], title=title, message=message, bad=bad,
-                                incident=shown, forms=forms or [])
-        return HTMLResponse(html, status_code=status,
-                            headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex"})
+        shown = {"id": incident.id, "severity": incident.severity,
+                 "system_name": _name(system.name, lang) if system else incident.system,
+                 "since": when(incident.started_at), "ended": when(incident.resolved_at),
+                 "resolved": not incident.is_open,
+                 "checks": [f"{c.get('id')}: {c.get('message')}"
+                            for c in incident.failing_checks],
+                 "procedure": _name(system.downtime_procedure, lang)
+                 if system and system.downtime_procedure else None}
+    html = _TEMPLATE.render(lang=lang, t=TEXT[lang], title=title, message=message, bad=bad,
+                            incident=shown, forms=forms or [])
+    return HTMLResponse(html, status_code=status,
+                        headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex"})
 
-    def invalid(request: Request, claim: Claim | None, reason: str) -> HTMLResponse:
-        log.info("link_refused", incident=claim.incident if claim else None,
-                 recipient=claim.recipient if claim else None, reason=reason)
-        t = TEXT[_language(request, daemon)]
-        return page(request, t["invalid_title"], message=t["invalid"], bad=True, status=403)
 
-    async def check(request: Request, kind: str) -> tuple[Claim, Incident] | HTMLResponse:
-        key = daemon.link_key
-        claim = None
-        try:
-            if key is None:
-                raise BadToken("no key yet")
-            claim = verify(key, request.path_params["token"], kind)
-        except BadToken as exc:
-            return invalid(request, None, str(exc))
-        incident = await daemon.store.get_incident(claim.incident)
-        now = daemon.clock()
-        if incident is None or incident.drill:
-            return invalid(request, claim, "no such incident")
-        if kind == "department":
-            if incident.resolved_at is not None and now > incident.resolved_at + \
-                    DEPARTMENT_GRACE:
-                return invalid(request, claim, "expired")
-            if claim.recipient not in incident.affected_departments:
-                return invalid(request, claim, "department not affected")
-        else:
-            if not incident.is_open:
-                return invalid(request, claim, "resolved")
-            if now > claim.expires:
-                return invalid(request, claim, "expired")
-        return claim, incident
+def invalid(request: Request, claim: Claim | None, reason: str) -> HTMLResponse:
+    log.info("link_refused", incident=claim.incident if claim else None,
+             recipient=claim.recipient if claim else None, reason=reason)
+    t = TEXT[_language(request, side_of(request))]
+    return page(request, t["invalid_title"], message=t["invalid"], bad=True, status=403)
 
-    async def act(action: dict[str, Any]) -> Incident | None:
-        """The leader acts now; a standby leaves it in the store for the leader."""
-        if daemon.leading:
-            return await daemon.engine.link_action(action)
-        await daemon.store.add_link_action(action, daemon.clock())
-        return None
 
-    def ack_name(claim: Claim, form: dict[str, str]) -> str:
-        try:
-            return daemon.config.person(claim.recipient).name
-        except KeyError:
-            return form.get("by") or claim.recipient
+async def check(request: Request, kind: str) -> tuple[Claim, Incident] | HTMLResponse:
+    view = side_of(request)
+    key = view.link_key
+    claim = None
+    try:
+        if key is None:
+            raise BadToken("no key yet")
+        claim = verify(key, request.path_params["token"], kind)
+    except BadToken as exc:
+        return invalid(request, None, str(exc))
+    incident = await view.get_incident(claim.incident)
+    now = view.clock()
+    if incident is None or incident.drill:
+        return invalid(request, claim, "no such incident")
+    if kind == "department":
+        if incident.resolved_at is not None and now > incident.resolved_at + \
+                DEPARTMENT_GRACE:
+            return invalid(request, claim, "expired")
+        if claim.recipient not in incident.affected_departments:
+            return invalid(request, claim, "department not affected")
+    else:
+        if not incident.is_open:
+            return invalid(request, claim, "resolved")
+        if now > claim.expires:
+            return invalid(request, claim, "expired")
+    return claim, incident
 
-    async def ack_link(request: Request) -> Response:
-        found = await check(request, "ack")
-        if isinstance(found, HTMLResponse):
-            return found
-        claim, incident = found
-        lang = _language(request, daemon)
-        t = TEXT[lang]
-        title = f"{incident.id}"
-        if incident.acknowledged_by is not None:
-            at = dt.datetime.fromtimestamp(incident.acknowledged_at or 0,
-                                           daemon.config.site.tz).strftime("%Y-%m-%d %H:%M")
-            return page(request, title, incident=incident,
-                        message=t["acked"].format(by=incident.acknowledged_by, at=at))
-        if request.method == "GET":
-            person = claim.recipient in {p.id for p in daemon.config.people}
-            name = ack_name(claim, {})
-            return page(request, title, incident=incident, forms=[{
-                "what": "ack", "label": t["ack_button"].format(name=name),
-                "fields": [] if person else ["by"]}])
-        by = ack_name(claim, _form(await request.body()))
-        log.info("link_used", kind="ack", incident=incident.id, recipient=claim.recipient)
-        done = await act({"kind": "ack", "incident": incident.id, "by": by,
-                          "recipient": claim.recipient})
-        if done is None and daemon.leading:
-            return invalid(request, claim, "refused by the engine")
-        if done is None:
-            return page(request, title, incident=incident, message=t["queued"])
-        if done.acknowledged_by != by:
-            at = dt.datetime.fromtimestamp(done.acknowledged_at or 0,
-                                           daemon.config.site.tz).strftime("%Y-%m-%d %H:%M")
-            return page(request, title, incident=done,
-                        message=t["acked"].format(by=done.acknowledged_by, at=at))
-        return page(request, title, incident=done, message=t["ack_done"].format(by=by))
 
-    async def department_link(request: Request) -> Response:
-        found = await check(request, "department")
-        if isinstance(found, HTMLResponse):
-            return found
-        claim, incident = found
-        lang = _language(request, daemon)
-        t = TEXT[lang]
-        dept = claim.recipient
-        try:
-            dept_name = _name(daemon.config.department(dept).name, lang)
-        except KeyError:
-            dept_name = dept
-        title = f"{dept_name} · {incident.id}"
-        what = "on_paper" if incident.is_open else "backfill_done"
-        confirmed = incident.departments_confirmed.get(dept) or {}
-        if request.method == "GET":
-            forms = [] if confirmed.get(f"{what}_at") else [
-                {"what": what, "label": t[what], "fields": ["by"]}]
-            return page(request, title, incident=incident, forms=forms,
-                        message=t["already"] if confirmed.get(f"{what}_at") else "")
-        form = _form(await request.body())
-        asked = form.get("what", what)
-        if asked not in ("on_paper", "backfill_done") or (
-                asked == "on_paper" and not incident.is_open):
-            return page(request, title, incident=incident, status=422, bad=True,
-                        message=t["invalid"])
-        if confirmed.get(f"{asked}_at"):
-            return page(request, title, incident=incident, message=t["already"])
-        log.info("link_used", kind="department", incident=incident.id, recipient=dept,
-                 what=asked)
-        done = await act({"kind": "department", "incident": incident.id, "department": dept,
-                          "what": asked, "by": form.get("by"), "recipient": dept})
-        if done is None and daemon.leading:
-            return invalid(request, claim, "refused by the engine")
-        message = t["queued"] if done is None else t[f"{asked}_done"].format(dept=dept_name)
-        return page(request, title, incident=done or incident, message=message)
+async def act(request: Request, action: dict[str, Any]) -> Incident | None:
+    """The leader acts now; a standby leaves it in the store for the leader."""
+    return await side_of(request).link_action(action)
 
-    async def vendor_link(request: Request) -> Response:
-        found = await check(request, "vendor")
-        if isinstance(found, HTMLResponse):
-            return found
-        claim, incident = found
-        t = TEXT[_language(request, daemon)]
-        title = f"{incident.id}"
-        if incident.vendor_responded_at is not None:
-            return page(request, title, incident=incident, message=t["already"])
-        if request.method == "GET":
-            return page(request, title, incident=incident, forms=[
-                {"what": "respond", "label": t["vendor_button"], "fields": ["by", "eta"]}])
-        form = _form(await request.body())
-        log.info("link_used", kind="vendor", incident=incident.id, recipient=claim.recipient)
-        done = await act({"kind": "vendor", "incident": incident.id, "by": form.get("by"),
-                          "eta": form.get("eta"), "recipient": claim.recipient})
-        if done is None and daemon.leading:
-            return invalid(request, claim, "refused by the engine")
-        return page(request, title, incident=done or incident,
-                    message=t["queued"] if done is None else t["vendor_done"])
 
-    return [
-        Route("/a/{token}", ack_link, methods=["GET", "POST"]),
-        Route("/d/{token}", department_link, methods=["GET", "POST"]),
-        Route("/v/{token}", vendor_link, methods=["GET", "POST"]),
-    ]
+def ack_name(view: ReadView, claim: Claim, form: dict[str, str]) -> str:
+    try:
+        return view.config.person(claim.recipient).name
+    except KeyError:
+        return form.get("by") or claim.recipient
+
+
+async def ack_link(request: Request) -> Response:
+    view = side_of(request)
+    found = await check(request, "ack")
+    if isinstance(found, HTMLResponse):
+        return found
+    claim, incident = found
+    lang = _language(request, side_of(request))
+    t = TEXT[lang]
+    title = f"{incident.id}"
+    if incident.acknowledged_by is not None:
+        at = dt.datetime.fromtimestamp(incident.acknowledged_at or 0,
+                                       view.config.site.tz).strftime("%Y-%m-%d %H:%M")
+        return page(request, title, incident=incident,
+                    message=t["acked"].format(by=incident.acknowledged_by, at=at))
+    if request.method == "GET":
+        person = claim.recipient in {p.id for p in view.config.people}
+        name = ack_name(side_of(request), claim, {})
+        return page(request, title, incident=incident, forms=[{
+            "what": "ack", "label": t["ack_button"].format(name=name),
+            "fields": [] if person else ["by"]}])
+    by = ack_name(side_of(request), claim, _form(await request.body()))
+    log.info("link_used", kind="ack", incident=incident.id, recipient=claim.recipient)
+    done = await act(request, {"kind": "ack", "incident": incident.id, "by": by,
+                      "recipient": claim.recipient})
+    if done is None and view.leading:
+        return invalid(request, claim, "refused by the engine")
+    if done is None:
+        return page(request, title, incident=incident, message=t["queued"])
+    if done.acknowledged_by != by:
+        at = dt.datetime.fromtimestamp(done.acknowledged_at or 0,
+                                       view.config.site.tz).strftime("%Y-%m-%d %H:%M")
+        return page(request, title, incident=done,
+                    message=t["acked"].format(by=done.acknowledged_by, at=at))
+    return page(request, title, incident=done, message=t["ack_done"].format(by=by))
+
+
+async def department_link(request: Request) -> Response:
+    view = side_of(request)
+    found = await check(request, "department")
+    if isinstance(found, HTMLResponse):
+        return found
+    claim, incident = found
+    lang = _language(request, side_of(request))
+    t = TEXT[lang]
+    dept = claim.recipient
+    try:
+        dept_name = _name(view.config.department(dept).name, lang)
+    except KeyError:
+        dept_name = dept
+    title = f"{dept_name} · {incident.id}"
+    what = "on_paper" if incident.is_open else "backfill_done"
+    confirmed = incident.departments_confirmed.get(dept) or {}
+    if request.method == "GET":
+        forms = [] if confirmed.get(f"{what}_at") else [
+            {"what": what, "label": t[what], "fields": ["by"]}]
+        return page(request, title, incident=incident, forms=forms,
+                    message=t["already"] if confirmed.get(f"{what}_at") else "")
+    form = _form(await request.body())
+    asked = form.get("what", what)
+    if asked not in ("on_paper", "backfill_done") or (
+            asked == "on_paper" and not incident.is_open):
+        return page(request, title, incident=incident, status=422, bad=True,
+                    message=t["invalid"])
+    if confirmed.get(f"{asked}_at"):
+        return page(request, title, incident=incident, message=t["already"])
+    log.info("link_used", kind="department", incident=incident.id, recipient=dept,
+             what=asked)
+    done = await act(request, {"kind": "department", "incident": incident.id, "department": dept,
+                      "what": asked, "by": form.get("by"), "recipient": dept})
+    if done is None and view.leading:
+        return invalid(request, claim, "refused by the engine")
+    message = t["queued"] if done is None else t[f"{asked}_done"].format(dept=dept_name)
+    return page(request, title, incident=done or incident, message=message)
+
+
+async def vendor_link(request: Request) -> Response:
+    found = await check(request, "vendor")
+    if isinstance(found, HTMLResponse):
+        return found
+    claim, incident = found
+    t = TEXT[_language(request, side_of(request))]
+    title = f"{incident.id}"
+    if incident.vendor_responded_at is not None:
+        return page(request, title, incident=incident, message=t["already"])
+    if request.method == "GET":
+        return page(request, title, incident=incident, forms=[
+            {"what": "respond", "label": t["vendor_button"], "fields": ["by", "eta"]}])
+    form = _form(await request.body())
+    log.info("link_used", kind="vendor", incident=incident.id, recipient=claim.recipient)
+    done = await act(request, {"kind": "vendor", "incident": incident.id, "by": form.get("by"),
+                      "eta": form.get("eta"), "recipient": claim.recipient})
+    if done is None and side_of(request).leading:
+        return invalid(request, claim, "refused by the engine")
+    return page(request, title, incident=done or incident,
+                message=t["queued"] if done is None else t["vendor_done"])
+
+
+ROUTES = [
+    Route("/a/{token}", ack_link, methods=["GET", "POST"]),
+    Route("/d/{token}", department_link, methods=["GET", "POST"]),
+    Route("/v/{token}", vendor_link, methods=["GET", "POST"]),
+]

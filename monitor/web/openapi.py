@@ -1,8 +1,10 @@
 """The OpenAPI 3 description of hismon's HTTP API (SPEC §7), served at /api/v1/openapi.json.
 
-Written by hand as a Python dict next to `monitor/web/api.py` rather than generated, so the
-contract is reviewed like code: a change to a handler's answer must change this file too,
-and the schemathesis run in `tests/test_openapi.py` fails when the two disagree.
+Answers are described by hand as a Python dict next to `monitor/web/api.py`, so the contract
+is reviewed like code: a change to a handler's answer must change this file too, and the
+schemathesis run in `tests/test_openapi.py` fails when the two disagree. Request bodies are
+generated from their pydantic models (`monitor.web.bodies`), the same that validate them, so
+a body rule is written once.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ from starlette.routing import Route
 
 from monitor import __version__
 from monitor.web import people_openapi
+from monitor.web.bodies import ID_PATTERN, AckBody, SilenceBody, UpdateBody, body_schema
+from monitor.web.guard import MAX_JSON_BODY
 from monitor.web.history import OPENAPI_PATHS as HISTORY_PATHS
 from monitor.web.push import OPENAPI_PATHS as PUSH_PATHS
-
-ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
-"""Ids of checks, systems, incidents (`inc-42`) and silences (`sil-1a2b3c4d`, `config-0`)."""
 
 STATES = ["OK", "WARN", "CRIT", "UNKNOWN"]
 
@@ -45,6 +46,7 @@ DATE_TIME = {"type": "string", "format": "date-time",
              "description": "RFC 3339 with the site's UTC offset"}
 
 UNAUTHORIZED = _error("Missing or invalid Bearer token; nothing was changed")
+TOO_LARGE = _error(f"The body is larger than {MAX_JSON_BODY} bytes; nothing was changed")
 STANDBY = _error("This instance is a standby (SPEC §9); send the request to the leader")
 
 SCHEMAS: dict[str, Any] = {
@@ -185,43 +187,18 @@ SCHEMAS: dict[str, Any] = {
             "reason": {"type": "string"},
         },
     },
-    "AckRequest": {
-        "type": "object",
-        "required": ["by"],
-        "properties": {
-            "by": {"type": "string", "minLength": 1, "example": "Dr. Wang",
-                   "description": "Who takes the incident"},
-            "note": _nullable({"type": "string", "example": "restarting the app server"}),
-        },
-    },
-    "UpdateRequest": {
-        "type": "object",
-        "required": ["text"],
-        "properties": {
-            "text": {"type": "string", "minLength": 1,
-                     "description": "The incident lead's progress note"},
-            "by": _nullable({"type": "string", "description": "Defaults to `incident lead`"}),
-        },
-    },
-    "SilenceRequest": {
-        "type": "object",
-        "required": ["systems", "end", "reason"],
-        "properties": {
-            "systems": {"type": "array", "minItems": 1,
-                        "items": {"type": "string", "pattern": ID_PATTERN},
-                        "description": "System ids (or a single `system`)"},
-            "system": {"type": "string", "description": "One system id, instead of `systems`"},
-            "start": {"type": "string",
-                      "description": "RFC 3339 time with offset or a duration from now "
-                                     "(`30m`); default now"},
-            "end": {"type": "string", "example": "2h",
-                    "description": "RFC 3339 time with offset or a duration from now"},
-            "until": {"type": "string", "description": "Alias of `end`"},
-            "reason": {"type": "string", "minLength": 1},
-            "created_by": {"type": "string"},
-        },
-    },
 }
+
+
+SCHEMAS.update({
+    "AckRequest": body_schema(AckBody),
+    "UpdateRequest": body_schema(UpdateBody),
+    "SilenceRequest": {
+        **body_schema(SilenceBody),
+        "description": "Give `systems` (or `system`) and `end` (or `until`); every "
+                       "system must exist, `end` must come after `start`.",
+    },
+})
 
 
 def _path_id(name: str, description: str) -> dict[str, Any]:
@@ -229,7 +206,7 @@ def _path_id(name: str, description: str) -> dict[str, Any]:
             "schema": {"type": "string", "pattern": ID_PATTERN, "minLength": 1}}
 
 
-BEARER = [{"bearer": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 PLAIN_TEXT = {"text/plain": {"schema": {"type": "string"}}}
 
 PATHS: dict[str, Any] = {
@@ -300,9 +277,10 @@ PATHS: dict[str, Any] = {
             "application/json": {"schema": _ref("AckRequest")}}},
         "responses": {
             "200": _json(_ref("Incident"), "The incident, `acknowledged_by` set"),
-            "401": UNAUTHORIZED, "503": STANDBY,
+            "401": UNAUTHORIZED, "503": STANDBY, "413": TOO_LARGE,
             "404": _error("No open incident with this id"),
-            "422": _error("The body is not JSON with a non-empty `by`"),
+            "422": _error("The body is not valid JSON (or not valid Unicode, e.g. a lone "
+                          "surrogate), `by` is empty, or a field is too long"),
         },
     }},
     "/api/v1/incidents/{id}/updates": {"post": {
@@ -313,9 +291,10 @@ PATHS: dict[str, Any] = {
             "application/json": {"schema": _ref("UpdateRequest")}}},
         "responses": {
             "200": _json(_ref("Incident"), "The incident"),
-            "401": UNAUTHORIZED, "503": STANDBY,
+            "401": UNAUTHORIZED, "503": STANDBY, "413": TOO_LARGE,
             "404": _error("No open incident with this id"),
-            "422": _error("The body is not JSON with a non-empty `text`"),
+            "422": _error("The body is not valid JSON (or not valid Unicode), `text` is "
+                          "empty, or a field is too long"),
         },
     }},
     "/api/v1/silences": {
@@ -335,8 +314,9 @@ PATHS: dict[str, Any] = {
                 "application/json": {"schema": _ref("SilenceRequest")}}},
             "responses": {
                 "201": _json(_ref("SilenceCreated"), "Created"),
-                "401": UNAUTHORIZED, "503": STANDBY,
-                "422": _error("Unknown system, bad time, end before start, no reason"),
+                "401": UNAUTHORIZED, "503": STANDBY, "413": TOO_LARGE,
+                "422": _error("Unknown system, bad time, end before start, no reason, "
+                              "invalid JSON or Unicode, a field too long"),
             },
         },
     },
@@ -347,7 +327,7 @@ PATHS: dict[str, Any] = {
         "responses": {
             "200": _json({"type": "object", "required": ["deleted"], "properties": {
                 "deleted": {"type": "string"}}}, "Deleted"),
-            "401": UNAUTHORIZED, "503": STANDBY,
+            "401": UNAUTHORIZED, "503": STANDBY, "413": TOO_LARGE,
             "404": _error("No such silence"),
             "422": _error("Windows from the config file are changed in the config"),
         },
@@ -390,7 +370,7 @@ PATHS: dict[str, Any] = {
             "200": _json({"type": "object", "required": ["check", "received_at"],
                           "properties": {"check": {"type": "string"},
                                          "received_at": DATE_TIME}}, "Recorded"),
-            "401": UNAUTHORIZED,
+            "401": UNAUTHORIZED, "413": TOO_LARGE,
             "404": _error("No heartbeat check with this id"),
         },
     }},
@@ -429,8 +409,8 @@ def openapi_document() -> dict[str, Any]:
     return copy.deepcopy(OPENAPI)
 
 
-def openapi_route() -> Route:
-    async def endpoint(request: Request) -> JSONResponse:
-        return JSONResponse(openapi_document())
+async def serve(request: Request) -> JSONResponse:
+    return JSONResponse(openapi_document())
 
-    return Route("/api/v1/openapi.json", endpoint, methods=["GET"])
+
+ROUTES = [Route("/api/v1/openapi.json", serve, methods=["GET"])]

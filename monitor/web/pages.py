@@ -4,20 +4,20 @@ Server-rendered HTML from Jinja2 templates in `monitor/web/templates/pages/`, wi
 no JavaScript, because the readers are ward PCs that may run an old browser, phones on the
 ward Wi-Fi, and printers. Every state is written out as text, never shown by colour alone.
 
-Pages only read the daemon's state. The one write is the acknowledgement form on the
-incident page, which goes through `Engine.acknowledge` exactly like the API and checks its
-token the same way (`server.api_tokens`, constant-time comparison).
+Pages only read the daemon's `ReadView`. The one write is the acknowledgement form on the
+incident page, behind the same `@write` gate as the API (token, standby, validated body), so
+a standby refuses it as the API does instead of writing an ack the leader then overwrites.
+Handlers are top-level functions; `ROUTES` lists them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hmac
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
 import jinja2
 import structlog
@@ -32,10 +32,12 @@ from monitor.delivery.context import maintenance_reason
 from monitor.history.query import empty_history
 from monitor.incidents.maintenance import Window
 from monitor.web import charts, whattodo
+from monitor.web.bodies import AckForm
+from monitor.web.guard import Refusal, side_of, write
+from monitor.web.interfaces import ReadView, WebSide
 
 if TYPE_CHECKING:
     from monitor.config.model import Config, System
-    from monitor.runtime.daemon import Daemon
 
 log = structlog.get_logger("hismon.pages")
 TEMPLATE_DIR = Path(__file__).parent / "templates" / "pages"
@@ -44,8 +46,6 @@ RECOVERY_WINDOW = 24 * 3600.0
 """Resolved incidents stay on the department view this long: the back-fill reminder."""
 HISTORY_TIMEOUT = 3.0
 """The history bars wait this long for the store; then the page shows them as no data."""
-MAX_FORM_BYTES = 16 * 1024
-"""An ack form is three short fields; anything bigger is not from our page."""
 
 # States a system can be in on the pages, worst first (the order of the summary).
 STATES = ("down", "caused", "degraded", "maintenance", "unknown", "ok")
@@ -145,6 +145,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "invalid_title": "Incomplete form",
         "invalid_by": "Please enter your name.",
         "too_large": "The form is too large.",
+        "invalid_value": "Please check the form: {detail}",
+        "standby_title": "Standby instance",
+        "standby_text": "This hismon instance is a standby and records nothing. Nothing was "
+                        "changed: open this page on the leading instance and try again.",
         "try_again": "Back to the incident",
         "delivery_pending": "waiting",
         "delivery_sent": "delivered",
@@ -243,6 +247,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "invalid_title": "表单不完整",
         "invalid_by": "请填写姓名。",
         "too_large": "表单内容过大。",
+        "invalid_value": "请检查表单内容：{detail}",
+        "standby_title": "备用实例",
+        "standby_text": "当前 hismon 实例为备用实例，不记录任何操作，未做任何更改。"
+                        "请在主实例上打开本页面重试。",
         "try_again": "返回事件页面",
         "delivery_pending": "等待发送",
         "delivery_sent": "已送达",
@@ -333,21 +341,21 @@ def campuses_of(system: System, config: Config) -> list[str]:
     return found
 
 
-def build_views(daemon: Daemon, now: float, language: str) -> dict[str, SystemView]:
+def build_views(view: ReadView, now: float, language: str) -> dict[str, SystemView]:
     """Every configured system's state, computed once per request from live state."""
-    config = daemon.config
+    config = view.config
     s = strings(language)
     tz = config.site.tz
     site_language = config.site.language
     names = {sys.id: text(sys, "name", language, site_language) for sys in config.systems}
-    open_by_system = {i.system: i for i in daemon.engine.open.values() if not i.drill}
-    active = [w for w in daemon.engine.windows(now) if w.start <= now < w.end]
+    open_by_system = {i.system: i for i in view.open_incidents() if not i.drill}
+    active = [w for w in view.windows(now) if w.start <= now < w.end]
     views: dict[str, SystemView] = {}
     for system in config.systems:
         incident = open_by_system.get(system.id)
         window = next((w for w in active if system.id in w.systems), None)
-        checks = [daemon.states[c.id] for c in config.checks_of(system.id)
-                  if c.id in daemon.states]
+        checks = [view.states[c.id] for c in config.checks_of(system.id)
+                  if c.id in view.states]
         if window is not None:
             state = "maintenance"
             label = s["state_maintenance"]
@@ -399,6 +407,12 @@ def group_by_campus(
     return groups
 
 
+@functools.cache
+def environment() -> jinja2.Environment:
+    """One Jinja2 environment for the process (templates are compiled once)."""
+    return _environment()
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
@@ -410,221 +424,218 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _token_valid(token: str, tokens: list[str]) -> bool:
-    """The API's Bearer rule (`monitor.web.api.token_ok`), for a token typed into a form."""
-    if not token:
-        return False
-    return any(t and hmac.compare_digest(token.encode(), t.encode()) for t in tokens)
+def language_of(request: Request, default: str | None = None) -> str:
+    wanted = request.query_params.get("lang")
+    if wanted in STRINGS:
+        return wanted
+    return default or side_of(request).config.site.language
 
 
-def page_routes(daemon: Daemon) -> list[Route]:
-    """Routes for `monitor.web.api.build_app`: the pages plus the OpenAPI document."""
-    from monitor.web.openapi import openapi_route
+def render(request: Request, name: str, language: str, status: int = 200,
+           **context: Any) -> HTMLResponse:
+    view = side_of(request)
+    config = view.config
+    now = view.clock()
+    html = environment().get_template(name).render(
+        s=strings(language), lang=language, site=config.site, now=now,
+        updated=local_time(now, config.site.tz, seconds=True),
+        refresh=context.pop("refresh", None), **context)
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
-    env = _environment()
 
-    def language_of(request: Request, default: str | None = None) -> str:
-        wanted = request.query_params.get("lang")
-        if wanted in STRINGS:
-            return wanted
-        return default or daemon.config.site.language
+def error_page(request: Request, language: str, status: int, title: str, text: str,
+               back: str | None = None) -> HTMLResponse:
+    return render(request, "error.j2", language, status=status, title=title, text=text,
+                  back=back)
 
-    def render(name: str, language: str, status: int = 200, **context: Any) -> HTMLResponse:
-        config = daemon.config
-        now = daemon.clock()
-        html = env.get_template(name).render(
-            s=strings(language), lang=language, site=config.site, now=now,
-            updated=local_time(now, config.site.tz, seconds=True),
-            refresh=context.pop("refresh", None), **context)
-        return HTMLResponse(html, status_code=status,
-                            headers={"Cache-Control": "no-store"})
 
-    def error_page(language: str, status: int, title: str, text: str,
-                   back: str | None = None) -> HTMLResponse:
-        return render("error.j2", language, status=status, title=title, text=text, back=back)
+def fmt(view: ReadView, language: str) -> dict[str, Any]:
+    """The helpers templates format with: local times, durations, names, labels."""
+    config = view.config
+    tz = config.site.tz
+    return {
+        "t": lambda ts, seconds=False: local_time(ts, tz, seconds),
+        "dur": lambda seconds: human_duration(seconds, language),
+        "cause": lambda code: CAUSES.get(language, CAUSES["en"]).get(code, code),
+        "event": lambda kind: TIMELINE_KINDS.get(language, TIMELINE_KINDS["en"]).get(
+            kind, kind),
+        "dept_name": lambda dept_id: whattodo.department_name(config, dept_id, language),
+        "system_name": lambda system_id: whattodo.system_name(config, system_id, language),
+        "campus_name": lambda campus_id: whattodo.campus_name(config, campus_id, language),
+        "reason_of": lambda window: maintenance_reason(config, window.key, window.reason,
+                                                       language),
+        "window_procedures": lambda window: whattodo.window_procedures(window, config,
+                                                                       language),
+        "pct": lambda share: charts.percent(share, strings(language)["no_data_yet"]),
+        "legend_key": charts.legend_key,
+    }
 
-    def fmt(language: str) -> dict[str, Any]:
-        tz = daemon.config.site.tz
-        return {
-            "t": lambda ts, seconds=False: local_time(ts, tz, seconds),
-            "dur": lambda seconds: human_duration(seconds, language),
-            "cause": lambda code: CAUSES.get(language, CAUSES["en"]).get(code, code),
-            "event": lambda kind: TIMELINE_KINDS.get(language, TIMELINE_KINDS["en"]).get(
-                kind, kind),
-            "dept_name": lambda dept_id: whattodo.department_name(daemon.config, dept_id,
-                                                                  language),
-            "system_name": lambda system_id: whattodo.system_name(daemon.config, system_id,
-                                                                  language),
-            "campus_name": lambda campus_id: whattodo.campus_name(daemon.config, campus_id,
-                                                                  language),
-            "reason_of": lambda window: maintenance_reason(daemon.config, window.key,
-                                                           window.reason, language),
-            "window_procedures": lambda window: whattodo.window_procedures(
-                window, daemon.config, language),
-            "pct": lambda share: charts.percent(share, strings(language)["no_data_yet"]),
-            "legend_key": charts.legend_key,
-        }
 
-    async def status_page(request: Request) -> Response:
-        language = language_of(request)
-        now = daemon.clock()
-        views = build_views(daemon, now, language)
-        cards = whattodo.incident_cards(list(daemon.engine.open.values()), daemon.config,
-                                        language)
-        s = strings(language)
-        words = whattodo.worst_words(s)
-        try:  # a store that cannot answer costs the bars, never the page
-            overview = await asyncio.wait_for(
-                daemon.history_reader.overview(list(views), now), HISTORY_TIMEOUT)
-        except Exception as exc:
-            log.warning("history_unavailable", error=f"{type(exc).__name__}: {exc}"[:200])
-            overview = {sid: empty_history(sid, now, daemon.config.site.tz) for sid in views}
-        bars = {sid: charts.bar_24h(h.slots, daemon.config.site.tz, words,
-                                    f"{views[sid].name}, {s['history_24h']}")
-                for sid, h in overview.items()}
-        recent = await daemon.store.list_incidents(
-            status="resolved", since=now - RECOVERY_WINDOW, limit=50)
-        windows = sorted((w for w in daemon.engine.windows(now) if w.end > now),
-                         key=lambda w: w.start)
-        problems = [v for v in views.values() if v.state not in ("ok", "unknown")]
-        return render(
-            "status.j2", language, refresh=REFRESH_SECONDS, groups=group_by_campus(
-                views, daemon.config), views=views, cards=cards,
-            banner=whattodo.banner_lines(cards, daemon.config, language, s),
-            history=overview, bars=bars, words=words,
-            recent=[i for i in recent if not i.drill], windows=windows, problems=problems,
-            departments=daemon.config.departments, **fmt(language))
+async def status_page(request: Request) -> Response:
+    view = side_of(request)
+    language = language_of(request)
+    now = view.clock()
+    views = build_views(view, now, language)
+    cards = whattodo.incident_cards(list(view.open_incidents()), view.config,
+                                    language)
+    s = strings(language)
+    words = whattodo.worst_words(s)
+    try:  # a store that cannot answer costs the bars, never the page
+        overview = await asyncio.wait_for(
+            view.history_reader.overview(list(views), now), HISTORY_TIMEOUT)
+    except Exception as exc:
+        log.warning("history_unavailable", error=f"{type(exc).__name__}: {exc}"[:200])
+        overview = {sid: empty_history(sid, now, view.config.site.tz) for sid in views}
+    bars = {sid: charts.bar_24h(h.slots, view.config.site.tz, words,
+                                f"{views[sid].name}, {s['history_24h']}")
+            for sid, h in overview.items()}
+    recent = await view.list_incidents(
+        status="resolved", since=now - RECOVERY_WINDOW, limit=50)
+    windows = sorted((w for w in view.windows(now) if w.end > now),
+                     key=lambda w: w.start)
+    problems = [v for v in views.values() if v.state not in ("ok", "unknown")]
+    return render(
+        request, "status.j2", language, refresh=REFRESH_SECONDS, groups=group_by_campus(
+            views, view.config), views=views, cards=cards,
+        banner=whattodo.banner_lines(cards, view.config, language, s),
+        history=overview, bars=bars, words=words,
+        recent=[i for i in recent if not i.drill], windows=windows, problems=problems,
+        departments=view.config.departments, **fmt(view, language))
 
-    async def department_page(request: Request) -> Response:
-        config = daemon.config
-        dept_id = request.path_params["id"]
-        dept = next((d for d in config.departments if d.id == dept_id), None)
-        if dept is None:
-            language = language_of(request)
-            s = strings(language)
-            return error_page(language, 404, s["not_found_title"],
-                              s["not_found_department"].format(id=dept_id), back="/")
-        language = language_of(request, dept.language)
-        now = daemon.clock()
-        views = build_views(daemon, now, language)
-        direct = [sys.id for sys in config.systems if dept.id in sys.departments]
-        needed_by: dict[str, list[str]] = {}
-        for system_id in direct:
-            for dep in config.dependencies(system_id):
-                if dep not in direct:
-                    needed_by.setdefault(dep, []).append(views[system_id].name)
-        shown = [views[i] for i in direct] + [views[i] for i in needed_by]
-        # A system the department uses is unusable when it is down itself or when something
-        # it depends on is; either way staff follow that system's downtime procedure. A
-        # database or switch behind it has a procedure of its own only if one is written.
-        procedures = [v for v in shown if (v.id in direct and (v.unavailable or v.depends_down))
-                      or (v.unavailable and v.downtime_procedure)]
-        relevant = set(direct) | set(needed_by)
-        recent = await daemon.store.list_incidents(
-            status="resolved", since=now - RECOVERY_WINDOW, limit=200)
-        recoveries = whattodo.backfill_notices(recent, daemon.engine.windows(now), relevant,
-                                               dept.id)
-        planned = sorted((w for w in daemon.engine.windows(now)
-                          if w.end > now and relevant & set(w.systems)),
-                         key=lambda w: w.start)
-        return render(
-            "department.j2", language, refresh=REFRESH_SECONDS, dept=dept, shown=shown,
-            direct=direct, needed_by=needed_by, procedures=procedures, recoveries=recoveries,
-            planned=planned, **fmt(language))
 
-    async def incident_page(request: Request) -> Response:
+async def department_page(request: Request) -> Response:
+    view = side_of(request)
+    config = view.config
+    dept_id = request.path_params["id"]
+    dept = next((d for d in config.departments if d.id == dept_id), None)
+    if dept is None:
         language = language_of(request)
         s = strings(language)
-        incident_id = request.path_params["id"]
-        incident = next((i for i in daemon.engine.open.values() if i.id == incident_id), None)
-        if incident is None:
-            incident = await daemon.store.get_incident(incident_id)
-        if incident is None:
-            return error_page(language, 404, s["not_found_title"],
-                              s["not_found_incident"].format(id=incident_id), back="/")
-        timeline = await daemon.store.timeline(incident.id)
-        messages = list(reversed(await daemon.store.list_messages(incident_id=incident.id)))
-        return render("incident.j2", language, incident=incident, timeline=timeline,
-                      messages=messages, **fmt(language))
+        return error_page(request, language, 404, s["not_found_title"],
+                          s["not_found_department"].format(id=dept_id), back="/")
+    language = language_of(request, dept.language)
+    now = view.clock()
+    views = build_views(view, now, language)
+    direct = [sys.id for sys in config.systems if dept.id in sys.departments]
+    needed_by: dict[str, list[str]] = {}
+    for system_id in direct:
+        for dep in config.dependencies(system_id):
+            if dep not in direct:
+                needed_by.setdefault(dep, []).append(views[system_id].name)
+    shown = [views[i] for i in direct] + [views[i] for i in needed_by]
+    # A system the department uses is unusable when it is down itself or when something
+    # it depends on is; either way staff follow that system's downtime procedure. A
+    # database or switch behind it has a procedure of its own only if one is written.
+    procedures = [v for v in shown if (v.id in direct and (v.unavailable or v.depends_down))
+                  or (v.unavailable and v.downtime_procedure)]
+    relevant = set(direct) | set(needed_by)
+    recent = await view.list_incidents(
+        status="resolved", since=now - RECOVERY_WINDOW, limit=200)
+    recoveries = whattodo.backfill_notices(recent, view.windows(now), relevant,
+                                           dept.id)
+    planned = sorted((w for w in view.windows(now)
+                      if w.end > now and relevant & set(w.systems)),
+                     key=lambda w: w.start)
+    return render(
+        request, "department.j2", language, refresh=REFRESH_SECONDS, dept=dept, shown=shown,
+        direct=direct, needed_by=needed_by, procedures=procedures, recoveries=recoveries,
+        planned=planned, **fmt(view, language))
 
-    async def ack_form(request: Request) -> Response:
-        language = language_of(request)
-        s = strings(language)
-        incident_id = request.path_params["id"]
-        back = f"/incidents/{incident_id}"
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM_BYTES:
-                return error_page(language, 413, s["invalid_title"], s["too_large"], back)
-        try:
-            fields = parse_qs(body.decode("utf-8"), keep_blank_values=True)
-        except UnicodeDecodeError:
-            fields = {}
 
-        def value(name: str) -> str:
-            return (fields.get(name) or [""])[0].strip()
+async def incident_page(request: Request) -> Response:
+    view = side_of(request)
+    language = language_of(request)
+    s = strings(language)
+    incident_id = request.path_params["id"]
+    incident = next((i for i in view.open_incidents() if i.id == incident_id), None)
+    if incident is None:
+        incident = await view.get_incident(incident_id)
+    if incident is None:
+        return error_page(request, language, 404, s["not_found_title"],
+                          s["not_found_incident"].format(id=incident_id), back="/")
+    timeline = await view.timeline(incident.id)
+    messages = list(reversed(await view.list_messages(incident_id=incident.id)))
+    return render(request, "incident.j2", language, incident=incident, timeline=timeline,
+                  messages=messages, **fmt(view, language))
 
-        if not _token_valid(value("token"), daemon.config.server.api_tokens):
-            return error_page(language, 401, s["unauthorized_title"], s["unauthorized_text"],
-                              back)
-        if not value("by"):
-            return error_page(language, 422, s["invalid_title"], s["invalid_by"], back)
-        found = await daemon.engine.acknowledge(incident_id, value("by"), value("note") or None)
-        if found is None:
-            known = await daemon.store.get_incident(incident_id)
-            text = s["not_open_incident"] if known else s["not_found_incident"]
-            return error_page(language, 404, s["not_found_title"], text.format(id=incident_id),
-                              back if known else "/")
-        return RedirectResponse(back, status_code=303)
 
-    async def system_page(request: Request) -> Response:
-        config = daemon.config
-        system_id = request.path_params["id"]
-        language = language_of(request)
-        s = strings(language)
-        if not config.has_system(system_id):
-            return error_page(language, 404, s["not_found_title"],
-                              s["not_found_system"].format(id=system_id), back="/")
-        now = daemon.clock()
-        views = build_views(daemon, now, language)
-        view = views[system_id]
-        reader = daemon.history_reader
-        try:
-            history = await asyncio.wait_for(reader.system(system_id, now, 90),
-                                             HISTORY_TIMEOUT)
-            series = await asyncio.wait_for(reader.latency(system_id, now), HISTORY_TIMEOUT)
-        except Exception as exc:
-            log.warning("history_unavailable", system=system_id,
-                        error=f"{type(exc).__name__}: {exc}"[:200])
-            history, series = empty_history(system_id, now, config.site.tz, 90), {}
-        words = whattodo.worst_words(s)
-        tz = config.site.tz
-        checks = []
-        for check in config.checks_of(system_id):
-            chart = None
-            if check.type in ("http", "tcp"):
-                chart = charts.latency_chart(
-                    series.get(check.id, []), now, tz,
-                    s["response_time"].format(check=check.id), s["chart_no_data"])
-            checks.append({"id": check.id, "type": check.type,
-                           "state": daemon.states.get(check.id), "chart": chart})
-        incidents = [i for i in await daemon.store.list_incidents(since=now - 90 * 86400,
-                                                                  limit=500)
-                     if i.system == system_id and not i.drill]
-        return render(
-            "system.j2", language, refresh=REFRESH_SECONDS * 2, v=view, history=history,
-            words=words, checks=checks, incidents=incidents,
-            bar=charts.bar_24h(history.slots, tz, words, f"{view.name}, {s['history_24h']}"),
-            strip=charts.strip_days([(d.date, d.worst, d.availability) for d in history.days],
-                                    words, f"{view.name}, {s['history_90d']}"),
-            **fmt(language))
+async def system_page(request: Request) -> Response:
+    view = side_of(request)
+    config = view.config
+    system_id = request.path_params["id"]
+    language = language_of(request)
+    s = strings(language)
+    if not config.has_system(system_id):
+        return error_page(request, language, 404, s["not_found_title"],
+                          s["not_found_system"].format(id=system_id), back="/")
+    now = view.clock()
+    views = build_views(view, now, language)
+    card = views[system_id]
+    reader = view.history_reader
+    try:
+        history = await asyncio.wait_for(reader.system(system_id, now, 90),
+                                         HISTORY_TIMEOUT)
+        series = await asyncio.wait_for(reader.latency(system_id, now), HISTORY_TIMEOUT)
+    except Exception as exc:
+        log.warning("history_unavailable", system=system_id,
+                    error=f"{type(exc).__name__}: {exc}"[:200])
+        history, series = empty_history(system_id, now, config.site.tz, 90), {}
+    words = whattodo.worst_words(s)
+    tz = config.site.tz
+    checks = []
+    for check in config.checks_of(system_id):
+        chart = None
+        if check.type in ("http", "tcp"):
+            chart = charts.latency_chart(
+                series.get(check.id, []), now, tz,
+                s["response_time"].format(check=check.id), s["chart_no_data"])
+        checks.append({"id": check.id, "type": check.type,
+                       "state": view.states.get(check.id), "chart": chart})
+    incidents = [i for i in await view.list_incidents(since=now - 90 * 86400,
+                                                              limit=500)
+                 if i.system == system_id and not i.drill]
+    return render(
+        request, "system.j2", language, refresh=REFRESH_SECONDS * 2, v=card, history=history,
+        words=words, checks=checks, incidents=incidents,
+        bar=charts.bar_24h(history.slots, tz, words, f"{card.name}, {s['history_24h']}"),
+        strip=charts.strip_days([(d.date, d.worst, d.availability) for d in history.days],
+                                words, f"{card.name}, {s['history_90d']}"),
+        **fmt(view, language))
 
-    return [
-        Route("/", status_page, methods=["GET"]),
-        Route("/systems/{id}", system_page, methods=["GET"]),
-        Route("/departments/{id}", department_page, methods=["GET"]),
-        Route("/incidents/{id}", incident_page, methods=["GET"]),
-        Route("/incidents/{id}/ack", ack_form, methods=["POST"]),
-        openapi_route(),
-    ]
+
+def form_refusal(request: Request, refusal: Refusal) -> Response:
+    """A refused form, as a page in the reader's language with a way back."""
+    language = language_of(request)
+    s = strings(language)
+    back = request.url.path.rsplit("/", 1)[0] or "/"
+    title, text = {
+        "unauthorized": (s["unauthorized_title"], s["unauthorized_text"]),
+        "standby": (s["standby_title"], s["standby_text"]),
+        "too_large": (s["invalid_title"], s["too_large"]),
+    }.get(refusal.code, (s["invalid_title"], s["invalid_by"] if refusal.field == "by"
+                          else s["invalid_value"].format(detail=refusal.detail)))
+    return error_page(request, language, refusal.status, title, text, back)
+
+
+@write(AckForm, form=True, refuse=form_refusal)
+async def ack_form(request: Request, side: WebSide, body: AckForm) -> Response:
+    language = language_of(request)
+    s = strings(language)
+    incident_id = request.path_params["id"]
+    back = f"/incidents/{incident_id}"
+    found = await side.acknowledge(incident_id, body.by, body.note or None)
+    if found is None:
+        known = await side.get_incident(incident_id)
+        text = s["not_open_incident"] if known else s["not_found_incident"]
+        return error_page(request, language, 404, s["not_found_title"],
+                          text.format(id=incident_id), back if known else "/")
+    return RedirectResponse(back, status_code=303)
+
+
+ROUTES = [
+    Route("/", status_page, methods=["GET"]),
+    Route("/systems/{id}", system_page, methods=["GET"]),
+    Route("/departments/{id}", department_page, methods=["GET"]),
+    Route("/incidents/{id}", incident_page, methods=["GET"]),
+    Route("/incidents/{id}/ack", ack_form, methods=["POST"]),
+]

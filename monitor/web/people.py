@@ -1,16 +1,19 @@
 """HTTP endpoints of SPEC §13 that are not links: on-call, declare/resolve/patch, the
 help-desk confirmations and the vendor response taken by phone.
 
-Kept out of `api.py` so the people features live in one module; `build_app` adds
-`people_routes(daemon)` to its routes. Writes need a Bearer token and go to the leader,
-like every operator action; the rules are in `monitor/people/actions.py`.
+Kept out of `api.py` so the people features live in one module; `monitor.web.app` mounts
+`ROUTES`. Writes pass the same `@write` gate as every operator action (token, standby,
+validated body) and go through `Operations`; the rules are in `monitor/people/actions.py`,
+whose `Refused` becomes the answer's status.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+import math
+from collections.abc import Awaitable
+from typing import Annotated, Any, Literal
 
+from pydantic import AfterValidator, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -19,11 +22,62 @@ from monitor.core.models import Incident, iso
 from monitor.delivery.context import incident_payload
 from monitor.people.actions import Refused
 from monitor.people.oncall import oncall
+from monitor.web.bodies import (
+    MAX_ACTION,
+    MAX_ACTIONS,
+    Body,
+    Name,
+    Note,
+    RequiredName,
+    RequiredNote,
+    TimeText,
+    clean_text,
+    parse_time,
+)
+from monitor.web.guard import side_of, write
+from monitor.web.interfaces import ReadView, WebSide
 
-if TYPE_CHECKING:
-    from monitor.runtime.daemon import Daemon
+Action = Annotated[str, Field(max_length=MAX_ACTION), AfterValidator(clean_text)]
 
-Handler = Callable[[Request], Awaitable[Response]]
+
+class DeclareBody(Body):
+    """`POST /api/v1/incidents`: an incident declared by hand (a help-desk call)."""
+
+    system: RequiredName
+    severity: Literal["critical", "warning"]
+    title: RequiredNote
+    by: RequiredName
+    started_at: TimeText | None = Field(default=None, description="RFC 3339, default now")
+
+
+class ResolveBody(Body):
+    """`POST /api/v1/incidents/{id}/resolve`."""
+
+    by: RequiredName
+    note: Note | None = None
+
+
+class PatchBody(Body):
+    """`PATCH /api/v1/incidents/{id}`: only the fields given change (null clears)."""
+
+    by: RequiredName
+    confirmed_cause: Name | None = None
+    root_cause: Note | None = None
+    actions: list[Action] | None = Field(default=None, max_length=MAX_ACTIONS)
+
+
+class ConfirmBody(Body):
+    """`POST /api/v1/incidents/{id}/departments/{dept}/confirm` (taken by phone)."""
+
+    what: Literal["on_paper", "backfill_done"]
+    by: Name | None = None
+
+
+class VendorBody(Body):
+    """`POST /api/v1/incidents/{id}/vendor-response` (taken by phone)."""
+
+    by: Name | None = None
+    eta: Name | None = None
 
 
 def _error(status: int, message: str, incident: dict[str, Any] | None = None) -> JSONResponse:
@@ -33,129 +87,79 @@ def _error(status: int, message: str, incident: dict[str, Any] | None = None) ->
     return JSONResponse(body, status_code=status)
 
 
-def _text(body: dict[str, Any], key: str, required: bool = False) -> str | None:
-    value = body.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise Refused(422, f'"{key}" must be a non-empty string' if required
-                      else f'"{key}" must be a string')
-    return value.strip()
+async def shape(incident: Incident, view: ReadView) -> dict[str, Any]:
+    data = incident_payload(incident, view.config)
+    tz = view.config.site.tz
+    data["timeline"] = [
+        {"at": iso(e.at, tz), "kind": e.kind, "text": e.text, "data": e.data}
+        for e in await view.timeline(incident.id)]
+    return data
 
 
-def people_routes(daemon: Daemon) -> list[Route]:
-    from monitor.web.api import json_body, parse_time, token_ok
+async def answer(side: WebSide, action: Awaitable[Incident], status: int = 200) -> Response:
+    """The incident after the action, or the rule's refusal (with the incident when known)."""
+    try:
+        incident = await action
+    except Refused as exc:
+        found = await shape(exc.incident, side) if exc.incident is not None else None
+        return _error(exc.status, str(exc), found)
+    return JSONResponse(await shape(incident, side), status_code=status)
 
-    async def shape(incident: Incident) -> dict[str, Any]:
-        data = incident_payload(incident, daemon.config)
-        tz = daemon.config.site.tz
-        data["timeline"] = [
-            {"at": iso(e.at, tz), "kind": e.kind, "text": e.text, "data": e.data}
-            for e in await daemon.store.timeline(incident.id)]
-        return data
 
-    def write(action: Callable[[Request, dict[str, Any]], Awaitable[Response]]) -> Handler:
-        """Bearer token, the leader, a JSON object body; `Refused` becomes its status."""
-        async def handler(request: Request) -> Response:
-            if not token_ok(request, daemon.config.server.api_tokens):
-                return _error(401, "missing or invalid Bearer token")
-            if not daemon.leading:
-                return _error(503, "this hismon instance is a standby; send this to the "
-                                   f"leader ({daemon.leadership.holder or 'none elected yet'})")
-            body = await json_body(request)
-            if body is None:
-                return _error(422, "body must be a JSON object")
-            try:
-                return await action(request, body)
-            except Refused as exc:
-                found = await shape(exc.incident) if exc.incident is not None else None
-                return _error(exc.status, str(exc), found)
-        return handler
+async def oncall_now(request: Request) -> Response:
+    view = side_of(request)
+    try:
+        days = float(request.query_params.get("days", "0"))
+    except ValueError:
+        return _error(422, "days must be a number")
+    if not (math.isfinite(days) and 0 <= days <= 90):
+        return _error(422, "days must be 0 to 90")
+    return JSONResponse({"schedules": oncall(view.config, view.clock(), days)})
 
-    async def oncall_now(request: Request) -> Response:
+
+@write(DeclareBody)
+async def declare(request: Request, side: WebSide, body: DeclareBody) -> Response:
+    started_at = None
+    if body.started_at is not None:
         try:
-            days = float(request.query_params.get("days", "0"))
-        except ValueError:
-            return _error(422, "days must be a number")
-        if not 0 <= days <= 90:
-            return _error(422, "days must be 0 to 90")
-        return JSONResponse({"schedules": oncall(daemon.config, daemon.clock(), days)})
-
-    async def declare(request: Request, body: dict[str, Any]) -> Response:
-        system = _text(body, "system", True)
-        severity = _text(body, "severity", True)
-        title = _text(body, "title", True)
-        by = _text(body, "by", True)
-        assert system and severity and title and by
-        started = body.get("started_at")
-        started_at = None
-        if started is not None:
-            try:
-                started_at = parse_time(started, daemon.clock())
-            except ValueError as exc:
-                raise Refused(422, f"started_at: {exc}") from None
-        incident = await daemon.engine.declare(system, severity, title, by, started_at)
-        return JSONResponse(await shape(incident), status_code=201)
-
-    async def resolve(request: Request, body: dict[str, Any]) -> Response:
-        by = _text(body, "by", True)
-        assert by
-        incident = await daemon.engine.resolve_by_hand(
-            request.path_params["id"], by, _text(body, "note"))
-        return JSONResponse(await shape(incident))
-
-    async def patch(request: Request, body: dict[str, Any]) -> Response:
-        by = _text(body, "by", True)
-        assert by
-        known = {"by", "confirmed_cause", "root_cause", "actions"}
-        unknown = sorted(set(body) - known)
-        if unknown:
-            raise Refused(422, f"unknown field {unknown[0]} (known: {', '.join(sorted(known))})")
-        changes = {k: body[k] for k in ("confirmed_cause", "root_cause", "actions") if k in body}
-        incident = await daemon.engine.patch(request.path_params["id"], by, changes)
-        return JSONResponse(await shape(incident))
-
-    async def confirm(request: Request, body: dict[str, Any]) -> Response:
-        what = _text(body, "what", True)
-        assert what
-        incident = await daemon.engine.confirm_department(
-            request.path_params["id"], request.path_params["dept"], what, _text(body, "by"),
-            via="api")
-        return JSONResponse(await shape(incident))
-
-    async def vendor(request: Request, body: dict[str, Any]) -> Response:
-        incident = await daemon.engine.vendor_response(
-            request.path_params["id"], _text(body, "by"), _text(body, "eta"), via="api")
-        return JSONResponse(await shape(incident))
-
-    return [
-        Route("/api/v1/oncall", oncall_now, methods=["GET"]),
-        Route("/api/v1/incidents", write(declare), methods=["POST"]),
-        Route("/api/v1/incidents/{id}", write(patch), methods=["PATCH"]),
-        Route("/api/v1/incidents/{id}/resolve", write(resolve), methods=["POST"]),
-        Route("/api/v1/incidents/{id}/departments/{dept}/confirm", write(confirm),
-              methods=["POST"]),
-        Route("/api/v1/incidents/{id}/vendor-response", write(vendor), methods=["POST"]),
-    ]
+            started_at = parse_time(body.started_at, side.clock())
+        except ValueError as exc:
+            return _error(422, f"started_at: {exc}")
+    return await answer(side, side.declare(body.system, body.severity, body.title, body.by,
+                                           started_at), status=201)
 
 
-def merge_routes(routes: list[Route]) -> list[Route]:
-    """One route per path, dispatching by method, so a 405 lists every method in `Allow`."""
-    by_path: dict[str, list[Route]] = {}
-    for route in routes:
-        by_path.setdefault(route.path, []).append(route)
-    merged: list[Route] = []
-    for path, group in by_path.items():
-        if len(group) == 1:
-            merged.append(group[0])
-            continue
-        table: dict[str, Handler] = {}
-        for route in group:
-            for method in route.methods or {"GET", "HEAD"}:
-                table.setdefault(method, route.endpoint)
+@write(ResolveBody)
+async def resolve(request: Request, side: WebSide, body: ResolveBody) -> Response:
+    return await answer(side, side.resolve(request.path_params["id"], body.by,
+                                           body.note or None))
 
-        async def dispatch(request: Request, table: dict[str, Handler] = table) -> Response:
-            return await table[request.method](request)
 
-        merged.append(Route(path, dispatch, methods=sorted(table)))
-    return merged
+@write(PatchBody)
+async def patch(request: Request, side: WebSide, body: PatchBody) -> Response:
+    changes: dict[str, Any] = {k: getattr(body, k) for k in (
+        "confirmed_cause", "root_cause", "actions") if k in body.model_fields_set}
+    if "actions" in changes and changes["actions"] is None:
+        return _error(422, "actions must be a list of texts")
+    return await answer(side, side.patch(request.path_params["id"], body.by, changes))
+
+
+@write(ConfirmBody)
+async def confirm(request: Request, side: WebSide, body: ConfirmBody) -> Response:
+    return await answer(side, side.confirm_department(
+        request.path_params["id"], request.path_params["dept"], body.what, body.by or None))
+
+
+@write(VendorBody)
+async def vendor(request: Request, side: WebSide, body: VendorBody) -> Response:
+    return await answer(side, side.vendor_response(request.path_params["id"], body.by or None,
+                                                   body.eta or None))
+
+ROUTES = [
+    Route("/api/v1/oncall", oncall_now, methods=["GET"]),
+    Route("/api/v1/incidents", declare, methods=["POST"]),
+    Route("/api/v1/incidents/{id}", patch, methods=["PATCH"]),
+    Route("/api/v1/incidents/{id}/resolve", resolve, methods=["POST"]),
+    Route("/api/v1/incidents/{id}/departments/{dept}/confirm", confirm, methods=["POST"]),
+    Route("/api/v1/incidents/{id}/vendor-response", vendor, methods=["POST"]),
+]

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
+from monitor.web.bodies import body_schema
+from monitor.web.guard import MAX_JSON_BODY
+from monitor.web.people import ConfirmBody, DeclareBody, PatchBody, ResolveBody, VendorBody
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -18,9 +24,9 @@ def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
-def _body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "required": required, "properties": properties}}}}
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    """The request body, generated from the model that validates it."""
+    return {"required": True, "content": {"application/json": {"schema": body_schema(model)}}}
 
 
 def _id(name: str, description: str) -> dict[str, Any]:
@@ -60,11 +66,13 @@ INCIDENT_FIELDS: dict[str, Any] = {
     "vendor_eta": NULLABLE_TEXT,
 }
 
-BEARER = [{"bearer": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 DETAIL = _json(_ref("IncidentDetail"), "The incident with its timeline")
 COMMON = {"401": _error("Missing or invalid Bearer token; nothing was changed"),
           "503": _error("This instance is a standby (SPEC §9); send it to the leader"),
-          "422": _error("The body or the request is not valid for this incident")}
+          "413": _error(f"The body is larger than {MAX_JSON_BODY} bytes; nothing was changed"),
+          "422": _error("The body or the request is not valid for this incident (invalid "
+                        "JSON or Unicode, a field too long)")}
 
 
 def _write(operation: str, summary: str, body: dict[str, Any], params: list[dict[str, Any]],
@@ -97,31 +105,26 @@ PATHS: dict[str, Any] = {
     }},
     "/api/v1/incidents": {"post": _write(
         "declareIncident", "Declare an incident by hand (a help-desk call)",
-        _body({"system": TEXT, "severity": {"type": "string", "enum": ["critical", "warning"]},
-               "title": TEXT, "by": TEXT,
-               "started_at": {"type": "string", "description": "RFC 3339, default now"}},
-              ["system", "severity", "title", "by"]), [],
+        _body(DeclareBody), [],
         {"201": _json(_ref("IncidentDetail"), "Declared; the system's plan runs"),
          "409": _json(_ref("IncidentConflict"), "The system already has an open incident")})},
     "/api/v1/incidents/{id}": {"patch": _write(
         "patchIncident", "Record the confirmed cause, root cause and actions",
-        _body({"by": TEXT, "confirmed_cause": NULLABLE_TEXT, "root_cause": NULLABLE_TEXT,
-               "actions": {"type": "array", "items": {"type": "string"}}}, ["by"]),
+        _body(PatchBody),
         [INCIDENT_ID], {"200": DETAIL, "404": _error("No such incident")})},
     "/api/v1/incidents/{id}/resolve": {"post": _write(
         "resolveIncident", "Resolve by hand (an automatic one only once no check fails)",
-        _body({"by": TEXT, "note": NULLABLE_TEXT}, ["by"]), [INCIDENT_ID],
+        _body(ResolveBody), [INCIDENT_ID],
         {"200": DETAIL, "404": _error("No such incident"),
          "409": _json(_ref("IncidentConflict"), "Already resolved")})},
     "/api/v1/incidents/{id}/departments/{dept}/confirm": {"post": _write(
         "confirmDepartment", "A department is on paper / done with back-entry (by phone)",
-        _body({"what": {"type": "string", "enum": ["on_paper", "backfill_done"]},
-               "by": NULLABLE_TEXT}, ["what"]),
+        _body(ConfirmBody),
         [INCIDENT_ID, _id("dept", "Department id")],
         {"200": DETAIL, "404": _error("No such incident")})},
     "/api/v1/incidents/{id}/vendor-response": {"post": _write(
         "vendorResponse", "The vendor's engineer is responding (taken by phone)",
-        _body({"by": NULLABLE_TEXT, "eta": NULLABLE_TEXT}, []), [INCIDENT_ID],
+        _body(VendorBody), [INCIDENT_ID],
         {"200": DETAIL, "404": _error("No such incident")})},
     "/api/v1/incidents/{id}/review": {"get": {
         "operationId": "incidentReview", "tags": ["read"],

@@ -10,92 +10,58 @@ token and the body; the daemon folds the results (`Daemon.push_result`, `apply_a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from monitor.core.models import iso
 from monitor.probing.pushed import AlertmanagerPayload, PushedResult
+from monitor.web.guard import Refusal, bearer_token, error, token_valid, write
+from monitor.web.interfaces import ReadView, WebSide
 
-if TYPE_CHECKING:
-    from monitor.runtime.daemon import Daemon
-
-M = TypeVar("M", bound=BaseModel)
 MAX_RESULT_BODY = 64 * 1024
 MAX_ALERTMANAGER_BODY = 4 * 1024 * 1024
 """Alertmanager sends a whole group at once; thousands of alerts still fit."""
 
 
-def push_routes(daemon: Daemon) -> list[Route]:
-    from monitor.web.api import error, token_ok
-
-    def refusal(request: Request, tokens: list[str]) -> Response | None:
-        if not token_ok(request, tokens):
-            return error(401, "missing or invalid Bearer token")
-        if not daemon.leading:
-            return error(503, "this hismon instance is a standby; send this to the leader "
-                              f"({daemon.leadership.holder or 'none elected yet'})")
-        return None
-
-    async def result(request: Request) -> Response:
-        check_id = request.path_params["id"]
-        check = next((c for c in daemon.config.checks if c.id == check_id), None)
-        if check is None or not check.pushed:
-            # Only a caller with an API token learns which checks exist (SPEC 7: 401 first).
-            if not token_ok(request, daemon.config.server.api_tokens):
-                return error(401, "missing or invalid Bearer token")
-            return error(404, f"no passive check {check_id}")
-        own = getattr(check, "token", None)
-        refused = refusal(request, [own] if own else daemon.config.server.api_tokens)
-        if refused is not None:
-            return refused
-        body = await _parse(request, PushedResult, MAX_RESULT_BODY)
-        if isinstance(body, Response):
-            return body
-        received = await daemon.push_result(check_id, body.result())
-        if received is None:
-            return error(503, f"check {check_id} is probed by another cluster member")
-        state = daemon.states[check_id]
-        return JSONResponse({"check": check_id, "state": state.state.name,
-                             "hard_state": state.hard_state.name, "hard": state.hard,
-                             "received_at": iso(received, daemon.config.site.tz)})
-
-    async def alertmanager(request: Request) -> Response:
-        refused = refusal(request, daemon.config.server.api_tokens)
-        if refused is not None:
-            return refused
-        body = await _parse(request, AlertmanagerPayload, MAX_ALERTMANAGER_BODY)
-        if isinstance(body, Response):
-            return body
-        applied = await daemon.apply_alerts(body.alerts)
-        return JSONResponse({"applied": applied.applied, "unknown_check": applied.unknown_check})
-
-    return [
-        Route("/api/v1/checks/{id}/result", result, methods=["POST"]),
-        Route("/api/v1/alertmanager", alertmanager, methods=["POST"]),
-    ]
+def result_tokens(request: Request, view: ReadView) -> Sequence[str]:
+    """The passive check's own token if it sets one, else the API tokens; never open."""
+    check_id = request.path_params["id"]
+    check = next((c for c in view.config.checks if c.id == check_id), None)
+    if check is None or not check.pushed:
+        # Only a caller with an API token learns which checks exist (SPEC 7: 401 first).
+        if not token_valid(bearer_token(request), view.config.server.api_tokens):
+            raise Refusal(401, "unauthorized", "missing or invalid Bearer token")
+        raise Refusal(404, "not_found", f"no passive check {check_id}")
+    own = getattr(check, "token", None)
+    return [own] if own else view.config.server.api_tokens
 
 
-async def _parse(request: Request, model: type[M], limit: int) -> M | Response:
-    from monitor.web.api import error
+@write(PushedResult, tokens=result_tokens, limit=MAX_RESULT_BODY)
+async def result(request: Request, side: WebSide, body: PushedResult) -> Response:
+    check_id = request.path_params["id"]
+    received = await side.push_result(check_id, body.result())
+    if received is None:
+        return error(503, f"check {check_id} is probed by another cluster member")
+    state = side.states[check_id]
+    return JSONResponse({"check": check_id, "state": state.state.name,
+                         "hard_state": state.hard_state.name, "hard": state.hard,
+                         "received_at": iso(received, side.config.site.tz)})
 
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return error(413, f"the body is larger than {limit} bytes")
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            return error(413, f"the body is larger than {limit} bytes")
-    try:
-        return model.model_validate_json(bytes(raw))
-    except ValidationError as exc:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        return error(422, f"{where}: {first.get('msg', 'invalid body')}")
+
+@write(AlertmanagerPayload, limit=MAX_ALERTMANAGER_BODY)
+async def alertmanager(request: Request, side: WebSide, body: AlertmanagerPayload) -> Response:
+    applied = await side.apply_alerts(body.alerts)
+    return JSONResponse({"applied": applied.applied, "unknown_check": applied.unknown_check})
+
+
+ROUTES = [
+    Route("/api/v1/checks/{id}/result", result, methods=["POST"]),
+    Route("/api/v1/alertmanager", alertmanager, methods=["POST"]),
+]
 
 
 _STATES = ["OK", "WARN", "CRIT", "UNKNOWN"]

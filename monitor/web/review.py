@@ -7,7 +7,7 @@ hospital prints for its review meeting. Both read the same `build_review` answer
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jinja2 import Environment
 from starlette.requests import Request
@@ -15,9 +15,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from monitor.people.review import build_review
-
-if TYPE_CHECKING:
-    from monitor.runtime.daemon import Daemon
+from monitor.web.guard import side_of
+from monitor.web.interfaces import ReadView
 
 PAGE = (Path(__file__).parent / "templates" / "people" / "review.j2").read_text("utf-8")
 
@@ -49,35 +48,38 @@ TEXT = {
 _TEMPLATE = Environment(autoescape=True).from_string(PAGE)
 
 
-def review_routes(daemon: Daemon) -> list[Route]:
-    async def review_of(incident_id: str) -> dict[str, Any] | None:
-        incident = await daemon.store.get_incident(incident_id)
-        if incident is None:
-            return None
-        return build_review(daemon.config, incident, await daemon.store.timeline(incident.id),
-                            await daemon.store.list_messages(incident_id=incident.id,
-                                                             limit=5000), daemon.clock())
+async def review_of(view: ReadView, incident_id: str) -> dict[str, Any] | None:
+    incident = await view.get_incident(incident_id)
+    if incident is None:
+        return None
+    return build_review(view.config, incident, await view.timeline(incident.id),
+                        await view.list_messages(incident_id=incident.id, limit=5000),
+                        view.clock())
 
-    async def as_json(request: Request) -> Response:
-        found = await review_of(request.path_params["id"])
-        if found is None:
-            return JSONResponse({"error": f"no incident {request.path_params['id']}",
-                                 "status": 404}, status_code=404)
-        return JSONResponse(found)
 
-    async def as_html(request: Request) -> Response:
-        import datetime as dt
+async def as_json(request: Request) -> Response:
+    found = await review_of(side_of(request), request.path_params["id"])
+    if found is None:
+        return JSONResponse({"error": f"no incident {request.path_params['id']}",
+                             "status": 404}, status_code=404)
+    return JSONResponse(found)
 
-        found = await review_of(request.path_params["id"])
-        lang = request.query_params.get("lang") or daemon.config.site.language
-        lang = lang if lang in TEXT else "en"
-        if found is None:
-            return HTMLResponse("<!doctype html><title>404</title><p>no such incident</p>",
-                                status_code=404)
-        printed = dt.datetime.fromtimestamp(daemon.clock(), daemon.config.site.tz).strftime(
-            "%Y-%m-%d %H:%M")
-        return HTMLResponse(_TEMPLATE.render(r=found, t=TEXT[lang], lang=lang,
-                                             site=daemon.config.site.name, printed=printed))
 
-    return [Route("/api/v1/incidents/{id}/review", as_json, methods=["GET"]),
-            Route("/incidents/{id}/review", as_html, methods=["GET"])]
+async def as_html(request: Request) -> Response:
+    import datetime as dt
+
+    view = side_of(request)
+    found = await review_of(view, request.path_params["id"])
+    lang = request.query_params.get("lang") or view.config.site.language
+    lang = lang if lang in TEXT else "en"
+    if found is None:
+        return HTMLResponse("<!doctype html><title>404</title><p>no such incident</p>",
+                            status_code=404)
+    printed = dt.datetime.fromtimestamp(view.clock(), view.config.site.tz).strftime(
+        "%Y-%m-%d %H:%M")
+    return HTMLResponse(_TEMPLATE.render(r=found, t=TEXT[lang], lang=lang,
+                                         site=view.config.site.name, printed=printed))
+
+
+ROUTES = [Route("/api/v1/incidents/{id}/review", as_json, methods=["GET"]),
+          Route("/incidents/{id}/review", as_html, methods=["GET"])]
