@@ -5,7 +5,7 @@ check's own `token`, else (and for Alertmanager always) a Bearer token of
 `server.api_tokens`; no token configured means every push is refused with 401. Both go to
 the leader (a standby answers 503, which Alertmanager retries). The handlers only check the
 token and the body; the daemon folds the results (`Daemon.push_result`, `apply_alerts`).
-`api.py` mounts `push_routes(daemon)`.
+`monitor.web.app` mounts `ROUTES`.
 """
 
 from __future__ import annotations
