@@ -142,6 +142,9 @@ async def test_a_killed_member_s_checks_move_and_a_new_member_takes_a_share(
             survivors = [u for i, u in enumerate(urls) if i != victim]
             await wait_gauges(client, survivors, "hismon_cluster_members",
                               lambda v: v == [2.0, 2.0])
+            view = (await client.get(f"{survivors[0]}/api/v1/cluster")).json()
+            assert len(view["members"]) == 2 and view["term"] >= 1 and view["leader"]
+            assert f"member-{ports[victim]}" not in [m["id"] for m in view["members"]]
             await asyncio.sleep(TTL + 2 * INTERVAL)
             now = time.monotonic()
             bound = TTL + INTERVAL + 1.0  # one interval of slack for the probe itself

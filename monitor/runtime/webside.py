@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from monitor.cluster.view import cluster_view
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.incidents.maintenance import Window
 from monitor.probing.state import CheckState
@@ -50,6 +51,11 @@ class DaemonWeb:
 
     def clock(self) -> float:
         return self._daemon.clock()
+
+    def cluster(self) -> dict[str, Any]:
+        d = self._daemon
+        me = d.membership.me if d.membership is not None else d.selfwatch.instance
+        return cluster_view(d.membership, d.leadership, len(d.scheduler._checks), me)
 
     def open_incidents(self) -> Sequence[Incident]:
         return list(self._daemon.engine.open.values())

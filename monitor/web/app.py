@@ -16,13 +16,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from monitor.web import api, history, links, openapi, pages, people, push, review
+from monitor.web import api, cluster, history, links, openapi, pages, people, push, review
 from monitor.web.edge import Edge
 from monitor.web.guard import error
 from monitor.web.interfaces import WebSide
 
 Handler = Callable[[Request], Awaitable[Response]]
-ROUTE_MODULES = [api, people, history, push, links, review, pages, openapi]
+ROUTE_MODULES = [api, people, history, push, links, review, cluster, pages, openapi]
 
 
 def routes() -> list[BaseRoute]:

@@ -75,6 +75,9 @@ class ReadView(Protocol):
     def history_reader(self) -> HistoryReader:
         """The history (bars, days, latency series) the pages draw; reading only."""
 
+    def cluster(self) -> dict[str, Any]:
+        """`GET /api/v1/cluster`: live members, how many checks each probes, leader, term."""
+
     @property
     def link_key(self) -> bytes | None:
         """The key message links are signed with (SPEC 13.2); None until the store has one."""

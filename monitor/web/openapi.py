@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from monitor import __version__
+from monitor.web import cluster as cluster_routes
 from monitor.web import people_openapi
 from monitor.web.bodies import ID_PATTERN, AckBody, SilenceBody, UpdateBody, body_schema
 from monitor.web.guard import MAX_JSON_BODY
@@ -377,6 +378,7 @@ PATHS: dict[str, Any] = {
 }
 
 people_openapi.merge(PATHS, SCHEMAS)
+PATHS.update(cluster_routes.OPENAPI)
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
