@@ -21,11 +21,7 @@ import pytest
 from tests.conftest import REPO
 
 PACKAGES = ("monitor", "checks", "notifiers")
-KNOWN_CYCLES: dict[tuple[str, ...], str] = {
-    ("monitor.commands.cli", "monitor.commands.people"):
-        "people.py takes cli._load lazily while cli registers people's commands: "
-        "_load belongs in a module of its own (people helper's area)",
-}
+KNOWN_CYCLES: dict[tuple[str, ...], str] = {}
 """Cycles still being removed elsewhere, each with its reason: xfail(strict) until gone,
 so removing one makes its case pass and fail strictly until it is taken off this list."""
 

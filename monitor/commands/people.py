@@ -13,7 +13,7 @@ Add = Callable[..., argparse.ArgumentParser]
 def cmd_oncall(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from monitor.commands.cli import _load
+    from monitor.commands.common import _load
     from monitor.people.oncall import oncall, render_table
 
     config = _load(args.config)
@@ -32,7 +32,7 @@ def cmd_oncall(args: argparse.Namespace) -> int:
 
 
 def cmd_declare(args: argparse.Namespace) -> int:
-    from monitor.commands.cli import _call, _refused
+    from monitor.commands.common import _call, _refused
 
     status, data = _call(args, "POST", "/api/v1/incidents",
                          {"system": args.system, "severity": args.severity,
@@ -49,7 +49,7 @@ def cmd_declare(args: argparse.Namespace) -> int:
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
-    from monitor.commands.cli import _call, _refused
+    from monitor.commands.common import _call, _refused
 
     status, data = _call(args, "POST", f"/api/v1/incidents/{args.incident}/resolve",
                          {"by": args.by, "note": args.note})
@@ -65,7 +65,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     import httpx
 
-    from monitor.commands.cli import _call, _client, _refused
+    from monitor.commands.common import _call, _client, _refused
     from monitor.people.review import review_markdown
 
     if args.format == "html":
