@@ -33,8 +33,7 @@ from monitor.history.service import HistoryService
 from monitor.incidents.engine import Engine
 from monitor.probing.pushed import AlertBook, AmAlert, Applied
 from monitor.probing.scheduler import Scheduler
-from monitor.probing.staleness import stale_after
-from monitor.probing.state import CheckState, from_record, mark_stale
+from monitor.probing.state import CheckState, from_record, mark_stale, stale_after
 from monitor.runtime import memtrim, sdnotify
 from monitor.runtime.selfwatch import SELF_KINDS, SelfWatch, assess, self_alert_notifiers
 from monitor.store import Store, open_store
@@ -345,7 +344,7 @@ class Daemon:
             if not (self.leading or self.scheduler.owns(check.id)):
                 continue
             since = state.last_run if state.last_run is not None else self.started_at
-            if now - since > stale_after(check):
+            if now - since > stale_after(check.interval or 30.0, check.timeout or 5.0):
                 stale.append((check.id, state.last_run))
         return stale
 
