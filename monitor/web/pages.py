@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from monitor.config.i18n import text
+from monitor.core import timefmt
 from monitor.core.durations import format_duration
 from monitor.core.models import Incident
 from monitor.delivery.context import maintenance_reason
@@ -296,11 +297,8 @@ def strings(language: str) -> dict[str, str]:
 
 
 def local_time(ts: float | None, tz: dt.tzinfo, seconds: bool = False) -> str:
-    """Site-local wall-clock time: what a nurse compares with the clock on the ward wall."""
-    if ts is None:
-        return ""
-    fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
-    return dt.datetime.fromtimestamp(ts, tz).strftime(fmt)
+    """`monitor.core.timefmt.local_time` for templates: an empty cell rather than None."""
+    return timefmt.local_time(ts, tz, seconds) or ""
 
 
 def human_duration(seconds: float, language: str) -> str:
