@@ -52,6 +52,9 @@ class NotifierBase(Strict):
     timeout: Duration = 10.0
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     fallback: str | None = None
+    fallback_after: Duration = 120.0
+    """An urgent message still undelivered this long after it was due is copied to
+    `fallback` while this channel keeps retrying (SPEC 6, fallback in time)."""
     rate_limit: str | None = None
     drill: bool = False
     max_length: int | None = Field(default=None, gt=100)

@@ -70,6 +70,13 @@ def fallback_keys(message: OutboxMessage, fallback: str) -> tuple[str | None, st
     return f"{prefix}:{direct}{suffix}", f"{prefix}:fallback:{fallback}:{recipient}{suffix}"
 
 
+URGENT_KINDS = frozenset({"early_warning", "outage_it", "department_outage",
+                          "leadership_report", "vendor_escalation"})
+"""Kinds that fall back after `fallback_after` instead of after `max_age` (SPEC 6)."""
+FELL_BACK = "fell_back"
+"""Payload flag: this message has already been handed to its fallback (once is enough)."""
+
+
 FALLBACK_NOTE = {
     "en": "(Sent to {fallback} because {channels} could not deliver it.)",
     "zh": "（{channels} 未能送达，改由 {fallback} 发送。）",
@@ -230,17 +237,37 @@ class Sender:
                       incident=message.incident_id, key=message.idempotency_key,
                       error=message.last_error, attempts=message.attempts,
                       fallback=notifier.fallback)
-            if notifier.fallback:
-                await outbox.hand_to_fallback(message, notifier.fallback, now)
+            await self._fall_back(message, now)
             return
         message.next_attempt_at = now + backoff(
             message.attempts, notifier.retry.initial, notifier.retry.max_delay, outbox.rng)
+        if self._falls_back_in_time(message):
+            fallback_at = message.created_at + notifier.fallback_after
+            if now >= fallback_at:
+                await self._fall_back(message, now)
+            else:
+                # The attempt that decides the fallback comes on time, not a backoff later.
+                message.next_attempt_at = min(message.next_attempt_at, fallback_at)
         await outbox.store.update_message(message)
         outbox.count(notifier.id, message.kind, DeliveryResult.RETRY)
         log.warning("message_retry", notifier=notifier.id, kind=message.kind,
                     incident=message.incident_id, error=message.last_error,
                     attempts=message.attempts,
                     retry_in=round(message.next_attempt_at - now, 1))
+
+    def _falls_back_in_time(self, message: OutboxMessage) -> bool:
+        """An urgent message with a fallback not yet used (SPEC 6: fallback in time)."""
+        return bool(self.notifier.fallback) and message.kind in URGENT_KINDS \
+            and not message.payload.get(FELL_BACK)
+
+    async def _fall_back(self, message: OutboxMessage, now: float) -> None:
+        """Hand to the fallback once per message; the flag survives a restart."""
+        fallback = self.notifier.fallback
+        if not fallback or message.payload.get(FELL_BACK):
+            return
+        message.payload[FELL_BACK] = True
+        await self.outbox.store.update_payload(message)
+        await self.outbox.hand_to_fallback(message, fallback, now)
 
 
 class Outbox:
@@ -317,7 +344,8 @@ class Outbox:
         copy = OutboxMessage(
             idempotency_key=copy_key, notifier=fallback, kind=message.kind,
             incident_id=message.incident_id,
-            payload={**message.payload, "failed_channels": [message.notifier]},
+            payload={k: v for k, v in message.payload.items() if k != FELL_BACK}
+            | {"failed_channels": [message.notifier]},
             created_at=now, next_attempt_at=now)
         if await self.store.enqueue([copy]):
             log.warning("message_fallback", notifier=message.notifier, fallback=fallback,
