@@ -133,8 +133,12 @@ async def _scenario(target: HttpTarget, sms: Receiver, robot: WeComRobot, dept: 
     await sms.wait_for(lambda: len(sms_to(sms, LI)) >= 1, timeout=25)
     backup = sms_to(sms, LI)[0]
     assert backup["key"].endswith(":step-3:person:li/sms-gateway:0")
-    zhang_keys = [m["key"] for m in sms_to(sms, ZHANG)]
-    assert len(zhang_keys) == 3 == len(set(zhang_keys)), "0s + two reminders, none twice"
+    # SIGKILL may land between a receiver's 200 and the outbox marking the message sent: that
+    # one comes again after the restart under the same idempotency key (at-least-once, SPEC 6;
+    # receivers de-duplicate by key). What must hold: 0s + two reminders, no other key.
+    zhang_keys = {m["key"] for m in sms_to(sms, ZHANG)}
+    assert len(zhang_keys) == 3, f"0s + two reminders: {sorted(zhang_keys)}"
+    assert len(sms_to(sms, ZHANG)) <= 4, "at most the one in flight at the kill comes twice"
     incident_id = first["key"].split(":")[0]
 
     found = re.search(r"http://127\.0\.0\.1:\d+/a/\S+", backup["content"])

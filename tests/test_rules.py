@@ -129,6 +129,16 @@ def test_an_unprobed_check_after_a_restart_is_no_evidence_of_recovery() -> None:
     assert rules.evaluate_system(facts(checks, incident()), "his", T0) == []
 
 
+def test_a_check_with_no_state_here_is_no_evidence_of_recovery() -> None:
+    """A new cluster leader evaluates before it has read the other members' states (their
+    checks have no state on this instance yet): that must not resolve an open incident."""
+    checks = states(his_web=[C, C, C, K, K])
+    del checks["his-tcp"]  # probed by another member; not yet read from the store
+    assert rules.evaluate_system(facts(checks, incident()), "his", T0 + 10) == []
+    del checks["his-web"]
+    assert rules.evaluate_system(facts(checks, incident()), "his", T0 + 10) == []
+
+
 def maintenance_window() -> Window:
     return Window("s1", ("his",), T0 - 60, T0 + 600, "migration")
 

@@ -70,8 +70,10 @@ def evaluate_system(facts: Facts, system_id: str, now: float) -> list[Effect]:
         if any(s.flapping for s in states):
             # One incident for a flapping system, not an open/resolve pair per flap.
             return []
-        if not all(s.probed for s in states):
-            # Just restarted: a check not probed yet is not evidence of recovery.
+        if not all(s.probed for s in states) \
+                or len(states) < len(facts.config.checks_of(system_id)):
+            # Just restarted, or just became the cluster leader and not yet read the other
+            # members' states: a check not probed yet (or not known here) is no evidence.
             return []
         if current.source == "manual":
             # Declared by a person (SPEC 13.5): checks that joined it leave, a person closes it.

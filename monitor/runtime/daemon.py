@@ -262,6 +262,11 @@ class Daemon:
             engine._dirty_checks |= self.engine._dirty_checks
             engine.unconfirmed = set(self.engine.unconfirmed)
             engine.link_key = self.link_key
+            try:
+                await asyncio.wait_for(self._adopt_member_states(), 5.0)
+            except Exception as exc:  # the rules wait for states they do not know
+                log.warning("cluster_states_unavailable",
+                            error=f"{type(exc).__name__}: {exc}"[:300])
             await engine.load()
             await engine.restore_notes()
             engine.apply_config(self.config)
@@ -390,6 +395,11 @@ class Daemon:
                 status="open") if not i.drill}
             await self._adopt_pushed()
             return
+        await self._adopt_member_states()
+
+    async def _adopt_member_states(self) -> None:
+        """The leader judges checks probed by other members (shards, cluster) by the states
+        they saved; a new leader reads them before its engine's first tick (SPEC 9)."""
         if self.shard is None and self.membership is None:
             return
         saved = await self.store.load_check_states()
