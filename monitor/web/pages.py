@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from monitor.web.interfaces import ReadView, WebSide
 
 if TYPE_CHECKING:
     from monitor.config.model import Config, System
+    from monitor.probing.state import CheckState
 
 log = structlog.get_logger("hismon.pages")
 TEMPLATE_DIR = Path(__file__).parent / "templates" / "pages"
@@ -69,12 +71,20 @@ STRINGS: dict[str, dict[str, str]] = {
         "state_maintenance": "MAINTENANCE",
         "state_caused": "DOWN (caused by {system})",
         "state_unknown": "NOT CHECKED YET",
+        "state_stale": "UNKNOWN",
         "explain_ok": "Working normally.",
         "explain_degraded": "Slow or partly failing. IT has been warned.",
         "explain_down": "Not working. IT is on it.",
         "explain_maintenance": "Planned maintenance until {end}.",
         "explain_caused": "Not working because {system} is down.",
         "explain_unknown": "No result yet.",
+        "explain_stale": "Not probed since {since}: hismon cannot see this system right now. "
+                         "IT has been told.",
+        "explain_stale_down": "Not probed since {since}: hismon cannot see this system right "
+                              "now. When last seen it was not working.",
+        "check_stale": "not probed since {since}",
+        "incident_unseen": "hismon cannot see this system: its failing checks have not been "
+                           "probed since {since}. The cause below is what it saw last.",
         "depends_down": "Depends on {systems}, which is not working.",
         "open_incidents": "Current incidents",
         "no_open_incidents": "No current incidents.",
@@ -173,12 +183,19 @@ STRINGS: dict[str, dict[str, str]] = {
         "state_maintenance": "维护中",
         "state_caused": "故障（受 {system} 影响）",
         "state_unknown": "尚未检测",
+        "state_stale": "状态未知",
         "explain_ok": "运行正常。",
         "explain_degraded": "响应变慢或部分异常，已通知信息科。",
         "explain_down": "无法使用，信息科正在处理。",
         "explain_maintenance": "计划维护，预计 {end} 结束。",
         "explain_caused": "因 {system} 故障而无法使用。",
         "explain_unknown": "暂无检测结果。",
+        "explain_stale": "自 {since} 起未能检测：hismon 目前无法看到该系统的状态，已通知信息科。",
+        "explain_stale_down": "自 {since} 起未能检测：hismon 目前无法看到该系统的状态；"
+                              "最后一次检测时无法使用。",
+        "check_stale": "自 {since} 起未能检测",
+        "incident_unseen": "hismon 目前无法看到该系统：异常检测项自 {since} 起未能检测。"
+                           "以下原因为最后一次检测时的判断。",
         "depends_down": "所依赖的 {systems} 无法使用。",
         "open_incidents": "当前事件",
         "no_open_incidents": "当前没有事件。",
@@ -322,10 +339,28 @@ class SystemView:
     depends_down: list[str] = field(default_factory=list)
     downtime_procedure: str | None = None
     still_works: str | None = None
+    stale_since: float | None = None
+    """Set when hismon cannot see the system (SPEC 9): its oldest stale check's last result."""
+    last_seen_down: bool = False
+    """Stale, with an open outage: staff stay on the downtime procedure until it is seen."""
 
     @property
     def unavailable(self) -> bool:
-        return self.state in UNAVAILABLE
+        return self.state in UNAVAILABLE or self.last_seen_down
+
+
+def stale_since(checks: list[CheckState]) -> float | None:
+    """The oldest last result among stale checks, or None when none is stale."""
+    return min((c.last_run or 0.0 for c in checks if c.stale), default=None)
+
+
+def blind(incident: Incident, states: Mapping[str, CheckState]) -> list[CheckState]:
+    """The incident's failing checks if every one of them is stale, else []: hismon cannot
+    see the system, so pages say "not probed since T", never the old failing text."""
+    found = [states.get(str(c["id"])) for c in incident.failing_checks]
+    if found and all(s is not None and s.stale for s in found):
+        return [s for s in found if s is not None]
+    return []
 
 
 def campuses_of(system: System, config: Config) -> list[str]:
@@ -363,9 +398,18 @@ def build_views(view: ReadView, now: float, language: str) -> dict[str, SystemVi
             state = "caused"
             label = s["state_caused"].format(system=cause)
             explain = s["explain_caused"].format(system=cause)
+        elif incident is not None and (unseen := blind(incident, view.states)):
+            since = stale_since(unseen)
+            was_down = incident.severity == "critical"
+            state, label = "unknown", s["state_stale"]
+            explain = s["explain_stale_down" if was_down else "explain_stale"].format(
+                since=local_time(since, tz))
         elif incident is not None:
             state = "down" if incident.severity == "critical" else "degraded"
             label, explain = s[f"state_{state}"], s[f"explain_{state}"]
+        elif (since := stale_since(checks)) is not None:
+            state, label = "unknown", s["state_stale"]
+            explain = s["explain_stale"].format(since=local_time(since, tz))
         elif checks and not any(c.probed or c.last_run for c in checks):
             state, label, explain = "unknown", s["state_unknown"], s["explain_unknown"]
         else:
@@ -378,7 +422,10 @@ def build_views(view: ReadView, now: float, language: str) -> dict[str, SystemVi
             incident=incident, maintenance=window,
             failing=list(incident.failing_checks) if incident else [],
             downtime_procedure=(procedure or "").strip() or None,
-            still_works=(works or "").strip() or None)
+            still_works=(works or "").strip() or None,
+            stale_since=stale_since(checks) if state == "unknown" else None,
+            last_seen_down=state == "unknown" and incident is not None
+            and incident.severity == "critical")
     for system in config.systems:
         down = [views[d].name for d in config.dependencies(system.id)
                 if d in views and views[d].unavailable]
@@ -466,7 +513,14 @@ def fmt(view: ReadView, language: str) -> dict[str, Any]:
                                                                        language),
         "pct": lambda share: charts.percent(share, strings(language)["no_data_yet"]),
         "legend_key": charts.legend_key,
+        "stale_since": lambda check_id: _stale_check(view, check_id),
     }
+
+
+def _stale_check(view: ReadView, check_id: str) -> float | None:
+    """A check's last result time when it is stale (shown as UNKNOWN "not probed since")."""
+    state = view.states.get(check_id)
+    return (state.last_run or 0.0) if state is not None and state.stale else None
 
 
 async def status_page(request: Request) -> Response:
@@ -491,11 +545,14 @@ async def status_page(request: Request) -> Response:
         status="resolved", since=now - RECOVERY_WINDOW, limit=50)
     windows = sorted((w for w in view.windows(now) if w.end > now),
                      key=lambda w: w.start)
-    problems = [v for v in views.values() if v.state not in ("ok", "unknown")]
+    problems = [v for v in views.values()
+                if v.state not in ("ok", "unknown") or v.stale_since is not None]
     return render(
         request, "status.j2", language, refresh=REFRESH_SECONDS, groups=group_by_campus(
             views, view.config), views=views, cards=cards,
-        banner=whattodo.banner_lines(cards, view.config, language, s),
+        banner=whattodo.banner_lines(cards, view.config, language, s, unseen={
+            v.id: local_time(v.stale_since, view.config.site.tz) for v in views.values()
+            if v.stale_since is not None}),
         history=overview, bars=bars, words=words,
         recent=[i for i in recent if not i.drill], windows=windows, problems=problems,
         departments=view.config.departments, **fmt(view, language))
@@ -553,8 +610,9 @@ async def incident_page(request: Request) -> Response:
                           s["not_found_incident"].format(id=incident_id), back="/")
     timeline = await view.timeline(incident.id)
     messages = list(reversed(await view.list_messages(incident_id=incident.id)))
+    unseen = stale_since(blind(incident, view.states)) if incident.is_open else None
     return render(request, "incident.j2", language, incident=incident, timeline=timeline,
-                  messages=messages, **fmt(view, language))
+                  messages=messages, unseen_since=unseen, **fmt(view, language))
 
 
 async def system_page(request: Request) -> Response:

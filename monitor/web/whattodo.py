@@ -14,7 +14,7 @@ names go through `monitor.config.i18n.text`, so templates receive plain strings.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "banner_root": "{system} {state}: {n} system(s) affected",
         "state_word_down": "down",
         "state_word_degraded": "degraded",
+        "state_word_unseen": "not probed since {since}",
         "dependents": "Also affected",
         "department_pages": "Department pages",
         "history_24h": "Last 24 hours",
@@ -69,6 +70,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "banner_root": "{system}{state}：影响 {n} 个系统",
         "state_word_down": "故障",
         "state_word_degraded": "性能下降",
+        "state_word_unseen": "自 {since} 起未能检测",
         "dependents": "同时受影响",
         "department_pages": "科室页面",
         "history_24h": "最近 24 小时",
@@ -182,16 +184,22 @@ def incident_cards(incidents: Sequence[Incident], config: Config,
 
 
 def banner_lines(cards: Sequence[IncidentCard], config: Config, language: str,
-                 s: dict[str, str]) -> list[str]:
-    """One line per root incident, the root cause named first (not every dependent)."""
+                 s: dict[str, str], unseen: Mapping[str, str] | None = None) -> list[str]:
+    """One line per root incident, the root cause named first (not every dependent).
+
+    `unseen`: system id -> local time since which hismon cannot see it (every failing check
+    stale, SPEC 9): its line says "not probed since T", never "down"."""
     lines = []
     for card in cards:
         if not card.root or card.incident.drill:
             continue
         state = "down" if card.incident.severity == "critical" else "degraded"
+        word = s[f"state_word_{state}"]
+        if unseen and card.incident.system in unseen:
+            word = s["state_word_unseen"].format(since=unseen[card.incident.system])
         lines.append(s["banner_root"].format(
             system=system_name(config, card.incident.system, language),
-            state=s[f"state_word_{state}"], n=1 + len({d.system for d in card.dependents})))
+            state=word, n=1 + len({d.system for d in card.dependents})))
     return lines
 
 
