@@ -155,6 +155,9 @@ class OutgoingMessage:
             body["person"] = {"id": self.person.get("id"), "name": self.person.get("name")}
         if self.extra.get("links"):
             body["links"] = dict(self.extra["links"])
+        if self.extra.get("incidents"):
+            # A group (SPEC 6): `incident` is the first, `incidents` all, each with its links.
+            body["incidents"] = [dict(i) for i in self.extra["incidents"]]
         return body
 
     @property

@@ -39,6 +39,8 @@ COUNTS: tuple[tuple[str, int, int], ...] = (("confirm", 1, 100), ("recover", 1, 
 STEP_AFTER = (0.0, 30 * D)
 STEP_EVERY = (1 * S, 7 * D)
 MAX_HOLD = (0.0, 7 * D)
+GROUP_WINDOW = (0.0, 5 * MIN)
+"""Longer would hold an outage's first message back for longer than anyone waits."""
 RESPONSE_SLA = (1 * MIN, 30 * D)
 NOTIFIER_TIMEOUT = (100 * MS, 5 * MIN)
 RETRY_INITIAL = (10 * MS, 1 * H)
@@ -94,6 +96,7 @@ def check_timing(out: Reporter, config: Config) -> None:
 
 
 def check_plans(out: Reporter, config: Config) -> None:
+    _duration(out, ("alerting", "group_window"), config.alerting.group_window, GROUP_WINDOW)
     for p_index, plan in enumerate(config.plans):
         for s_index, step in enumerate(plan.steps):
             path = ("plans", p_index, "steps", s_index)

@@ -152,6 +152,13 @@ class Defaults(Strict):
     to confirm among the checks of the systems it depends on, at least 5 s."""
 
 
+class Alerting(Strict):
+    group_window: Duration = 0.0
+    """Messages of one kind to one recipient falling due within this long of the first are
+    sent as one (SPEC 6, grouping); 0 sends each at once. Fixed from the first message due,
+    so it adds at most its own length to the time to the first notification."""
+
+
 class Department(Localized, Strict):
     LOCALIZED = ("name",)
     id: Id
@@ -278,6 +285,7 @@ class Config(Strict):
     self_alerts: list[str] = Field(default_factory=list)
     """Who hears `monitor_degraded`/`monitor_ok` about hismon itself (SPEC 9)."""
     defaults: Defaults = Field(default_factory=Defaults)
+    alerting: Alerting = Field(default_factory=Alerting)
     roles: dict[str, list[str]] = Field(default_factory=dict)
     departments: list[Department] = Field(default_factory=list)
     systems: list[System] = Field(default_factory=list)

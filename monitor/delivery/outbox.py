@@ -22,6 +22,9 @@ from monitor.config.model import Config
 from monitor.core.models import OutboxMessage
 from monitor.core.text import scrub
 from monitor.core.types import DeliveryResult, MessageStatus
+from monitor.delivery import grouping
+from monitor.delivery.grouped import grouped_outgoing
+from monitor.delivery.messages import MessageRenderer
 from monitor.store.base import Fenced, Store
 from notifiers.base import DeliveryError, NotifierBase, NotifyContext, OutgoingMessage, parse_rate
 
@@ -149,29 +152,33 @@ class Sender:
                 pass
 
     async def pass_once(self) -> float:
-        """Try every due message once; return how long until the next one is due."""
+        """Try every due message (or group, SPEC 6) once; return how long until the next."""
         store, clock = self.outbox.store, self.outbox.clock
         messages = await store.pending_messages(self.notifier.id)
         self.pending = len(messages)
-        next_due = 60.0
-        for message in messages:
+        window = self.outbox.config.alerting.group_window
+        if not grouping.groupable(self.notifier.type, window):
+            window = 0.0
+        batches, next_due = grouping.plan(messages, clock(), window)
+        for batch in batches:
             if self.outbox.stopping:
                 break
             now = clock()
-            if message.next_attempt_at > now:
-                next_due = min(next_due, message.next_attempt_at - now)
-                continue
             if self.limiter is not None:
                 wait = self.limiter.wait_time(now)
                 if wait > 0:
                     log.info("rate_limited", notifier=self.notifier.id, wait_seconds=round(wait, 1))
                     return wait
                 self.limiter.record(now)
-            await self.deliver(message)
-            if message.status != "pending":
-                self.pending -= 1
+            if batch.grouped:
+                await self.deliver_group(batch)
             else:
-                next_due = min(next_due, message.next_attempt_at - clock())
+                await self.deliver(batch.members[0])
+            for message in batch.members:
+                if message.status != "pending":
+                    self.pending -= 1
+                else:
+                    next_due = min(next_due, message.next_attempt_at - clock())
         return next_due
 
     async def deliver(self, message: OutboxMessage) -> None:
@@ -255,6 +262,54 @@ class Sender:
                     attempts=message.attempts,
                     retry_in=round(message.next_attempt_at - now, 1))
 
+    async def deliver_group(self, batch: grouping.Batch) -> None:
+        """One send for every member (SPEC 6); each member is marked with its outcome.
+
+        The members are bound (persisted) before the first attempt, so a retry or a
+        restarted daemon sends the same group under the same key."""
+        notifier, outbox = self.notifier, self.outbox
+        members = list(batch.members)
+        for member in grouping.bind(batch):
+            await outbox.store.update_payload(member)
+        outgoing = grouped_outgoing(batch, outbox.config, outbox.renderer, notifier)
+        now = outbox.clock()
+        lease_left = await outbox.store.begin_attempt(members[0])
+        if lease_left is None or lease_left < min(notifier.timeout, MIN_SEND_WINDOW):
+            log.warning("send_fenced", notifier=notifier.id, key=batch.key,
+                        kind=members[0].kind)
+            raise Fenced("leadership term over")
+        for member in members:
+            member.attempts += 1
+        error, permanent = None, False
+        try:
+            async with asyncio.timeout(min(notifier.timeout + 1, lease_left)):
+                answer = await notifier.send(outgoing, outbox.notify_context)
+        except DeliveryError as exc:
+            error, permanent = scrub(str(exc), notifier.secrets())[:500], exc.permanent
+        except TimeoutError:
+            error = f"timeout after {notifier.timeout:g}s"
+        except Exception as exc:  # a bug: permanent, as for one message (see `deliver`)
+            error = scrub(f"{type(exc).__name__}: {exc}", notifier.secrets())[:500]
+            permanent = True
+            log.error("notifier_bug", notifier=notifier.id, kind=members[0].kind,
+                      key=batch.key, error=error)
+        incidents = [m.incident_id for m in members]
+        if error is not None:
+            log.warning("group_failed", notifier=notifier.id, kind=members[0].kind,
+                        key=batch.key, incidents=incidents, error=error)
+            for member in members:
+                member.last_error = error
+                await self._failed(member, permanent, now)
+            return
+        for member in members:
+            member.status, member.sent_at, member.last_error = MessageStatus.SENT, now, None
+            member.answer = f"{answer} (in {batch.key}, {len(members)} messages)"[:200]
+            await outbox.store.update_message(member)
+            outbox.count(notifier.id, member.kind, DeliveryResult.SENT)
+        log.info("group_sent", notifier=notifier.id, kind=members[0].kind, key=batch.key,
+                 incidents=incidents, members=len(members),
+                 attempts=max(m.attempts for m in members))
+
     def _falls_back_in_time(self, message: OutboxMessage) -> bool:
         """An urgent message with a fallback not yet used (SPEC 6: fallback in time)."""
         return bool(self.notifier.fallback) and message.kind in URGENT_KINDS \
@@ -284,6 +339,8 @@ class Outbox:
         self.rng = random.Random()
         self.http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
         self.notify_context = NotifyContext(http=self.http, site_name=config.site.name)
+        self.renderer = MessageRenderer()
+        """Renders a group's text (the built-in `group_*` templates; SPEC 6)."""
         self.senders: dict[str, Sender] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
@@ -344,7 +401,8 @@ class Outbox:
         copy = OutboxMessage(
             idempotency_key=copy_key, notifier=fallback, kind=message.kind,
             incident_id=message.incident_id,
-            payload={k: v for k, v in message.payload.items() if k != FELL_BACK}
+            payload={k: v for k, v in message.payload.items()
+                     if k not in (FELL_BACK, grouping.GROUP)}
             | {"failed_channels": [message.notifier]},
             created_at=now, next_attempt_at=now)
         if await self.store.enqueue([copy]):

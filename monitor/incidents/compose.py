@@ -15,6 +15,7 @@ from monitor.core.timefmt import local_time as local
 from monitor.core.types import MessageKind
 from monitor.delivery import drill as drill_route
 from monitor.delivery.context import maintenance_context, message_context
+from monitor.delivery.grouping import GROUP_ITEM
 from monitor.delivery.messages import MessageRenderer
 from monitor.incidents import maintenance, plans
 from monitor.incidents.facts import Facts
@@ -72,9 +73,9 @@ def step_messages(facts: Facts, incident: Incident, due: plans.DueStep, now: flo
             "title": title, "text": text, "incident": context["incident"],
             "drill": incident.drill, "status_url": context["status_url"], "recipient": notifier}
         if department:
-            payload["department"] = department  # for the review (SPEC 13.6)
-        if department:
-            payload["department"] = department  # a fallback copy is per department (SPEC 6)
+            # For the review (SPEC 13.6), a fallback copy (per department) and grouping (6).
+            payload["department"] = department
+        payload[GROUP_ITEM] = group_item(context)
         if recipient.person:
             for_person(payload, person_card(config, recipient.person), config.notifier(notifier))
         links = links_for(config, facts.link_key, incident, due.kind, department=department,
@@ -127,6 +128,13 @@ def maintenance_messages(config: Config, renderer: MessageRenderer, kind: str,
                          "maintenance": context["maintenance"],
                          "status_url": context["status_url"], "recipient": notifier}))
     return messages
+
+
+def group_item(context: dict[str, Any]) -> dict[str, Any]:
+    """What a grouped text needs of this message (SPEC 6; monitor/delivery/grouped.py)."""
+    return {key: context[key] for key in ("language", "system", "department",
+                                          "department_systems", "incident_url",
+                                          "department_url")}
 
 
 def public_note(note: dict[str, Any] | None, config: Config) -> dict[str, Any] | None:
