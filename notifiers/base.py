@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import httpx
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from monitor.core.durations import Duration
 from monitor.core.strict import Strict
@@ -46,6 +46,12 @@ def parse_rate(text: str) -> tuple[int, float]:
     return int(match.group(1)), per
 
 
+def format_rate(count: int, per: float) -> str:
+    """(20, 60.0) → `20/min`: the way a limit is written in the config."""
+    unit = {1.0: "s", 60.0: "min", 3600.0: "hour"}.get(per)
+    return f"{count}/{unit}" if unit else f"{count} per {per:g} s"
+
+
 class NotifierBase(Strict):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     type: str
@@ -64,12 +70,24 @@ class NotifierBase(Strict):
     """Longest text sent by default; longer messages are trimmed with a status-page link."""
     api_limit: ClassVar[int | None] = None
     """The most the channel's API accepts: `max_length` may not exceed it."""
+    channel_limits: ClassVar[tuple[tuple[int, float], ...]] = ()
+    """The channel API's own send limits, (count, seconds) each (SPEC 6): always applied by
+    the outbox; a configured `rate_limit` may only lower them."""
 
     @field_validator("rate_limit")
     @classmethod
-    def _rate_parses(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_rate(value)
+    def _rate_parses(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        count, per = parse_rate(value)
+        above = [(own_count, own_per) for own_count, own_per in cls.channel_limits
+                 if count / per > own_count / own_per]
+        if above:  # name the limit written in the same unit, if that one is broken
+            own_count, own_per = min(above, key=lambda limit: limit[1] != per)
+            channel = info.data.get("type", "this channel")
+            raise ValueError(f"{value} is above {channel}'s own limit of "
+                             f"{format_rate(own_count, own_per)}; a rate_limit may only "
+                             f"lower it")
         return value
 
     @model_validator(mode="after")

@@ -103,8 +103,9 @@ class DingTalkNotifier(NotifierBase):
     at_mobiles: list[Mobile] = Field(default_factory=list)
     """Mobiles to @-mention; `@all` mentions everyone in the group."""
     format: Literal["text", "markdown"] = "text"
-    rate_limit: str | None = "20/min"
-    """DingTalk's own limit per robot; exceeding it silences the robot for 10 minutes."""
+    channel_limits = ((20, 60.0),)
+    """DingTalk's own limits per robot (SPEC 6): waiting in the outbox beats a rejected
+    send and a retry."""
 
     secret_fields = ("webhook_url", "secret")
     default_max_length = API_LIMIT

@@ -99,8 +99,9 @@ class FeishuNotifier(NotifierBase):
     secret: str | None = None
     """The bot's signature-verification secret, if "签名校验" is on."""
     format: Literal["text", "card"] = "text"
-    rate_limit: str | None = "100/min"
-    """Feishu's own limit per bot (it also allows at most 5 a second)."""
+    channel_limits = ((100, 60.0), (5, 1.0))
+    """Feishu's own limits per robot (SPEC 6): waiting in the outbox beats a rejected
+    send and a retry."""
 
     secret_fields = ("webhook_url", "secret")
     default_max_length = TEXT_LIMIT

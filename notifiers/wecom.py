@@ -54,8 +54,9 @@ class WeComNotifier(NotifierBase):
     mentioned_mobiles: list[Mobile] = Field(default_factory=list)
     """Mobiles to @-mention (`@all` for everyone); WeCom supports this in `text` only."""
     format: Literal["text", "markdown"] = "text"
-    rate_limit: str | None = "20/min"
-    """WeCom's own limit per robot: waiting in the outbox beats errcode 45009 and a retry."""
+    channel_limits = ((20, 60.0),)
+    """WeCom's own limits per robot (SPEC 6): waiting in the outbox beats a rejected
+    send and a retry."""
 
     secret_fields = ("webhook_url",)
     default_max_length = API_LIMITS["text"]

@@ -154,11 +154,15 @@ def test_validate_exits_2_on_each_without_a_traceback(tmp_path: Path) -> None:
          "  it_oncall: [hook-it]\nmaintenance:\n  - {systems: [his], reason: r, "
          "start: '2026-12-01T22:00:00+08:00', end: '9999-12-31T23:00:00+08:00'}\n",
          "h.yaml:12: maintenance[0].end: year 9999 is out of range (2000..2099)"),
+        ("  - id: hook-it\n    type: webhook\n    url: http://127.0.0.1:9/it\n",
+         "  - id: hook-it\n    type: wecom\n    webhook_url: http://127.0.0.1:9/it\n"
+         "    rate_limit: 30/min\n",
+         "h.yaml:34: notifiers[0].rate_limit: 30/min is above wecom's own limit of 20/min"),
         ("confirm: 3", "confirm: 3", ""),
     ],
     ids=["overflowing-interval", "long-interval", "short-interval", "port", "every-1ms",
          "rate-0", "notifier-timeout", "retry-initial", "sqlite-memory", "pool-abc", "pool-0",
-         "sqlite-unopenable", "year-9999", "noop"],
+         "sqlite-unopenable", "year-9999", "wecom-above-channel", "noop"],
 )
 def test_values_run_would_choke_on_are_validation_errors(old: str, new: str,
                                                          expected: str) -> None:

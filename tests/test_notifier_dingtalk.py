@@ -20,7 +20,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp import web
+from pydantic import ValidationError
 
+from monitor.delivery.ratelimit import Pacer
 from notifiers import NOTIFIER_TYPES
 from notifiers.base import DeliveryError, NotifyContext, OutgoingMessage
 from notifiers.dingtalk import DingTalkNotifier, build_payload, sign, signed_url
@@ -215,7 +217,10 @@ async def test_too_fast_is_retryable(ctx: NotifyContext) -> None:
 
 def test_the_robots_own_rate_limit_is_the_default() -> None:
     """DingTalk mutes a robot for 10 minutes past 20 a minute: pace it by default."""
-    assert dingtalk("https://oapi.dingtalk.com/robot/send").rate_limit == "20/min"
+    pacer = Pacer.for_notifier(dingtalk("https://oapi.dingtalk.com/robot/send"))
+    assert pacer is not None and [(r.count, r.per) for r in pacer.limiters] == [(20, 60.0)]
+    with pytest.raises(ValidationError, match="above dingtalk's own limit of 20/min"):
+        dingtalk("https://oapi.dingtalk.com/robot/send", rate_limit="21/min")
 
 
 def test_secret_and_token_are_scrubbed_secrets() -> None:

@@ -22,7 +22,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from pydantic import ValidationError
 
+from monitor.delivery.ratelimit import Pacer
 from notifiers import NOTIFIER_TYPES
 from notifiers._http import json_request
 from notifiers.base import DeliveryError, NotifyContext, OutgoingMessage
@@ -107,8 +109,25 @@ def test_feishu_is_registered() -> None:
 
 
 def test_the_bots_own_rate_limit_is_the_default() -> None:
-    """Feishu allows 100 messages a minute per bot; the outbox paces to that by default."""
-    assert feishu("https://open.feishu.cn/open-apis/bot/v2/hook/").rate_limit == "100/min"
+    """Feishu allows 100 messages a minute and 5 a second per bot; both always apply."""
+    url = "https://open.feishu.cn/open-apis/bot/v2/hook/"
+    pacer = Pacer.for_notifier(feishu(url))
+    assert pacer is not None
+    assert [(r.count, r.per) for r in pacer.limiters] == [(100, 60.0), (5, 1.0)]
+    for now in (0.0, 0.1, 0.2, 0.3, 0.4):
+        assert pacer.wait_time(now) == 0.0
+        pacer.record(now)
+    assert pacer.wait_time(0.5) == pytest.approx(0.5), "the sixth in one second waits"
+    # A per-minute rate_limit under 100/min still may not burst past 5 a second.
+    pacer = Pacer.for_notifier(feishu(url, rate_limit="50/min"))
+    assert pacer is not None
+    for i in range(5):
+        pacer.record(i / 10)
+    assert pacer.wait_time(0.5) > 0
+    with pytest.raises(ValidationError, match="above feishu's own limit of 5/s"):
+        feishu(url, rate_limit="6/s")
+    with pytest.raises(ValidationError, match="above feishu's own limit of 100/min"):
+        feishu(url, rate_limit="101/min")
 
 
 def test_sign_matches_feishus_published_algorithm() -> None:

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
+from monitor.delivery.ratelimit import Pacer
 from notifiers import NOTIFIER_TYPES
 from notifiers.base import DeliveryError, NotifyContext, OutgoingMessage
 from notifiers.wecom import WeComNotifier, build_payload
@@ -212,12 +213,18 @@ async def test_an_unreachable_robot_is_retryable_without_the_key(ctx: NotifyCont
     assert "127.0.0.1" in str(failure.value)
 
 
-def test_the_robots_own_rate_limit_is_the_default() -> None:
-    """Without a rate_limit the outbox still paces a WeCom robot at 20 a minute."""
-    assert wecom("https://q/").rate_limit == "20/min"
-    assert wecom("https://q/", rate_limit="10/min").rate_limit == "10/min"
+def test_the_robots_own_rate_limit_always_applies() -> None:
+    """Without a rate_limit the outbox still paces a WeCom robot at 20 a minute; a
+    rate_limit may lower that, never raise it (SPEC 6)."""
+    pacer = Pacer.for_notifier(wecom("https://q/"))
+    assert pacer is not None and [(r.count, r.per) for r in pacer.limiters] == [(20, 60.0)]
+    lowered = Pacer.for_notifier(wecom("https://q/", rate_limit="10/min"))
+    assert lowered is not None
+    assert [(r.count, r.per) for r in lowered.limiters] == [(20, 60.0), (10, 60.0)]
     with pytest.raises(ValidationError, match="invalid rate_limit"):
         wecom("https://q/", rate_limit="fast")
+    with pytest.raises(ValidationError, match="above wecom's own limit of 20/min"):
+        wecom("https://q/", rate_limit="1/s")
 
 
 def test_mentions_need_the_text_format() -> None:

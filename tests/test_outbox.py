@@ -17,11 +17,13 @@ from aiohttp import web
 from monitor.config.loader import load_config_text
 from monitor.core.models import OutboxMessage
 from monitor.core.types import MessageKind
-from monitor.delivery.outbox import Outbox, RateLimiter, backoff, fallback_keys
+from monitor.delivery.outbox import Outbox, backoff, fallback_keys
+from monitor.delivery.ratelimit import RateLimiter
 from monitor.store.sqlite import SqliteStore
 from notifiers.base import NotifyContext, OutgoingMessage
 from notifiers.webhook import WebhookNotifier
 from tests.conftest import Receiver
+from tests.test_notifier_feishu import HOOK, SECRET, FakeFeishu, serve
 
 
 class Hanging:
@@ -177,6 +179,35 @@ async def test_a_rate_limited_channel_queues_instead_of_dropping(
     await receiver.wait_for(lambda: len(receiver.messages) == 5, timeout=5)
     await outbox.stop()
     assert [m["idempotency_key"] for m in receiver.messages] == [f"m{i}" for i in range(5)]
+
+
+async def test_a_channels_own_per_second_limit_applies_under_a_per_minute_rate_limit(
+    store: SqliteStore,
+) -> None:
+    """Feishu bounces a sixth message within a second (SPEC 6: 100/min and 5/s); a configured
+    `rate_limit: 50/min` lowers the minute and keeps the second: nothing is ever bounced."""
+    bot = FakeFeishu()
+    async with serve(bot) as base:
+        config = f"""
+notifiers:
+  - id: lab
+    type: feishu
+    webhook_url: "{base}{HOOK}"
+    secret: {SECRET}
+    rate_limit: 50/min
+    retry: {{initial: 1h, max_delay: 1h}}
+"""
+        outbox = await run_outbox(store, config)
+        await store.enqueue([message(f"f{i}", "lab") for i in range(8)])
+        outbox.wake()
+        deadline = time.monotonic() + 15
+        while len(bot.received) < 8 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await outbox.stop()
+    stored = await store.list_messages()
+    assert len(bot.received) == 8, [(m.idempotency_key, m.last_error) for m in stored]
+    assert all(m.attempts == 1 and m.status == "sent" for m in stored), \
+        "a message bounced by the bot's per-second limit would need a second attempt"
 
 
 async def test_secrets_never_reach_the_stored_error(store: SqliteStore) -> None:

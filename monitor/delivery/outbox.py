@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import deque
 from collections.abc import Callable
 
 import httpx
@@ -25,8 +24,9 @@ from monitor.core.types import DeliveryResult, MessageStatus
 from monitor.delivery import grouping
 from monitor.delivery.grouped import grouped_outgoing
 from monitor.delivery.messages import MessageRenderer
+from monitor.delivery.ratelimit import Pacer
 from monitor.store.base import Fenced, Store
-from notifiers.base import DeliveryError, NotifierBase, NotifyContext, OutgoingMessage, parse_rate
+from notifiers.base import DeliveryError, NotifierBase, NotifyContext, OutgoingMessage
 
 log = structlog.get_logger("hismon.outbox")
 Clock = Callable[[], float]
@@ -110,31 +110,12 @@ def outgoing_message(message: OutboxMessage, language: str = "en") -> OutgoingMe
         extra={k: payload[k] for k in ("person", "links", "links_text") if payload.get(k)})
 
 
-class RateLimiter:
-    """At most `count` sends in any `per` seconds; callers wait instead of dropping."""
-
-    def __init__(self, count: int, per: float) -> None:
-        self.count, self.per = count, per
-        self.sent: deque[float] = deque()
-
-    def wait_time(self, now: float) -> float:
-        while self.sent and now - self.sent[0] >= self.per:
-            self.sent.popleft()
-        if len(self.sent) < self.count:
-            return 0.0
-        return self.per - (now - self.sent[0])
-
-    def record(self, now: float) -> None:
-        self.sent.append(now)
-
-
 class Sender:
     def __init__(self, outbox: Outbox, notifier: NotifierBase) -> None:
         self.outbox = outbox
         self.notifier = notifier
         self.wakeup = asyncio.Event()
-        self.limiter = RateLimiter(*parse_rate(notifier.rate_limit)) if notifier.rate_limit \
-            else None
+        self.limiter = Pacer.for_notifier(notifier)
         self.pending = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -169,11 +150,15 @@ class Sender:
                 if wait > 0:
                     log.info("rate_limited", notifier=self.notifier.id, wait_seconds=round(wait, 1))
                     return wait
-                self.limiter.record(now)
             if batch.grouped:
                 await self.deliver_group(batch)
             else:
                 await self.deliver(batch.members[0])
+            if self.limiter is not None:
+                # Counted from when the send ended: the channel counts arrivals, and an
+                # arrival is never earlier than that (a window from the start would let a
+                # slow first send put six in Feishu's second).
+                self.limiter.record(clock())
             for message in batch.members:
                 if message.status != "pending":
                     self.pending -= 1
