@@ -33,11 +33,32 @@ def incident_payload(incident: Incident, config: Config) -> dict[str, Any]:
         "caused_by": incident.caused_by,
         "caused_by_system": incident.caused_by_system,
         "affected_departments": list(incident.affected_departments),
-        "failing_checks": [dict(c) for c in incident.failing_checks],
+        "failing_checks": [_check_payload(c, tz) for c in incident.failing_checks],
         "held": incident.held,
         "drill": incident.drill,
         **people_fields(incident, tz),
     }
+
+
+def _check_payload(check: dict[str, Any], tz: Any) -> dict[str, Any]:
+    """A failing check as the payload shows it; a stale one with its last result's time."""
+    entry = dict(check)
+    if isinstance(entry.get("last_run"), (int, float)):
+        entry["last_run_local"] = local(float(entry["last_run"]), tz)
+        entry["last_run"] = iso(float(entry["last_run"]), tz)
+    return entry
+
+
+def unseen_since(incident: Incident) -> tuple[bool, float | None]:
+    """(every failing check is stale, the oldest of their last results).
+
+    Then hismon cannot see the system (SPEC 9): messages say "not probed since T", never
+    "still down" (issue 10 item 10)."""
+    failing = incident.failing_checks
+    if not failing or not all(c.get("stale") for c in failing):
+        return False, None
+    times = [float(t) for c in failing if isinstance(t := c.get("last_run"), (int, float))]
+    return True, min(times) if times else None
 
 
 def message_context(
@@ -68,6 +89,7 @@ def message_context(
                              []).append(tr(department, "name"))
     payload = incident_payload(incident, config)
     payload["system_name"] = tr(system, "name")
+    unseen, since = unseen_since(incident)
     payload.update(
         started_at_local=local(incident.started_at, tz),
         resolved_at_local=local(incident.resolved_at, tz),
@@ -115,6 +137,8 @@ def message_context(
         "vendor": vendor,
         "note": note,
         "note_missing": note_missing,
+        "unseen": unseen,
+        "unseen_since_local": local(since, tz) if since is not None else None,
         "confirmations": confirmation_context(
             incident, {d.id: text(d, "name", language, config.site.language)
                        for d in departments}),

@@ -138,6 +138,7 @@ def _check_entry(s: CheckState) -> dict[str, object]:
         entry["unstable"] = True
     if s.stale:
         entry["stale"] = True
+        entry["last_run"] = s.last_run  # "not probed since" (pages, messages)
     return entry
 
 
