@@ -104,6 +104,11 @@ def test_maintenance_is_announced(config: Config) -> None:
     assert any(window.announce == [86400, 3600] for window in config.maintenance)
 
 
+def test_messages_falling_due_together_are_grouped(config: Config) -> None:
+    """SPEC 6: the example config groups within 10 s."""
+    assert config.alerting.group_window == 10.0
+
+
 def test_secrets_come_from_the_environment() -> None:
     """No literal webhook key or password in the file: each is `${NAME:-default}`."""
     text = "".join(file.read_text(encoding="utf-8") for file in FILES)
