@@ -69,6 +69,9 @@ class HttpCheck(CheckBase):
 
     secret_fields = ("headers", "body")
     _where: str = PrivateAttr(default="")
+    _fast: Any = PrivateAttr(default=False)
+    """The first request's bytes for the fast path (`http1.Request`), built on first use;
+    None when that request needs aiohttp."""
 
     def model_post_init(self, context: Any, /) -> None:
         parts = urlsplit(self.url)
@@ -82,43 +85,60 @@ class HttpCheck(CheckBase):
     async def probe(self, ctx: ProbeContext) -> Result:
         import aiohttp
 
+        from checks import http1
+
         tls = self.tls
-        tls_key = (tls.verify, tls.ca_file, tls.cert_file, tls.key_file)
-        session = ctx.http_session(tls_key, ctx.ssl_context(*tls_key))
         where = self._where
         budget = time_budget(self)
         started = time.perf_counter()
         # connecting (TCP and TLS) gets most of the budget; running out of it says
         # "no connection" rather than "no response"
-        limits = aiohttp.ClientTimeout(total=None, sock_connect=budget * 0.9)
+        connect_budget = budget * 0.9
         hop = Hop(self.method, self.url, self.headers, self.body)
+        needs_body = self._needs_body()
+        follow = self.follow_redirects
         try:
             async with asyncio.timeout(budget):
                 for _ in range(MAX_REDIRECTS + 1):
-                    async with session.request(
-                        hop.method, hop.url, headers=hop.headers or None, data=hop.body,
-                        allow_redirects=False, timeout=limits,
-                    ) as resp:
-                        location = resp.headers.get("Location") \
-                            if 300 <= resp.status < 400 else None
-                        if self.follow_redirects and location and resp.status in REDIRECTS:
-                            hop = hop.follow(resp.status, location, self.url)
+                    expiry: float | None = None
+                    if hop.url is self.url:
+                        if self._fast is False:
+                            self._fast = http1.request_for(hop.method, hop.url, hop.headers,
+                                                           hop.body)
+                        request = self._fast if http1.ENABLED else None
+                    else:
+                        request = http1.request_for(hop.method, hop.url, hop.headers, hop.body) \
+                            if http1.ENABLED else None
+                    if request is not None:  # plain http://: the fast path (checks/http1.py)
+                        answer = await http1.exchange(request, connect_budget, needs_body,
+                                                      self.max_body, follow)
+                        status, body, cut = answer.status, answer.body, answer.truncated
+                        location = answer.location if 300 <= status < 400 else None
+                        if follow and location and status in REDIRECTS:
+                            hop = hop.follow(status, location, self.url)
                             continue
-                        expiry = _cert_expiry_seconds(resp) if hop.url.startswith("https") \
-                            else None
-                        body, cut = await _read_capped(resp, self.max_body) \
-                            if self._needs_body() else (b"", False)
-                        elapsed = time.perf_counter() - started
-                        return self._judge(resp.status, body, elapsed, expiry, cut, location)
+                    else:
+                        status, location, body, cut, expiry = await self._aiohttp_hop(
+                            ctx, aiohttp, hop, connect_budget, needs_body)
+                        if status < 0:
+                            assert location is not None
+                            hop = hop.follow(-status, location, self.url)
+                            continue
+                    elapsed = time.perf_counter() - started
+                    return self._judge(status, body, elapsed, expiry, cut, location)
             return self._crit(f"more than {MAX_REDIRECTS} redirects from {where} (a redirect "
                               f"loop?), the last to {hop.url[:120]}", Cause.APPLICATION, started)
         except TimeoutError as exc:
             took = format_duration(budget)
-            if isinstance(exc, aiohttp.ConnectionTimeoutError):
-                took = format_duration(budget * 0.9)
+            if isinstance(exc, (aiohttp.ConnectionTimeoutError, http1.ConnectTimeout)):
+                took = format_duration(connect_budget)
                 return self._crit(f"no connection to {where} within {took}", Cause.NETWORK, started)
             return self._crit(f"no HTTP response from {where} within {took}", Cause.APPLICATION,
                               started)
+        except http1.DnsError as exc:
+            return self._crit(f"DNS lookup failed for {exc.host}", Cause.NETWORK, started)
+        except http1.FastPathError as exc:
+            return self._fast_failure(exc, started)
         except aiohttp.ClientConnectorCertificateError as exc:
             error = exc.certificate_error
             reason = getattr(error, "verify_message", None) or one_line(str(error))
@@ -149,6 +169,41 @@ class HttpCheck(CheckBase):
                 return self._crit(f"TLS error with {where}: {tls_error.reason or tls_error}",
                                   Cause.CERTIFICATE, started)
             return self._crit(f"{_os_reason(exc)} {where}", Cause.NETWORK, started)
+
+    async def _aiohttp_hop(
+        self, ctx: ProbeContext, aiohttp: Any, hop: Hop, connect_budget: float,
+        needs_body: bool,
+    ) -> tuple[int, str | None, bytes, bool, float | None]:
+        """One request through aiohttp: (status, Location, body, cut, expiry); a status
+        below 0 means "follow this redirect" (-status, Location)."""
+        tls = self.tls
+        tls_key = (tls.verify, tls.ca_file, tls.cert_file, tls.key_file)
+        session = ctx.http_session(tls_key, ctx.ssl_context(*tls_key))
+        limits = aiohttp.ClientTimeout(total=None, sock_connect=connect_budget)
+        async with session.request(
+            hop.method, hop.url, headers=hop.headers or None, data=hop.body,
+            allow_redirects=False, timeout=limits,
+        ) as resp:
+            location = resp.headers.get("Location") if 300 <= resp.status < 400 else None
+            if self.follow_redirects and location and resp.status in REDIRECTS:
+                return -resp.status, location, b"", False, None
+            expiry = _cert_expiry_seconds(resp) if hop.url.startswith("https") else None
+            body, cut = await _read_capped(resp, self.max_body) if needs_body else (b"", False)
+            return resp.status, location, body, cut, expiry
+
+    def _fast_failure(self, exc: Any, started: float) -> Result:
+        """The fast path's failures in the aiohttp path's words (`http1.FastPathError`)."""
+        where = self._where
+        if exc.kind == "closed":
+            return self._crit(f"{where} closed the connection without answering",
+                              Cause.APPLICATION, started)
+        if exc.kind == "bad_response":
+            return self._crit(f"bad HTTP response from {where}: {one_line(exc.detail)}",
+                              Cause.APPLICATION, started)
+        if exc.kind == "payload":
+            return self._crit(f"response body from {where} broken: {one_line(exc.detail)}",
+                              Cause.APPLICATION, started)
+        return self._crit(f"{_os_reason(exc.os_error)} {where}", Cause.NETWORK, started)
 
     def _crit(self, message: str, cause: Cause, started: float) -> Result:
         return Result.crit(message, cause, latency_seconds=time.perf_counter() - started)

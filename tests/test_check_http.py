@@ -1,9 +1,15 @@
-"""HTTP(S) check against real aiohttp servers on 127.0.0.1 (TLS certificates from trustme)."""
+"""HTTP(S) check against real aiohttp servers on 127.0.0.1 (TLS certificates from trustme).
+
+Every test without TLS runs twice: on the fast path for plain `http://` (checks/http1.py)
+and with it switched off, on aiohttp; each run asserts which path served it. TLS tests run
+once (aiohttp is the only HTTPS path).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 import socket
 import ssl
 import struct
@@ -14,6 +20,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from checks import http1
 from monitor.core.result import State
 from tests.probe_helpers import (
     Pki,
@@ -27,6 +34,32 @@ from tests.probe_helpers import (
 )
 
 DAY = 86400
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "pki" not in metafunc.fixturenames:
+        metafunc.parametrize("client_path", ["fast", "aiohttp"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def client_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """`fast`: http1.ENABLED, and the test must have gone through `http1.exchange`;
+    `aiohttp`: switched off, and it must not have. TLS tests: not parametrized."""
+    path = getattr(request, "param", "tls")
+    calls: list[str] = []
+    real = http1.exchange
+
+    async def counted(*args: Any, **kwargs: Any) -> http1.Answer:
+        calls.append(args[0].host)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(http1, "exchange", counted)
+    monkeypatch.setattr(http1, "ENABLED", path == "fast")
+    yield path
+    if path == "fast" and inspect.iscoroutinefunction(request.function):
+        assert calls, "the fast path served no request"
+    if path != "fast":
+        assert not calls, "the fast path served a request while switched off"
 
 
 async def health(request: web.Request) -> web.Response:
