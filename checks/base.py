@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, PositiveInt, PrivateAttr, model_validator
 
 from monitor.core.durations import Duration, format_against, format_duration
+from monitor.core.exhaustion import ExhaustionLog, witness
 from monitor.core.result import Result, State
 from monitor.core.strict import Strict
 from monitor.core.text import header_secrets, mask_url, scrub_forms, secret_forms, url_secrets
@@ -249,6 +250,8 @@ class ProbeContext:
         # certificates can take longer than a probe's spare tenth of its budget.
         self.ssl_context()
         self._resources: dict[tuple[Any, ...], tuple[Any, Callable[[Any], None]]] = {}
+        self.exhaustion = ExhaustionLog()
+        """Probes that failed because hismon itself ran out of descriptors (the runner)."""
 
     def resource(self, key: tuple[Any, ...], create: Callable[[], Any],
                  close: Callable[[Any], None]) -> Any:
@@ -380,7 +383,12 @@ _OS_REASONS = {
 
 
 def network_reason(exc: BaseException | None) -> str:
-    """Short operator wording for a socket error: `connection refused`, `host unreachable`."""
+    """Short operator wording for a socket error: `connection refused`, `host unreachable`.
+
+    Every socket error a check words passes here, so the runner sees it too (`witness`): an
+    EMFILE is hismon's own failure, not the target's (monitor/core/exhaustion.py).
+    """
+    witness(exc)
     if exc is None:
         return "connection failed"
     if isinstance(exc, socket.gaierror):

@@ -14,6 +14,7 @@ from pydantic import Field, PositiveInt
 
 from checks.base import CheckBase, LatencyThresholds, ProbeContext, time_budget
 from monitor.core.durations import format_duration
+from monitor.core.exhaustion import witness
 from monitor.core.result import Result, State
 from monitor.core.text import first_line, host_port
 from monitor.core.types import Cause
@@ -55,6 +56,7 @@ class TcpCheck(CheckBase):
             return Result.crit(f"no TCP answer from {target} within {format_duration(budget)}",
                                Cause.NETWORK, latency_seconds=time.perf_counter() - started)
         except OSError as exc:
+            witness(exc)
             if isinstance(exc, socket.gaierror):
                 return Result.crit(f"DNS lookup failed for {self.host}", Cause.NETWORK)
             reason = _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
@@ -78,6 +80,7 @@ class TcpCheck(CheckBase):
                                        "connect_seconds": connected},
                               cause=Cause.APPLICATION)
             except OSError as exc:
+                witness(exc)
                 reason = _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
                 return Result.crit(f"{reason} {target} after connecting", Cause.NETWORK,
                                    latency_seconds=time.perf_counter() - started)

@@ -36,6 +36,9 @@ class Result:
     duration: float = 0.0
     numbers: dict[str, float] = field(default_factory=dict)
     cause: Cause | None = None
+    own_fault: str | None = None
+    """Set (to the resource, e.g. "file descriptors") when the probe could not run because
+    hismon itself ran out of it: the result is UNKNOWN and judges nothing (SPEC 9)."""
 
     @classmethod
     def ok(cls, message: str, **numbers: float) -> Result:

@@ -1,7 +1,10 @@
 """Run one probe safely: the runner owns timeout, timing and turning surprises into UNKNOWN.
 
 This is the only place that catches a probe's exceptions, so that check modules stay small
-and a bug in one of them can never take the daemon down.
+and a bug in one of them can never take the daemon down. It is also the one place that tells
+hismon's own resource exhaustion (out of file descriptors, socket buffers) from the target's
+failure: such a result is UNKNOWN with `own_fault` set and judges nothing (SPEC 9,
+monitor/core/exhaustion.py).
 """
 
 from __future__ import annotations
@@ -13,6 +16,14 @@ import structlog
 
 from checks.base import DEFAULT_TIMEOUT, CheckBase, ProbeContext
 from monitor.core.durations import format_duration
+from monitor.core.exhaustion import (
+    EXHAUSTION_ERRNOS,
+    RESOURCE_WORDS,
+    WITNESSED,
+    FdUsage,
+    exhaustion_error,
+    fd_usage,
+)
 from monitor.core.result import Result, State
 from monitor.core.types import Cause
 
@@ -23,6 +34,8 @@ async def run_probe(check: CheckBase, ctx: ProbeContext) -> Result:
     """Probe `check` within its timeout; never raises (except cancellation of the caller)."""
     timeout = check.timeout or DEFAULT_TIMEOUT
     started = time.perf_counter()
+    witnessed: list[BaseException] = []
+    token = WITNESSED.set(witnessed)
     try:
         async with asyncio.timeout(timeout):
             result = await check.probe(ctx)
@@ -32,10 +45,47 @@ async def run_probe(check: CheckBase, ctx: ProbeContext) -> Result:
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a probe bug or driver surprise must not crash the daemon
-        log.warning("probe_error", check=check.id, system=check.system, error=repr(exc)[:300])
+        witnessed.append(exc)
         result = Result(State.UNKNOWN, f"probe error: {type(exc).__name__}: {str(exc)[:200]}")
+        if exhaustion_error([exc]) is None:
+            log.warning("probe_error", check=check.id, system=check.system,
+                        error=repr(exc)[:300])
+    finally:
+        WITNESSED.reset(token)
+    if result.state is not State.OK:
+        result = _own_fault(check, ctx, result, witnessed)
     result.duration = time.perf_counter() - started
     # The last line of defence: no result shows a secret hismon knows, whatever the probe
     # (or the plugin, the driver, the target echoing it) put into the text.
     result.message = check.scrub(result.message)
     return result
+
+
+def _own_fault(check: CheckBase, ctx: ProbeContext, result: Result,
+               witnessed: list[BaseException]) -> Result:
+    """`result`, or the UNKNOWN that says hismon itself ran out of a resource."""
+    error = exhaustion_error(witnessed)
+    usage: FdUsage | None = None
+    if error is not None:
+        what = EXHAUSTION_ERRNOS[error.errno or 0]
+        reason = error.strerror or str(error)
+        if what == "fd":
+            usage = fd_usage()
+    else:
+        # No OSError to show for it: a driver written in C (libpq says "connection is bad:
+        # no error message available", or "could not create socket: Too many open files").
+        # Ours only if this process is at its limit now; a database server that answers
+        # "Too many open files" about itself stays the target's failure.
+        usage = ctx.exhaustion.usage_now()
+        if not usage.exhausted:
+            return result
+        what, reason = "fd", "at its descriptor limit"
+    held = f", {usage.describe()}" if usage is not None else ""
+    message = (f"not judged: hismon itself is out of {RESOURCE_WORDS[what]} ({reason}{held}); "
+               "this says nothing about the target")
+    count = ctx.exhaustion.record(what, usage, time.time())
+    if count:
+        log.error("probe_own_fault", check=check.id, system=check.system, resource=what,
+                  reason=reason, usage=usage.describe() if usage else None, results=count,
+                  hint="raise LimitNOFILE (systemd) or ulimit -n, or find what holds them")
+    return Result(State.UNKNOWN, message, own_fault=what)

@@ -34,7 +34,7 @@ from monitor.config.model import Config
 from monitor.core.result import Result, State
 from monitor.probing.forecast import Forecasts
 from monitor.probing.runner import run_probe
-from monitor.probing.state import CheckState, advance
+from monitor.probing.state import CheckState, advance, hold
 from monitor.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -323,6 +323,9 @@ class Scheduler:
             return
         result = await run_probe(check, self.ctx)
         self.metrics.observe_probe(check.type, result.duration)
+        if result.own_fault is not None:  # hismon out of descriptors: UNKNOWN, judges nothing
+            hold(state, result)
+            return
         self._fold(check, state, result)
 
     def submit(self, check_id: str, result: Result) -> bool:

@@ -66,6 +66,8 @@ class CheckState:
     """CRIT if any counted result was CRIT, else WARN (UNKNOWN counts as WARN here)."""
     stale: bool = False
     """No fresh result for max(3 × interval, interval + timeout + 10 s) (SPEC 9)."""
+    judged: State | None = None
+    """While `state` shows a result that judged nothing (`hold`): the last judged state."""
 
     @property
     def failing(self) -> bool:
@@ -142,7 +144,8 @@ def advance(
     the engine and the metrics all read the same live state. Deterministic, no I/O, no clock.
     """
     old_hard = cs.hard_state
-    previous = cs.state
+    previous = cs.state if cs.judged is None else cs.judged
+    cs.judged = None
     new = result.state
     cs.runs[new.name] = cs.runs.get(new.name, 0) + 1
     cs.message, cs.duration, cs.numbers, cs.cause = (
@@ -191,6 +194,19 @@ def advance(
     _judge_unstable(cs)
     return Change(old_hard is not cs.hard_state, old_hard, cs.hard_state,
                   was_flapping is not cs.flapping, was_unstable is not cs.unstable)
+
+
+def hold(cs: CheckState, result: Result) -> None:
+    """Show a result that judged nothing (hismon's own fault: `Result.own_fault`) as the
+    check's state, UNKNOWN, without counting it: no confirm or recover step, no flapping or
+    unstable history, the hard state kept, so it opens and closes no incident (SPEC 9). The
+    next real result continues from the last judged one."""
+    if cs.judged is None:
+        cs.judged = cs.state
+    cs.state = State.UNKNOWN
+    cs.message, cs.duration = result.message, result.duration
+    cs.runs[State.UNKNOWN.name] = cs.runs.get(State.UNKNOWN.name, 0) + 1
+    cs.probed = True
 
 
 def _judge_unstable(cs: CheckState) -> None:

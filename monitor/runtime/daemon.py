@@ -25,6 +25,7 @@ from monitor.cluster.membership import Membership, MemberStore, default_member_i
 from monitor.config.loader import ConfigError
 from monitor.config.model import Config
 from monitor.config.reload import Reloader, WatchedFiles
+from monitor.core.exhaustion import FdReserve, fd_usage
 from monitor.core.result import Result, State
 from monitor.delivery.outbox import Outbox
 from monitor.history.query import HistoryReader
@@ -100,6 +101,9 @@ class Daemon:
             if config_path else None
         self._store_down_since: float | None = None
         self._failing_channels: list[tuple[str, str]] = []
+        self.fd_reserve = FdReserve()
+        self._direct_retries = 0
+        """Freed to send "out of file descriptors" when there are none left (issue 11)."""
         self.selfwatch = SelfWatch(self.membership.me if self.membership is not None
                                    else default_member_id(config.server.listen))
 
@@ -206,6 +210,7 @@ class Daemon:
         self.source.leader_term = self.leadership.term
         self.source.checks_owned = len(self.scheduler._checks)
         self.source.cluster_members = len(self.membership.members) if self.membership else 1
+        self.source.exhaustion = self.ctx.exhaustion.counts
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -364,25 +369,62 @@ class Daemon:
                         if live is not None and c.vantage_quorum > live]
         problems = assess(now=now, stale=self._stale_checks(now), lost_members=lost,
                           store_down_since=self._store_down_since,
-                          undeliverable=self._failing_channels, quorum_short=quorum_short)
+                          undeliverable=self._failing_channels, quorum_short=quorum_short,
+                          exhausted=self._exhausted(now))
         alerts = self.selfwatch.unsent + self.selfwatch.decide(problems, now, self.leading)
         self.selfwatch.unsent = []
         targets = self_alert_notifiers(self.config)
         for alert in alerts:
+            if alert.direct:
+                await self._alert_directly(alert, targets, now)
+                continue
             messages = self.selfwatch.messages(alert, targets, self.config.site,
                                                self.config.site.language, now)
             log.warning("self_alert", kind=alert.kind, direct=alert.direct,
                         problems=[p.key for p in alert.problems])
-            if alert.direct:
-                await self.selfwatch.send_direct(
-                    messages, {n.id: n for n in targets}, self.outbox.notify_context)
-                continue
             try:
                 await self.store.enqueue(messages)
                 self.outbox.wake()
             except Exception as exc:
                 log.error("self_alert_enqueue_failed", error=f"{type(exc).__name__}: {exc}"[:200])
                 self.selfwatch.unsent.append(alert)
+
+    async def _alert_directly(self, alert: Any, targets: list[Any], now: float) -> None:
+        """Past the store and outbox. Out of descriptors, on the reserve kept for it (even
+        rendering opens a template file); a degraded alert that reached nobody then is tried
+        again next second, a bounded number of times."""
+        exhausted = any(p.key.startswith("exhausted:") for p in alert.problems)
+        if exhausted:
+            self.fd_reserve.release()
+        sent = 0
+        try:
+            messages = self.selfwatch.messages(alert, targets, self.config.site,
+                                               self.config.site.language, now)
+            log.warning("self_alert", kind=alert.kind, direct=True,
+                        problems=[p.key for p in alert.problems])
+            sent = await self.selfwatch.send_direct(
+                messages, {n.id: n for n in targets}, self.outbox.notify_context)
+        except Exception as exc:
+            log.error("self_alert_failed", kind=alert.kind,
+                      error=f"{type(exc).__name__}: {exc}"[:200])
+        finally:
+            self.fd_reserve.take()
+        if exhausted and not sent and alert.kind == "monitor_degraded" \
+                and self._direct_retries < 60 and self.selfwatch.store_episode.started_at:
+            self._direct_retries += 1
+            self.selfwatch.unsent.append(alert)
+        elif sent:
+            self._direct_retries = 0
+
+    def _exhausted(self, now: float) -> tuple[str, str] | None:
+        """(resource, usage) while probes fail for want of hismon's own descriptors."""
+        log_ = self.ctx.exhaustion
+        if not log_.active(now):
+            return None
+        usage = fd_usage() if log_.what == "fd" else None
+        if usage is not None and not usage.exhausted and log_.usage is not None:
+            usage = log_.usage  # say what it was when probes failed, not the calm after
+        return log_.what, usage.describe() if usage is not None else ""
 
     async def _follow(self) -> None:
         """What a follower (or a sharded leader) learns from the shared store each second."""
@@ -569,6 +611,7 @@ class Daemon:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._save_samples(), 5.0)
         await self.ctx.close()
+        self.fd_reserve.release()
         await self.store.close()
         if self.ready:
             log.info("daemon_stopped")

@@ -3,13 +3,15 @@
 A monitor that cannot probe, record or deliver is worse than none if nobody knows: the
 status page would say "OK" for systems nobody watches. The conditions are the monitor's,
 never the hospital's: checks gone stale, a cluster member lost, the store unreachable for
-more than a minute, a message that became undeliverable. They open an *episode*; its first
+more than a minute, a message that became undeliverable, probes failing because hismon itself
+is out of file descriptors (or memory). They open an *episode*; its first
 problem sends `monitor_degraded` to the `self_alerts` targets, and when every problem has
 cleared `monitor_ok` follows: one pair per episode, however many problems came and went in
 between. Messages about the monitor itself never count as undeliverable (no loop).
 
 The store-unreachable alert cannot go through the store-backed outbox, so it is sent by
-every instance directly (each says which instance it is); the others go through the
+every instance directly (each says which instance it is); so is "out of file descriptors"
+(each instance has its own, and the store may need some to write). The others go through the
 outbox, enqueued by the leader only, so three instances do not send three copies.
 """
 
@@ -44,6 +46,12 @@ class Problem:
     en: str
     zh: str
 
+    @property
+    def direct(self) -> bool:
+        """Sent by this instance past the store and outbox: the store is down, or hismon is
+        out of descriptors (the store and the outbox may need some it does not have)."""
+        return self.key == "store" or self.key.startswith("exhausted:")
+
 
 def assess(
     *,
@@ -53,12 +61,14 @@ def assess(
     store_down_since: float | None = None,
     undeliverable: Iterable[tuple[str, str]] = (),
     quorum_short: Iterable[tuple[str, int, int]] = (),
+    exhausted: tuple[str, str] | None = None,
 ) -> list[Problem]:
     """The monitor's problems now (pure).
 
     `stale`: (check id, last result time); `undeliverable`: (notifier, kind) of messages
     given up on; `quorum_short`: (check id, quorum, live members) where fewer members are
-    alive than a check's `vantage_quorum` asks for.
+    alive than a check's `vantage_quorum` asks for; `exhausted`: (resource, usage) while
+    probes fail because hismon itself is out of descriptors or memory (issue 11 item 2).
     """
     problems: list[Problem] = []
     stale = sorted(stale)
@@ -79,6 +89,19 @@ def assess(
         problems.append(Problem("undeliverable",
                                 "messages could not be delivered through " + ", ".join(failed),
                                 "消息无法通过以下渠道送达：" + "、".join(failed)))
+    if exhausted is not None:
+        what, usage = exhausted
+        if what == "fd":
+            problems.append(Problem(
+                "exhausted:fd", f"hismon is out of file descriptors ({usage}): probes cannot "
+                "run and their checks show UNKNOWN; raise LimitNOFILE or find what holds them",
+                f"hismon 文件描述符耗尽（{usage}）：探测无法进行，相关检查显示 UNKNOWN；"
+                "请提高 LimitNOFILE 或查明占用者"))
+        else:
+            problems.append(Problem(
+                f"exhausted:{what}", "hismon is out of socket buffers or memory: probes "
+                "cannot run and their checks show UNKNOWN",
+                "hismon 套接字缓冲区或内存耗尽：探测无法进行，相关检查显示 UNKNOWN"))
     for check, quorum, live in sorted(quorum_short):
         problems.append(Problem(f"quorum:{check}",
                                 f"{check} needs {quorum} vantage points, {live} alive",
@@ -139,9 +162,9 @@ class SelfWatch:
         per cluster); every instance keeps its own store episode."""
         self.problems = problems
         alerts: list[Alert] = []
-        lanes = [(self.store_episode, True, [p for p in problems if p.key == "store"])]
+        lanes = [(self.store_episode, True, [p for p in problems if p.direct])]
         if leading:
-            lanes.append((self.episode, False, [p for p in problems if p.key != "store"]))
+            lanes.append((self.episode, False, [p for p in problems if not p.direct]))
         for episode, direct, mine in lanes:
             kind = transition(episode, mine, now)
             if kind is None:

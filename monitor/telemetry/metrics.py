@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from monitor import __version__
+from monitor.core.exhaustion import fd_usage
 from monitor.core.result import State
 
 if TYPE_CHECKING:
@@ -65,6 +66,20 @@ class SystemCollector(Collector):
                                 value=float(src.cluster_members))
         yield GaugeMetricFamily("hismon_checks_owned", "Checks this instance probes",
                                 value=float(src.checks_owned))
+        own = CounterMetricFamily(
+            "hismon_probe_resource_errors", "Probe results that judged nothing because hismon "
+            "itself was out of a resource (fd: file descriptors, memory: socket buffers)",
+            labels=["resource"])
+        for resource_name in ("fd", "memory"):
+            own.add_metric([resource_name], float(src.exhaustion.get(resource_name, 0)))
+        yield own
+        usage = fd_usage()
+        if usage.open is not None:
+            yield GaugeMetricFamily("hismon_open_fds", "File descriptors hismon has open",
+                                    value=float(usage.open))
+        if usage.limit is not None:
+            yield GaugeMetricFamily("hismon_max_fds", "hismon's descriptor limit "
+                                    "(soft RLIMIT_NOFILE)", value=float(usage.limit))
 
 
 CHECK_FAMILIES = (
@@ -165,6 +180,8 @@ class MetricsSource:
         self.leader_term: int = 0
         self.cluster_members: int = 1
         self.checks_owned: int = 0
+        self.exhaustion: dict[str, int] = {}
+        """Own-fault probe results by resource (ProbeContext.exhaustion.counts)."""
 
 
 class Metrics:
