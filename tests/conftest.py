@@ -154,7 +154,7 @@ class DaemonProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor", "run", "-c", str(self.config_path)],
             stdout=log, stderr=log, cwd=self.config_path.parent, env=self.env)
-        deadline = time.monotonic() + 45  # a loaded 2-core CI machine: start-up is seconds, not always
+        deadline = time.monotonic() + 45  # a loaded 2-core machine can take >20 s
         async with httpx.AsyncClient(trust_env=False) as client:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
