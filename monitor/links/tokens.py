@@ -57,14 +57,17 @@ def verify(key: bytes, token: str, kind: str) -> Claim:
     body, dot, mac = token.partition(".")
     if not dot or not body or not mac or len(token) > 400:
         raise BadToken("malformed")
+    if not body.isascii() or not mac.isascii():
+        raise BadToken("malformed")
+    wanted = hmac.new(key, body.encode("ascii"), hashlib.sha256).digest()[:MAC_BYTES]
+    # Compared as text in its one canonical spelling: the last base64 character carries
+    # padding bits, and a decoder would take several spellings of the same MAC.
+    if not hmac.compare_digest(mac.encode("ascii"), _b64(wanted).encode("ascii")):
+        raise BadToken("bad signature")
     try:
-        given = _unb64(mac)
         fields = _unb64(body).decode("utf-8").split("|")
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise BadToken("malformed") from None
-    wanted = hmac.new(key, body.encode("ascii"), hashlib.sha256).digest()[:MAC_BYTES]
-    if not hmac.compare_digest(given, wanted):
-        raise BadToken("bad signature")
     if len(fields) != 4 or KINDS.get(fields[0]) != kind or not fields[3].isdigit():
         raise BadToken("wrong kind")
     return Claim(kind, fields[1], fields[2], int(fields[3]))
