@@ -140,10 +140,12 @@ def incident(n: int, **kw: Any) -> Incident:
 
 def message(key: str, notifier: str = "wecom", incident_id: str | None = "inc-1",
             **kw: Any) -> OutboxMessage:
+    created = kw.pop("created_at", 5.0)
     return OutboxMessage(idempotency_key=key, notifier=notifier, kind="outage_it",
                          payload={"title": "门诊医生站 故障", "text": f"msg {key}",
                                   "recipient": notifier, "incident": {"id": incident_id}},
-                         incident_id=incident_id, created_at=5.0, next_attempt_at=5.0, **kw)
+                         incident_id=incident_id, created_at=created, next_attempt_at=5.0,
+                         **kw)
 
 
 # ---- incidents ----------------------------------------------------------------------
@@ -342,6 +344,20 @@ async def test_update_message_and_list_messages(store: Store) -> None:
     assert [m.idempotency_key for m in await store.list_messages(incident_id="inc-1")] == \
         ["b", "a"]
     assert [m.idempotency_key for m in await store.list_messages(limit=1)] == ["c"]
+
+
+async def test_delivery_summary_counts_given_up_and_sent_per_channel(store: Store) -> None:
+    await store.enqueue([message("a", created_at=10.0), message("b", created_at=20.0),
+                         message("c", "sms", created_at=30.0), message("old", created_at=1.0),
+                         message("p", created_at=40.0)])
+    a, b, c, old, _pending = await store.pending_messages()
+    a.status, b.status, c.status, old.status = "sent", "failed", "undeliverable", "failed"
+    for m in (a, b, c, old):
+        await store.update_message(m)
+    rows = sorted(await store.delivery_summary(since=5.0))
+    assert rows == [("sms", "outage_it", "undeliverable", 1, 30.0),
+                    ("wecom", "outage_it", "failed", 1, 20.0),
+                    ("wecom", "outage_it", "sent", 1, 10.0)]
 
 
 # ---- silences, check states, heartbeats -------------------------------------------

@@ -324,19 +324,18 @@ class Daemon:
 
     async def _count_undelivered(self) -> None:
         """Messages given up on stay visible: a gauge, the API and `hismon status`."""
-        since = self.clock() - 86400
-        given_up = [m for status in ("failed", "undeliverable")
-                    for m in await self.store.list_messages(status=status, limit=1000)]
-        recent = [m for m in given_up if m.created_at >= since]
-        self.source.outbox_undelivered = len(recent)
+        summary = await self.store.delivery_summary(self.clock() - 86400)
+        given_up = [row for row in summary if row[2] != "sent"]
+        self.source.outbox_undelivered = sum(row[3] for row in given_up)
         # A channel is failing while its newest given-up message is newer than its newest
         # delivered one (self_alerts: "a message became undeliverable" until it delivers).
         last_sent: dict[str, float] = {}
-        for m in await self.store.list_messages(status="sent", limit=1000):
-            last_sent[m.notifier] = max(last_sent.get(m.notifier, 0.0), m.created_at)
+        for notifier, _kind, status, _count, newest in summary:
+            if status == "sent":
+                last_sent[notifier] = max(last_sent.get(notifier, 0.0), newest)
         self._failing_channels = sorted(
-            {(m.notifier, m.kind) for m in recent if m.kind not in SELF_KINDS
-             and m.created_at > last_sent.get(m.notifier, 0.0)})
+            {(notifier, kind) for notifier, kind, _status, _count, newest in given_up
+             if kind not in SELF_KINDS and newest > last_sent.get(notifier, 0.0)})
 
     def _stale_checks(self, now: float) -> list[tuple[str, float | None]]:
         """Probed checks whose last result is too old (SPEC 9), when this instance runs them

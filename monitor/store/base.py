@@ -98,6 +98,11 @@ class Store(ABC):
     ) -> list[OutboxMessage]: ...
 
     @abstractmethod
+    async def delivery_summary(self, since: float) -> list[tuple[str, str, str, int, float]]:
+        """(notifier, kind, status, count, newest created_at) of messages sent or given up
+        on since `since`: one aggregate, read every second, never the rows themselves."""
+
+    @abstractmethod
     async def save_silence(self, silence: Silence) -> None: ...
 
     @abstractmethod

@@ -471,6 +471,13 @@ class PostgresStore(Store):
     ) -> list[OutboxMessage]:
         return await self._messages(*shared.list_messages(status, incident_id, limit, "%s"))
 
+    async def delivery_summary(self, since: float) -> list[tuple[str, str, str, int, float]]:
+        async def op(conn: Conn) -> list[tuple[str, str, str, int, float]]:
+            cur = await conn.execute(*shared.delivery_summary(since, "%s"))
+            return [(r[0], r[1], r[2], int(r[3]), float(r[4])) for r in await cur.fetchall()]
+
+        return await self._run(op)
+
     async def messages_by_keys(self, keys: list[str]) -> list[OutboxMessage]:
         if not keys:
             return []

@@ -21,6 +21,14 @@ OUTBOX_COLUMNS = (
 Query = tuple[str, list[Any]]
 
 
+def delivery_summary(since: float, mark: str) -> Query:
+    """Per (notifier, kind, status) of the outbox since `since`: how many and the newest
+    `created_at`, for the undelivered gauge and the failing-channel self-alert."""
+    return ("SELECT notifier, kind, status, COUNT(*), MAX(created_at) FROM outbox "
+            f"WHERE status IN ('sent', 'failed', 'undeliverable') AND created_at >= {mark} "
+            "GROUP BY notifier, kind, status", [since])
+
+
 def update_message(mark: str) -> str:
     """What a send attempt changes; never the payload (see `update_payload`)."""
     return (f"UPDATE outbox SET status = {mark}, attempts = {mark}, next_attempt_at = {mark}, "

@@ -245,6 +245,11 @@ class SqliteStore(Store):
     ) -> list[OutboxMessage]:
         return await self._messages(*shared.list_messages(status, incident_id, limit, "?"))
 
+    async def delivery_summary(self, since: float) -> list[tuple[str, str, str, int, float]]:
+        async with self.db.execute(*shared.delivery_summary(since, "?")) as cursor:
+            rows = await cursor.fetchall()
+        return [(r[0], r[1], r[2], int(r[3]), float(r[4])) for r in rows]
+
     async def messages_by_keys(self, keys: list[str]) -> list[OutboxMessage]:
         if not keys:
             return []

@@ -112,6 +112,13 @@ class MemoryStore(Store):
                  and (incident_id is None or m.incident_id == incident_id)]
         return copy.deepcopy(found[:limit])
 
+    async def delivery_summary(self, since: float) -> list[tuple[str, str, str, int, float]]:
+        groups: dict[tuple[str, str, str], list[float]] = {}
+        for m in self.outbox:
+            if m.status in ("sent", "failed", "undeliverable") and m.created_at >= since:
+                groups.setdefault((m.notifier, m.kind, m.status), []).append(m.created_at)
+        return [(*key, len(times), max(times)) for key, times in groups.items()]
+
     async def save_silence(self, silence: Silence) -> None:
         self.silences[silence.id] = copy.deepcopy(silence)
 
