@@ -52,16 +52,22 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})  # checks/http.py has the same 
 _HANDLED_BY_AIOHTTP = frozenset({"content-length", "transfer-encoding"})
 
 
-class FastPathError(Exception):
+class FastPathError(OSError):
     """A failure of the exchange, already in the HTTP check's words (`kind` says which).
 
     `kind`: `closed` (no answer before EOF), `bad_response` (the parser refused the head),
     `payload` (the body broke), `os` (a socket error, `os_error` set).
+    An OSError carrying the socket error's errno, with that error as its `__cause__`, so
+    whoever classifies OS errors (EMFILE: out of file descriptors) finds it on either path.
     """
 
     def __init__(self, kind: str, detail: str = "", os_error: OSError | None = None) -> None:
-        super().__init__(detail or kind)
+        if os_error is not None and os_error.args:
+            super().__init__(*os_error.args)
+        else:
+            super().__init__(detail or kind)
         self.kind, self.detail, self.os_error = kind, detail, os_error
+        self.__cause__ = os_error
 
 
 class ConnectTimeout(TimeoutError):
@@ -252,12 +258,15 @@ class _Exchange(BaseProtocol):
             self._drain()
 
     def _parser_failed(self, exc: HttpProcessingError, cause: BaseException | None = None) -> None:
-        """As aiohttp: before the head was handed out, the response is bad; after, the body
-        is judged at the connection's end (`connection_lost`)."""
+        """As aiohttp: before the head was handed out, the response is bad. After it (a
+        broken chunk once the head had arrived), aiohttp's response waits until the budget
+        runs out (`no HTTP response within`); this path says `response body ... broken`."""
+        message = exc.message if cause is None else HttpProcessingError().message
+        self._parser = None
         if self._head is None:
-            self._parser = None
-            message = exc.message if cause is None else HttpProcessingError().message
             self._fail(FastPathError("bad_response", message))
+        else:  # aiohttp waits for the budget to run out here; saying what broke is better
+            self._fail(FastPathError("payload", message))
         if self.transport is not None:
             self.transport.close()
 
