@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -31,16 +31,43 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class HttpTarget:
+class LocalServer:
+    """An aiohttp server on 127.0.0.1 at a free port; a subclass adds its routes."""
+
+    shutdown_timeout = 60.0
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> Self:
+        app = web.Application()
+        self.routes(app)
+        self._runner = web.AppRunner(app, access_log=None,
+                                     shutdown_timeout=self.shutdown_timeout)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = int(self._runner.addresses[0][1])
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class HttpTarget(LocalServer):
     """A hospital system stand-in whose health we break and heal from the test."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.status = 200
         self.body = "UP"
         self.delay = 0.0
         self.hits = 0
-        self.port = 0
-        self._runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.hits += 1
@@ -48,36 +75,24 @@ class HttpTarget:
             await asyncio.sleep(self.delay)
         return web.Response(status=self.status, text=self.body)
 
-    async def start(self) -> HttpTarget:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/health"
 
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
-
-class Receiver:
+class Receiver(LocalServer):
     """A webhook endpoint that records every delivery (and can be told to fail)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.messages: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.fail_with: int | None = None
         self.fail_paths: set[str] | None = None
         """When set, only these paths fail with `fail_with`."""
-        self.port = 0
-        self._runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -90,15 +105,8 @@ class Receiver:
         self.headers.append(dict(request.headers))
         return web.json_response({"ok": True})
 
-    async def start(self) -> Receiver:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path}"
@@ -114,10 +122,6 @@ class Receiver:
             await asyncio.sleep(0.1)
         seen = [(m["_path"], m["kind"]) for m in self.messages]
         raise AssertionError(f"timed out; received: {seen}")
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 @pytest.fixture

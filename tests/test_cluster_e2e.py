@@ -17,7 +17,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from tests.conftest import Receiver, free_port
+from tests.conftest import LocalServer, Receiver, free_port
 from tests.test_store_contract import drop_schema, new_schema_name, require_pg, with_params
 
 pytestmark = pytest.mark.slow
@@ -27,31 +27,21 @@ TTL = 5.0  # the lease TTL for 1 s checks: 1.5 × 1 s, raised to the 5 s floor
 INTERVAL = 1.0
 
 
-class LoggingTarget:
+class LoggingTarget(LocalServer):
     """One HTTP server, one path per check; remembers when each path was asked."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.hits: dict[str, list[float]] = defaultdict(list)
         self.failing: set[str] = set()
-        self.port = 0
 
     async def _handle(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         self.hits[name].append(time.monotonic())
         return web.Response(status=503 if name in self.failing else 200, text="UP")
 
-    async def start(self) -> LoggingTarget:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/c/{name}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def stop(self) -> None:
-        await self._runner.cleanup()
 
     def longest_gap(self, name: str, since: float, until: float) -> float:
         """The longest stretch in [since, until] in which `name` was not probed."""

@@ -22,31 +22,26 @@ from monitor.delivery.ratelimit import RateLimiter
 from monitor.store.sqlite import SqliteStore
 from notifiers.base import NotifyContext, OutgoingMessage
 from notifiers.webhook import WebhookNotifier
-from tests.conftest import Receiver
+from tests.conftest import LocalServer, Receiver
 from tests.test_notifier_feishu import HOOK, SECRET, FakeFeishu, serve
 
 
-class Hanging:
+class Hanging(LocalServer):
     """Accepts the request and never answers."""
 
+    shutdown_timeout = 0.1
+
     def __init__(self) -> None:
-        self.port = 0
+        super().__init__()
         self.calls = 0
 
-    async def start(self) -> Hanging:
-        async def handle(request: web.Request) -> web.Response:
-            self.calls += 1
-            await asyncio.sleep(3600)
-            return web.Response()
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.calls += 1
+        await asyncio.sleep(3600)
+        return web.Response()
 
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", handle)
-        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/{tail:.*}", self._handle)
 
 
 def make_config(receiver: Receiver, extra: str = "", hang_port: int = 1) -> str:
@@ -129,7 +124,7 @@ async def test_a_hanging_channel_delays_only_its_own_messages(
     slow = next(m for m in await store.list_messages() if m.notifier == "slow")
     assert slow.status == "pending" and "no answer" in (slow.last_error or "")
     await outbox.stop()
-    await hanging.runner.cleanup()
+    await hanging.stop()
 
 
 async def test_a_permanent_error_hands_the_message_to_the_fallback(

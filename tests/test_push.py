@@ -25,7 +25,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from tests.conftest import Receiver, free_port
+from tests.conftest import LocalServer, Receiver, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "api-token-for-pushes"
@@ -156,30 +156,18 @@ async def test_without_api_tokens_a_push_is_never_accepted(
 # ---- a real Prometheus rule through a real Alertmanager ------------------------------
 
 
-class Exporter:
+class Exporter(LocalServer):
     """Serves `hospital_replication_lag_seconds` with a value the test sets."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.lag = 5.0
-        self.port = 0
-        self._runner: web.AppRunner | None = None
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(text=f"hospital_replication_lag_seconds {self.lag}\n")
 
-    async def start(self) -> Exporter:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 def doc_block(first_line: str) -> Any:
