@@ -9,11 +9,10 @@ counted twice.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from monitor.history.model import (
-    BUCKET_SECONDS,
     RETENTION,
     SLOT_SECONDS,
     CheckBucket,
@@ -21,15 +20,13 @@ from monitor.history.model import (
     availability,
     worst_name,
 )
-from monitor.history.recorder import HistoryRecorder
 from monitor.history.rollup import (
-    WindowLike,
     day_start,
     local_slot,
     maintenance_pairs,
     system_rows,
 )
-from monitor.store.base import Store
+from monitor.history.wiring import HistoryWiring
 
 SLOTS = 48
 THIRTY_DAYS = 30 * 86400.0
@@ -75,21 +72,7 @@ def _merge(rows: Iterable[SystemBucket]) -> dict[tuple[str, float], SystemBucket
     return merged
 
 
-class HistoryReader:
-    def __init__(
-        self,
-        store: Store,
-        recorder: HistoryRecorder,
-        tz: Callable[[], dt.tzinfo],
-        windows: Callable[[float], Sequence[WindowLike]],
-        bucket: float = BUCKET_SECONDS,
-    ) -> None:
-        self.store = store
-        self.recorder = recorder
-        self.tz = tz
-        self.windows = windows
-        self.bucket = bucket
-
+class HistoryReader(HistoryWiring):
     async def _unrolled(self, now: float, system: str | None) -> list[SystemBucket]:
         marker = await self.store.history_marker()
         since = max(marker if marker is not None else 0.0, now - RETENTION["check"])

@@ -11,34 +11,18 @@ away loses no history, and probing never waits on it.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable, Sequence
-
 import structlog
 
-from monitor.history.model import BUCKET_SECONDS, RETENTION
-from monitor.history.recorder import HistoryRecorder
-from monitor.history.rollup import WindowLike, maintenance_pairs, system_rows
-from monitor.store.base import Store
+from monitor.history.model import RETENTION
+from monitor.history.rollup import maintenance_pairs, system_rows
+from monitor.history.wiring import HistoryWiring
 
 log = structlog.get_logger("hismon.history")
 
 
-class HistoryService:
-    def __init__(
-        self,
-        store: Store,
-        recorder: HistoryRecorder,
-        tz: Callable[[], dt.tzinfo],
-        windows: Callable[[float], Sequence[WindowLike]],
-        bucket: float = BUCKET_SECONDS,
-    ) -> None:
-        self.store = store
-        self.recorder = recorder
-        self.tz = tz
-        self.windows = windows
-        self.bucket = bucket
-        self._next = 0.0
+class HistoryService(HistoryWiring):
+    _next = 0.0
+    """When the current bucket ends: `tick` does nothing before."""
 
     async def tick(self, now: float, leading: bool) -> None:
         """Called every second; does work only when a bucket has ended."""
