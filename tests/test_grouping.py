@@ -115,6 +115,15 @@ def test_what_never_groups_goes_at_once() -> None:
     assert keys(batches) == [["tried"], ["self"], ["maint:w:it"], ["copy"]]
 
 
+def test_fallback_copies_due_together_go_as_one_without_waiting() -> None:
+    copies = [msg(f"c{i}", T0, number=i, failed_channels=["it"]) for i in range(1, 4)]
+    later = msg("c9", T0 + 1, number=9, failed_channels=["it"])
+    original = msg("o1", T0, number=10)
+    batches, wait = plan([*copies, later, original], T0, 5.0)
+    assert keys(batches) == [["c1", "c2", "c3"]] and batches[0].grouped
+    assert wait == pytest.approx(1.0), "the next copy is due in a second, not a window"
+
+
 def test_a_bound_group_stays_together_with_its_key_even_if_its_binding_was_cut_short() -> None:
     members = [msg(f"k{i}", T0 + i, number=i) for i in range(1, 4)]
     batch = Batch(tuple(members), group_key(m.idempotency_key for m in members))
@@ -179,8 +188,9 @@ def outbox_for(receiver: Receiver, store: SqliteStore, clock: Clock,
 site: {{name: Test Hospital, language: en}}
 alerting: {{group_window: {window}}}
 notifiers:
-  - {{id: it, type: webhook, url: "{receiver.url('it')}",
+  - {{id: it, type: webhook, url: "{receiver.url('it')}", fallback: backup,
      retry: {{initial: 1s, max_delay: 1s, max_age: 1h}}}}
+  - {{id: backup, type: webhook, url: "{receiver.url('backup')}"}}
   - {{id: er-hook, type: webhook, url: "{receiver.url('er')}"}}
 """, "t.yaml", {})
     outbox = Outbox(config, store, clock)
@@ -276,3 +286,23 @@ async def test_with_window_zero_the_outbox_sends_each_message_at_once(
     assert [m["idempotency_key"] for m in receiver.messages] == [
         f"inc-{i}:step-0:it:0" for i in range(3)]
     assert all("incidents" not in m for m in receiver.messages)
+
+
+async def test_a_group_refused_for_good_falls_back_as_one_group_naming_the_channel(
+        store: SqliteStore, receiver: Receiver) -> None:
+    clock = Clock(T0)
+    outbox, it, _ = outbox_for(receiver, store, clock)
+    backup = Sender(outbox, outbox.config.notifier("backup"))
+    await store.enqueue([msg(f"inc-{i}:step-0:it:0", T0, number=i) for i in range(3)])
+    receiver.fail_with, receiver.fail_paths = 400, {"/it"}
+    clock.now = T0 + 5
+    await it.pass_once()
+    await backup.pass_once()
+    await outbox.http.aclose()
+    (copy,) = receiver.messages
+    assert copy["_path"] == "/backup" and copy["idempotency_key"].startswith("group:")
+    assert [i["id"] for i in copy["incidents"]] == ["inc-0", "inc-1", "inc-2"]
+    assert copy["text"].endswith("(Sent to backup because it could not deliver it.)")
+    stored = {m.idempotency_key: m.status for m in await store.list_messages()}
+    assert [stored[f"inc-{i}:step-0:it:0"] for i in range(3)] == ["failed"] * 3
+    assert sorted(s for k, s in stored.items() if ":fallback:" in k) == ["sent"] * 3

@@ -175,6 +175,9 @@ async def test_thirty_systems_failing_together_give_each_receiver_one_message(
             # Every member stays visible on its own in the API.
             members = await messages("outage_it")
             assert len([m for m in members if m["notifier"] == "it"]) == SYSTEMS
+            assert {m["group"] for m in members if m["notifier"] == "it"} == {
+                to_it["idempotency_key"]}
+            assert {m["group"] for m in members if m["notifier"] == "am"} == {None}
 
             # Recovery: the same rule, one grouped notice per recipient.
             before = len(receiver.messages)

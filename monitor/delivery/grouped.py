@@ -80,8 +80,10 @@ def template_name(kind: str) -> str:
 
 
 def grouped_outgoing(batch: Batch, config: Config, renderer: MessageRenderer,
-                     notifier: NotifierBase) -> OutgoingMessage:
-    """The one message a group sends: `incident` the first member's, `incidents` all."""
+                     notifier: NotifierBase, note: str = "") -> OutgoingMessage:
+    """The one message a group sends: `incident` the first member's, `incidents` all.
+
+    `note` ends the text: for fallback copies, the channels that could not deliver them."""
     first = batch.members[0]
     payload = first.payload
     stored = payload.get(GROUP_ITEM)
@@ -89,6 +91,8 @@ def grouped_outgoing(batch: Batch, config: Config, renderer: MessageRenderer,
         or config.site.language
     context = group_context(batch, config, language)
     title, text = renderer.render(template_name(str(first.kind)), language, context)
+    if note:
+        text = f"{text}\n\n{note}"
     person = payload.get("person")
     extra: dict[str, Any] = {"incidents": [
         dict(m.payload.get("incident") or {})

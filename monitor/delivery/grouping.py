@@ -15,8 +15,10 @@ outbox only carries out what it says.
   message that was once tried alone is retried alone.
 - Never grouped: window 0 (off), an Alertmanager notifier (each incident is its own alert),
   messages about hismon itself (`monitor_degraded`, `monitor_ok`: they must not wait, and a
-  monitor has one state), maintenance notices (one per window and department already) and
-  fallback copies (they are late already).
+  monitor has one state) and maintenance notices (one per window and department already).
+- Fallback copies are late already: they are not held, but copies of one kind for one
+  recipient that are due at the same moment (a failed group's members falling back
+  together) go as one.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ LONGEST_WAIT = 60.0
 """A sender looks at its queue at least this often."""
 
 GroupOf = tuple[str, str, str, str, str]
-"""(kind, person, department, drill or live, language): messages with one value may share
-a send."""
+"""(kind, person, department, world, language): messages with one value may share a send.
+The world is `live` or `drill`, with `+copy` for fallback copies (never held)."""
+COPY = "+copy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,15 +71,16 @@ def groupable(notifier_type: str, window: float) -> bool:
 def group_of(message: OutboxMessage) -> GroupOf | None:
     """The group a message may join, or None when it goes alone."""
     payload = message.payload
-    if message.kind not in GROUPABLE_KINDS or message.attempts or not message.incident_id \
-            or payload.get("failed_channels"):
+    if message.kind not in GROUPABLE_KINDS or message.attempts or not message.incident_id:
         return None
     person = payload.get("person")
     person_id = person.get("id") if isinstance(person, dict) else None
     item = payload.get(GROUP_ITEM)
     language = item.get("language") if isinstance(item, dict) else None
+    world = ("drill" if payload.get("drill") else "live") \
+        + (COPY if payload.get("failed_channels") else "")
     return (str(message.kind), str(person_id or ""), str(payload.get("department") or ""),
-            "drill" if payload.get("drill") else "live", str(language or ""))
+            world, str(language or ""))
 
 
 def binding(message: OutboxMessage) -> tuple[str, list[str]] | None:
@@ -145,14 +149,16 @@ def plan(messages: Sequence[OutboxMessage], now: float,
             ready.append(Batch(tuple(members), key))
         else:
             wait = min(wait, at - now)
-    for members in opening.values():
+    for opened, members in opening.items():
         members.sort(key=lambda m: (m.next_attempt_at, m.id or 0))
+        held = not opened[3].endswith(COPY)
         while members:
-            closes = members[0].next_attempt_at + window
+            closes = members[0].next_attempt_at + (window if held else 0.0)
             if closes > now:
                 wait = min(wait, closes - now)
                 break
-            inside = [m for m in members if m.next_attempt_at < closes]
+            inside = [m for m in members
+                      if (m.next_attempt_at < closes if held else m.next_attempt_at <= now)]
             members = members[len(inside):]
             if len(inside) == 1:
                 ready.append(Batch((inside[0],), inside[0].idempotency_key))

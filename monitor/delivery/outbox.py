@@ -86,21 +86,25 @@ FALLBACK_NOTE = {
 }
 
 
+def fallback_note(failed: list[str], fallback: str, language: str) -> str:
+    """The line a fallback copy ends with: which channels could not deliver it."""
+    joiner = "、" if language == "zh" else ", "
+    note = FALLBACK_NOTE.get(language, FALLBACK_NOTE["en"])
+    return note.format(channels=joiner.join(failed), fallback=fallback)
+
+
 def outgoing_message(message: OutboxMessage, language: str = "en") -> OutgoingMessage:
     """What the channel is handed; a fallback copy's text ends naming what failed."""
     payload = message.payload
     text = str(payload.get("text", ""))
     failed = payload.get("failed_channels")
     if failed:
-        joiner = "、" if language == "zh" else ", "
-        note = FALLBACK_NOTE.get(language, FALLBACK_NOTE["en"])
         links = str(payload.get("links_text") or "")
         if not (links and text.endswith(links)):
             links = ""
         body = text[: len(text) - len(links)]
         # The signed links stay last, where a length limit never cuts (SPEC 13.2).
-        text = f"{body}\n\n" + note.format(channels=joiner.join(failed),
-                                           fallback=message.notifier) + links
+        text = f"{body}\n\n" + fallback_note(failed, message.notifier, language) + links
     return OutgoingMessage(
         kind=message.kind, idempotency_key=message.idempotency_key,
         recipient=payload.get("recipient", message.notifier),
@@ -256,7 +260,11 @@ class Sender:
         members = list(batch.members)
         for member in grouping.bind(batch):
             await outbox.store.update_payload(member)
-        outgoing = grouped_outgoing(batch, outbox.config, outbox.renderer, notifier)
+        failed = list(dict.fromkeys(
+            str(c) for m in members for c in m.payload.get("failed_channels") or []))
+        note = fallback_note(failed, notifier.id, outbox.config.site.language) if failed \
+            else ""
+        outgoing = grouped_outgoing(batch, outbox.config, outbox.renderer, notifier, note)
         now = outbox.clock()
         lease_left = await outbox.store.begin_attempt(members[0])
         if lease_left is None or lease_left < min(notifier.timeout, MIN_SEND_WINDOW):

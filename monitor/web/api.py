@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from monitor.core.models import Incident, iso
 from monitor.delivery.context import incident_payload
+from monitor.delivery.grouping import binding
 from monitor.probing.state import CheckState
 from monitor.web.bodies import AckBody, SilenceBody, UpdateBody
 from monitor.web.guard import Refusal, error, side_of, write
@@ -121,7 +122,8 @@ async def messages(request: Request) -> Response:
         {"key": m.idempotency_key, "kind": m.kind, "notifier": m.notifier,
          "incident": m.incident_id, "title": m.payload.get("title"), "status": m.status,
          "attempts": m.attempts, "last_error": m.last_error,
-         "created_at": iso(m.created_at, tz), "sent_at": iso(m.sent_at, tz)}
+         "created_at": iso(m.created_at, tz), "sent_at": iso(m.sent_at, tz),
+         "group": group[0] if (group := binding(m)) else None}
         for m in found]})
 
 

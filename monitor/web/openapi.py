@@ -356,7 +356,11 @@ PATHS: dict[str, Any] = {
                         "status": {"type": "string"}, "attempts": {"type": "integer"},
                         "last_error": {"type": ["string", "null"]},
                         "created_at": {"type": ["string", "null"]},
-                        "sent_at": {"type": ["string", "null"]}}}}}}, "Messages, newest first"),
+                        "sent_at": {"type": ["string", "null"]},
+                        "group": {"type": ["string", "null"],
+                                  "description": "The `group:` key of the one send that "
+                                                 "carried this message (SPEC 6 grouping)"}}}}}},
+                "Messages, newest first"),
             "422": _error("Unknown status"),
         },
     }},
