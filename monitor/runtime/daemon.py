@@ -37,7 +37,8 @@ from monitor.probing.scheduler import Scheduler
 from monitor.probing.state import CheckState, from_record, mark_stale, stale_after
 from monitor.runtime import memtrim, sdnotify
 from monitor.runtime.selfwatch import SELF_KINDS, SelfWatch, assess, self_alert_notifiers
-from monitor.store import Store, open_store
+from monitor.store import open_store
+from monitor.store.buffered import BufferedStore
 from monitor.telemetry.metrics import Metrics, MetricsSource
 
 log = structlog.get_logger("hismon.daemon")
@@ -63,7 +64,8 @@ class Daemon:
         self.metrics.init_notifier_series(n.id for n in config.notifiers)
         self.ctx = ProbeContext()
         self.ctx.app_state["started_at"] = self.started_at
-        self.store: Store = open_store(config.state.url)
+        # Incidents and messages go on from memory while the store refuses writes.
+        self.store = BufferedStore(open_store(config.state.url), clock)
         self.outbox = Outbox(config, self.store, clock, self._count_notification)
         self.engine = Engine(config, self.store, self.states, clock, self.outbox.wake,
                              count_step=self.metrics.count_step,
@@ -82,7 +84,7 @@ class Daemon:
         self._history_task: asyncio.Task[None] | None = None
         self.history_reader = HistoryReader(self.store, self.history_recorder,
                                             lambda: self.config.site.tz, self._windows)
-        self.leadership = Leadership(self.store, ttl=config_lease_ttl(config))
+        self.leadership = Leadership(self.store.inner, ttl=config_lease_ttl(config))
         self.membership = self._membership(config)
         self.leading = False
         """Only the leader opens incidents, runs plans and sends (SPEC §9); all instances probe."""
@@ -111,11 +113,11 @@ class Daemon:
 
     def _membership(self, config: Config) -> Membership | None:
         """`cluster: {shards: auto}`: checks follow the live members (SPEC 9)."""
-        if config.cluster is None or not isinstance(self.store, MemberStore):
+        if config.cluster is None or not isinstance(self.store.inner, MemberStore):
             return None
         me = config.cluster.member_id or default_member_id(config.server.listen)
         shortest = min((float(c.interval) for c in config.checks if c.interval), default=None)
-        return Membership(self.store, me, self.leadership.ttl, self._check_replicas,
+        return Membership(self.store.inner, me, self.leadership.ttl, self._check_replicas,
                           self._owned_changed, period=shortest)
 
     def _check_replicas(self) -> list[tuple[str, int]]:
@@ -277,9 +279,9 @@ class Daemon:
             engine.apply_config(self.config)
             await self.outbox.stop()
             self.engine, self.outbox = engine, outbox
-            if hasattr(self.store, "fence"):  # SPEC 9: every write of this term checks it
-                self.store.fence = (self.leadership.name, self.leadership.me,
-                                    self.leadership.term)
+            if hasattr(self.store.inner, "fence"):  # SPEC 9: every write of this term checks
+                self.store.inner.fence = (self.leadership.name, self.leadership.me,
+                                          self.leadership.term)
             outbox.start()
             self._term_stop = asyncio.Event()
             self._engine_task = asyncio.create_task(engine.run(self._term_stop), name="engine")
@@ -368,6 +370,7 @@ class Daemon:
                         if live is not None and c.vantage_quorum > live]
         problems = assess(now=now, stale=self._stale_checks(now), lost_members=lost,
                           store_down_since=self._store_down_since,
+                          unrecorded=self.store.unrecorded(),
                           undeliverable=self._failing_channels, quorum_short=quorum_short,
                           exhausted=self._exhausted(now))
         alerts = self.selfwatch.unsent + self.selfwatch.decide(problems, now, self.leading)
@@ -500,6 +503,9 @@ class Daemon:
                 await asyncio.wait_for(self._save_samples(), 5.0)
                 self.store_error = self.engine.last_error if self.leading else None
                 self._store_down_since = None
+                unrecorded = self.store.unrecorded()
+                if unrecorded is not None:
+                    self.store_error = f"cannot record: {unrecorded.error}"
             except Exception as exc:
                 self.store_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.error("store_unavailable", error=self.store_error)

@@ -28,12 +28,17 @@ import structlog
 from monitor.core.models import OutboxMessage
 from monitor.core.types import MessageKind
 from monitor.delivery.messages import MessageRenderer
+from monitor.store.buffered import Unrecorded
 from notifiers.base import NotifierBase, NotifyContext, OutgoingMessage
 
 log = structlog.get_logger("hismon.selfwatch")
 
 STORE_GRACE = 60.0
 """The store may be unreachable this long (a restart, a failover) before IT is told."""
+UNRECORDED_GRACE = 30.0
+"""The store may refuse writes this long before IT is told that hismon cannot record.
+Shorter than STORE_GRACE: a refused write has already waited out SQLite's busy timeout, and
+until the store is back the record exists only in memory (lost on a restart)."""
 
 SELF_KINDS = frozenset({"monitor_degraded", "monitor_ok"})
 
@@ -62,13 +67,16 @@ def assess(
     undeliverable: Iterable[tuple[str, str]] = (),
     quorum_short: Iterable[tuple[str, int, int]] = (),
     exhausted: tuple[str, str] | None = None,
+    unrecorded: Unrecorded | None = None,
 ) -> list[Problem]:
     """The monitor's problems now (pure).
 
     `stale`: (check id, last result time); `undeliverable`: (notifier, kind) of messages
     given up on; `quorum_short`: (check id, quorum, live members) where fewer members are
     alive than a check's `vantage_quorum` asks for; `exhausted`: (resource, usage) while
-    probes fail because hismon itself is out of descriptors or memory (issue 11 item 2).
+    probes fail because hismon itself is out of descriptors or memory (issue 11 item 2);
+    `unrecorded`: the store's `monitor.store.buffered.Unrecorded` while it refuses writes
+    (incidents and messages go on from memory), else None.
     """
     problems: list[Problem] = []
     stale = sorted(stale)
@@ -84,6 +92,20 @@ def assess(
         problems.append(Problem("store", f"state store unreachable for {minutes} min: "
                                          "incidents may not be recorded",
                                 f"状态库已 {minutes} 分钟无法访问：事件可能无法记录"))
+    elif unrecorded is not None and now - unrecorded.since >= UNRECORDED_GRACE:
+        minutes = int((now - unrecorded.since) // 60)
+        full = (f"; journal full, {unrecorded.refused} writes refused"
+                if unrecorded.refused else "")
+        full_zh = f"；内存日志已满，{unrecorded.refused} 次写入被拒绝" if unrecorded.refused else ""
+        problems.append(Problem(
+            "store",
+            f"hismon cannot record: the state store refuses writes for {minutes} min "
+            f"({unrecorded.error[:120]}); incidents and messages go on from memory, "
+            f"{unrecorded.waiting} changes wait to be written (lost if hismon restarts)"
+            + full,
+            f"hismon 无法记录：状态库已 {minutes} 分钟拒绝写入（{unrecorded.error[:120]}）；"
+            f"事件与消息暂存内存继续处理，{unrecorded.waiting} 项变更待写入（重启将丢失）"
+            + full_zh))
     failed = sorted({n for n, kind in undeliverable if kind not in SELF_KINDS})
     if failed:
         problems.append(Problem("undeliverable",

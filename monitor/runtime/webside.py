@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from monitor.history.query import HistoryReader, SystemHistory
     from monitor.probing.pushed import AmAlert, Applied
     from monitor.runtime.daemon import Daemon
+    from monitor.store.buffered import Unrecorded
 
 
 class DaemonWeb:
@@ -62,6 +63,9 @@ class DaemonWeb:
 
     def windows(self, now: float) -> Sequence[Window]:
         return self._daemon.engine.windows(now)
+
+    def recording(self) -> Unrecorded | None:
+        return self._daemon.store.unrecorded()
 
     async def problems(self) -> list[str]:
         daemon = self._daemon

@@ -9,7 +9,7 @@ changes nothing. `ROUTES` lists what this module serves (`monitor.web.app` mount
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
@@ -23,6 +23,9 @@ from monitor.probing.state import CheckState
 from monitor.web.bodies import AckBody, SilenceBody, UpdateBody
 from monitor.web.guard import Refusal, error, side_of, write
 from monitor.web.interfaces import ReadView, WebSide
+
+if TYPE_CHECKING:
+    from monitor.store.buffered import Unrecorded
 
 
 async def metrics(request: Request) -> Response:
@@ -82,7 +85,18 @@ async def incidents(request: Request) -> Response:
     if status not in (None, "open", "resolved"):
         return error(422, "status must be open or resolved")
     found = await view.list_incidents(status=status)
-    return JSONResponse({"incidents": [await incident_json(i, view, True) for i in found]})
+    body: dict[str, Any] = {"incidents": [await incident_json(i, view, True) for i in found]}
+    unrecorded = view.recording()
+    if unrecorded is not None:  # the store refuses writes: this answer is memory's
+        body["recording"] = recording_json(unrecorded, view)
+    return JSONResponse(body)
+
+
+def recording_json(unrecorded: Unrecorded, view: ReadView) -> dict[str, Any]:
+    """`recording` in the incident answers while hismon cannot record (docs/operations.md)."""
+    return {"ok": False, "since": iso(unrecorded.since, view.config.site.tz),
+            "waiting": unrecorded.waiting, "error": unrecorded.error,
+            "refused": unrecorded.refused}
 
 
 async def incident(request: Request) -> Response:
@@ -90,7 +104,11 @@ async def incident(request: Request) -> Response:
     found = await view.get_incident(request.path_params["id"])
     if found is None:
         return error(404, f"no incident {request.path_params['id']}")
-    return JSONResponse(await incident_json(found, view, True))
+    body = await incident_json(found, view, True)
+    unrecorded = view.recording()
+    if unrecorded is not None:
+        body["recording"] = recording_json(unrecorded, view)
+    return JSONResponse(body)
 
 
 @write(AckBody)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from monitor.incidents.maintenance import Window
     from monitor.probing.pushed import AmAlert, Applied
     from monitor.probing.state import CheckState
+    from monitor.store.buffered import Unrecorded
 
 
 class ReadView(Protocol):
@@ -51,6 +52,10 @@ class ReadView(Protocol):
 
     def windows(self, now: float) -> Sequence[Window]:
         """Maintenance windows (config and run-time silences) around `now`."""
+
+    def recording(self) -> Unrecorded | None:
+        """Set while the store refuses writes: hismon goes on from memory and cannot record
+        (pages show a banner, the API says so)."""
 
     async def problems(self) -> list[str]:
         """Why this instance is not ready (empty when it is): starting, store unreachable..."""

@@ -62,6 +62,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "updated": "Updated",
         "refresh_note": "This page refreshes itself every 30 seconds.",
         "summary_all_ok": "All systems are working.",
+        "cannot_record": "hismon cannot record since {since}: the state store refuses writes.",
+        "cannot_record_detail": ("Incidents and messages go on from memory ({n} changes wait "
+                                 "to be written); IT has been told."),
         "summary_problems": "{n} system(s) with problems",
         "campus": "Campus",
         "no_campus": "Shared systems (no campus)",
@@ -174,6 +177,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "updated": "更新时间",
         "refresh_note": "本页每 30 秒自动刷新。",
         "summary_all_ok": "所有系统运行正常。",
+        "cannot_record": "自 {since} 起 hismon 无法记录：状态库拒绝写入。",
+        "cannot_record_detail": "事件与消息暂存内存继续处理（{n} 项变更待写入），已通知信息科。",
         "summary_problems": "{n} 个系统存在问题",
         "campus": "院区",
         "no_campus": "共用系统（不分院区）",
@@ -484,6 +489,8 @@ def render(request: Request, name: str, language: str, status: int = 200,
     html = environment().get_template(name).render(
         s=strings(language), lang=language, site=config.site, now=now,
         updated=local_time(now, config.site.tz, seconds=True),
+        recording=view.recording(),
+        t_since=lambda ts: local_time(ts, config.site.tz, True),
         refresh=context.pop("refresh", None), **context)
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
