@@ -76,8 +76,11 @@ class DaemonWeb:
             await asyncio.wait_for(daemon.store.ping(), 2.0)
         except Exception as exc:
             problems.append(f"store unreachable: {type(exc).__name__}")
+        unrecorded = daemon.store.unrecorded()
         if daemon.store_error:
             problems.append(f"store: {daemon.store_error}")
+        elif unrecorded is not None:  # before housekeeping has seen it
+            problems.append(f"store: cannot record: {unrecorded.error}")
         if daemon.leading:
             problems += daemon.engine.problems()
         return problems
