@@ -10,13 +10,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from monitor.commands.common import _call, _load, _refused
+from monitor.commands.common import call_api, load_for_command, refused
 
 DEFAULT_URL = "http://127.0.0.1:9464"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_for_command(args.config)
     if args.expand:
         from monitor.config.expand import dump_checks
 
@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from monitor.telemetry.logs import configure
 
     configure(args.log_level)
-    config = _load(args.config)
+    config = load_for_command(args.config)
     from monitor.web.exposure import insecure_listen
 
     refusal = insecure_listen(config.server)
@@ -74,7 +74,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from monitor.telemetry.logs import configure
 
     configure("error")
-    config = _load(args.config)
+    config = load_for_command(args.config)
     wanted = args.checks or [c.id for c in config.checks]
     known = {c.id: c for c in config.checks}
     unknown = [c for c in wanted if c not in known]
@@ -107,7 +107,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
     from monitor.telemetry.logs import configure
 
     configure("warning")
-    config = _load(args.config)
+    config = load_for_command(args.config)
     if args.system not in {s.id for s in config.systems}:
         print(f"unknown system {args.system}", file=sys.stderr)
         return 2
@@ -124,7 +124,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from monitor.core.durations import parse_duration
     from monitor.store import open_store
 
-    config = _load(args.config)
+    config = load_for_command(args.config)
     try:
         window = parse_duration(args.since)
     except ValueError as exc:
@@ -164,7 +164,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
 
     from notifiers.base import NotifyContext, OutgoingMessage
 
-    config = _load(args.config)
+    config = load_for_command(args.config)
     known = {n.id: n for n in config.notifiers}
     if args.notifier not in known:
         print(f"unknown notifier {args.notifier} (known: {', '.join(known)})", file=sys.stderr)
@@ -225,12 +225,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---- commands that talk to a running daemon ------------------------------------------
 
 def cmd_ack(args: argparse.Namespace) -> int:
-    status, data = _call(args, "POST", f"/api/v1/incidents/{args.incident}/ack",
+    status, data = call_api(args, "POST", f"/api/v1/incidents/{args.incident}/ack",
                          {"by": args.by, "note": args.note})
     if status != 200:
         if status == 401 and not (args.token or os.environ.get("HISMON_API_TOKEN")):
             print("no API token given: use --token or HISMON_API_TOKEN", file=sys.stderr)
-        return _refused(status, data)
+        return refused(status, data)
     when = (data.get("acknowledged_at") or "")[:19].replace("T", " ")
     if data["acknowledged_by"] != args.by:
         # The first acknowledgement stands; say so rather than pretend it was ours.
@@ -248,10 +248,10 @@ def cmd_ack(args: argparse.Namespace) -> int:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    status, data = _call(args, "POST", f"/api/v1/incidents/{args.incident}/updates",
+    status, data = call_api(args, "POST", f"/api/v1/incidents/{args.incident}/updates",
                          {"by": args.by, "text": args.text})
     if status != 200:
-        return _refused(status, data)
+        return refused(status, data)
     print(f"note recorded on {args.incident}; the next progress update carries it")
     return 0
 
@@ -260,11 +260,11 @@ def cmd_silence(args: argparse.Namespace) -> int:
     body = {"systems": args.system, "end": args.until, "reason": args.reason}
     if args.start:
         body["start"] = args.start
-    status, data = _call(args, "POST", "/api/v1/silences", body)
+    status, data = call_api(args, "POST", "/api/v1/silences", body)
     if status != 201:
         if status == 401 and not (args.token or os.environ.get("HISMON_API_TOKEN")):
             print("no API token given: use --token or HISMON_API_TOKEN", file=sys.stderr)
-        return _refused(status, data)
+        return refused(status, data)
     start, end = (data[k][:16].replace("T", " ") for k in ("start", "end"))
     rows = [("silence", data["id"]), ("systems", ", ".join(data["systems"])),
             ("from", start), ("until", end), ("reason", data["reason"])]
@@ -290,21 +290,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from monitor.core.durations import format_duration
 
-    status, checks = _call(args, "GET", "/api/v1/checks")
+    status, checks = call_api(args, "GET", "/api/v1/checks")
     if status != 200:
-        return _refused(status, checks) if status else 1
-    status, incidents = _call(args, "GET", "/api/v1/incidents?status=open")
+        return refused(status, checks) if status else 1
+    status, incidents = call_api(args, "GET", "/api/v1/incidents?status=open")
     if status != 200:
-        return _refused(status, incidents) if status else 1
+        return refused(status, incidents) if status else 1
     if args.json:
         print(json.dumps({"checks": checks["checks"], "incidents": incidents["incidents"]},
                          ensure_ascii=False, indent=2))
         return 0
-    status, silences = _call(args, "GET", "/api/v1/silences")
+    status, silences = call_api(args, "GET", "/api/v1/silences")
     windows = silences.get("silences", []) if status == 200 else []
     undelivered: list[dict[str, Any]] = []
     for state in ("undeliverable", "failed"):
-        status, found = _call(args, "GET", f"/api/v1/messages?status={state}")
+        status, found = call_api(args, "GET", f"/api/v1/messages?status={state}")
         undelivered += found.get("messages", []) if status == 200 else []
     now = dt.datetime.now(dt.UTC)
 

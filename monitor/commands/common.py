@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 
-def _load(path: str) -> Any:
+def load_for_command(path: str) -> Any:
     from monitor.config.loader import ConfigError, load_config
 
     try:
@@ -24,7 +24,7 @@ def _load(path: str) -> Any:
         raise SystemExit(2) from None
 
 
-def _client(args: argparse.Namespace) -> Any:
+def api_client(args: argparse.Namespace) -> Any:
     import httpx
 
     token = args.token or os.environ.get("HISMON_API_TOKEN")
@@ -32,17 +32,17 @@ def _client(args: argparse.Namespace) -> Any:
     return httpx.Client(base_url=args.url, headers=headers, timeout=10, trust_env=False)
 
 
-def _call(args: argparse.Namespace, method: str, path: str,
+def call_api(args: argparse.Namespace, method: str, path: str,
           body: dict[str, Any] | None = None) -> tuple[int, Any]:
     import httpx
 
-    problem = _not_unicode({"path": path, **(body or {})})
+    problem = not_unicode({"path": path, **(body or {})})
     if problem:
         print(f"hismon: {problem} is not valid UTF-8 (check the terminal's encoding); "
               "nothing was sent", file=sys.stderr)
         return 0, None
     try:
-        with _client(args) as client:
+        with api_client(args) as client:
             response = client.request(method, path, json=body)
     except httpx.HTTPError as exc:
         print(f"cannot reach hismon at {args.url}: {exc}", file=sys.stderr)
@@ -54,7 +54,7 @@ def _call(args: argparse.Namespace, method: str, path: str,
     return response.status_code, data
 
 
-def _not_unicode(values: dict[str, Any]) -> str | None:
+def not_unicode(values: dict[str, Any]) -> str | None:
     """The first argument that is not text: a non-UTF-8 byte arrives as a lone surrogate."""
     for name, value in values.items():
         for text in value if isinstance(value, list) else [value]:
@@ -66,7 +66,7 @@ def _not_unicode(values: dict[str, Any]) -> str | None:
     return None
 
 
-def _refused(status: int, data: Any) -> int:
+def refused(status: int, data: Any) -> int:
     if status:
         print(f"refused ({status}): {(data or {}).get('error', data)}", file=sys.stderr)
     return 1

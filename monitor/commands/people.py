@@ -13,10 +13,10 @@ Add = Callable[..., argparse.ArgumentParser]
 def cmd_oncall(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from monitor.commands.common import _load
+    from monitor.commands.common import load_for_command
     from monitor.people.oncall import oncall, render_table
 
-    config = _load(args.config)
+    config = load_for_command(args.config)
     at = time.time()
     if args.at:
         try:
@@ -32,9 +32,9 @@ def cmd_oncall(args: argparse.Namespace) -> int:
 
 
 def cmd_declare(args: argparse.Namespace) -> int:
-    from monitor.commands.common import _call, _refused
+    from monitor.commands.common import call_api, refused
 
-    status, data = _call(args, "POST", "/api/v1/incidents",
+    status, data = call_api(args, "POST", "/api/v1/incidents",
                          {"system": args.system, "severity": args.severity,
                           "title": args.title, "by": args.by})
     if status != 201:
@@ -42,19 +42,19 @@ def cmd_declare(args: argparse.Namespace) -> int:
             print(f"{args.system} already has open incident {data['incident']['id']}",
                   file=sys.stderr)
             return 1
-        return _refused(status, data)
+        return refused(status, data)
     print(f"{data['id']} declared: {data['system_name']} {data['severity']}, "
           f"\"{data['title']}\" by {args.by}; the plan runs")
     return 0
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
-    from monitor.commands.common import _call, _refused
+    from monitor.commands.common import call_api, refused
 
-    status, data = _call(args, "POST", f"/api/v1/incidents/{args.incident}/resolve",
+    status, data = call_api(args, "POST", f"/api/v1/incidents/{args.incident}/resolve",
                          {"by": args.by, "note": args.note})
     if status != 200:
-        return _refused(status, data)
+        return refused(status, data)
     when = (data.get("resolved_at") or "")[:19].replace("T", " ")
     print(f"{args.incident} ({data['system_name']}) resolved by {args.by} at {when}")
     return 0
@@ -65,23 +65,23 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     import httpx
 
-    from monitor.commands.common import _call, _client, _refused
+    from monitor.commands.common import api_client, call_api, refused
     from monitor.people.review import review_markdown
 
     if args.format == "html":
         try:
-            with _client(args) as client:
+            with api_client(args) as client:
                 response = client.get(f"/incidents/{args.incident}/review")
         except httpx.HTTPError as exc:
             print(f"cannot reach hismon at {args.url}: {exc}", file=sys.stderr)
             return 1
         if response.status_code != 200:
-            return _refused(response.status_code, {"error": f"no incident {args.incident}"})
+            return refused(response.status_code, {"error": f"no incident {args.incident}"})
         sys.stdout.write(response.text)
         return 0
-    status, data = _call(args, "GET", f"/api/v1/incidents/{args.incident}/review")
+    status, data = call_api(args, "GET", f"/api/v1/incidents/{args.incident}/review")
     if status != 200:
-        return _refused(status, data)
+        return refused(status, data)
     if args.format == "json":
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
