@@ -16,6 +16,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from monitor.delivery.grouping import group_key
 from tests.conftest import HttpTarget, Receiver, free_port, serve_route
 
 pytestmark = pytest.mark.slow
@@ -34,20 +35,21 @@ def departments_of(number: int) -> list[str]:
     return [d for d, used in DEPARTMENTS.items() if number in used]
 
 
-def config(target: HttpTarget, receiver: Receiver, am_url: str, port: int) -> str:
+def config(target: HttpTarget, receiver: Receiver, am_url: str, port: int,
+           count: int = SYSTEMS, window: int = WINDOW) -> str:
     systems = "\n".join(
         f'  - {{id: {sid(n)}, name: "System {n:02d}", departments: {departments_of(n)}, '
         f'plan: p, downtime_procedure: "Paper form {n:02d} for System {n:02d}."}}'
-        for n in range(SYSTEMS))
+        for n in range(count))
     checks = "\n".join(
         f'  - {{id: c{n:02d}, system: {sid(n)}, type: http, url: "{target.url}?s={n}", '
-        'expect: {status: [200]}}' for n in range(SYSTEMS))
+        'expect: {status: [200]}}' for n in range(count))
     return f"""
 site: {{name: Group Hospital, timezone: Asia/Shanghai, language: en, campuses: [main]}}
 server: {{listen: "127.0.0.1:{port}", api_tokens: [t0ken], public_url: "http://127.0.0.1:{port}"}}
 state: {{url: "sqlite:///./state.db"}}
 defaults: {{interval: 1s, timeout: 500ms, retry_interval: 250ms, confirm: 2, recover: 2}}
-alerting: {{group_window: {WINDOW}s}}
+alerting: {{group_window: {window}s}}
 roles: {{it_oncall: [it, am]}}
 departments:
   - {{id: er, name: Emergency, campus: main, notify: [er-hook]}}
@@ -199,3 +201,47 @@ async def test_thirty_systems_failing_together_give_each_receiver_one_message(
                 assert notice["kind"] == "recovery"
                 assert {i["system"] for i in notice["incidents"]} == {sid(n) for n in used}
             assert len(am.posts) == 2 * SYSTEMS, "each recovery resolves its own alerts"
+
+
+async def test_a_daemon_killed_while_a_group_is_held_sends_it_once_after_the_restart(
+        http_target: HttpTarget, receiver: Receiver, daemon_factory: Any) -> None:
+    """The members wait in the persistent outbox: SIGKILL during the window loses none and
+    the restarted daemon sends them as one group, once."""
+    count = 6
+    am = Alertmanager()
+    async with serve_route("/api/v2/alerts", am.handle) as am_full_url:
+        port = free_port()
+        text = config(http_target, receiver, am_full_url.removesuffix("/api/v2/alerts"), port,
+                      count=count, window=10)
+        daemon = await daemon_factory(text, port)
+
+        async def to_it(url: str) -> list[dict[str, Any]]:
+            async with httpx.AsyncClient(base_url=url, trust_env=False) as api:
+                found = (await api.get("/api/v1/messages")).json()["messages"]
+            return [m for m in found if m["kind"] == "outage_it" and m["notifier"] == "it"]
+
+        async def probed() -> bool:
+            return http_target.hits >= count
+
+        await wait_until(probed, 10, "the first OK probes")
+        http_target.status = 503
+
+        async def all_held() -> bool:
+            found = await to_it(daemon.url)
+            return len(found) == count and all(m["status"] == "pending" for m in found)
+
+        await wait_until(all_held, 30, "every outage_it queued and held")
+        daemon.kill()  # SIGKILL while the window is still open
+        assert [m for m in receiver.messages if m["_path"] == "/it"] == []
+        restarted = await daemon_factory(text, port)
+
+        async def all_sent() -> bool:
+            found = await to_it(restarted.url)
+            return len(found) == count and all(m["status"] == "sent" for m in found)
+
+        await wait_until(all_sent, 40, "the held group sent after the restart")
+        (sent,) = [m for m in receiver.messages if m["_path"] == "/it"]
+        members = await to_it(restarted.url)
+        assert sent["idempotency_key"] == group_key(m["key"] for m in members)
+        assert len(sent["incidents"]) == count
+        assert {m["group"] for m in members} == {sent["idempotency_key"]}
