@@ -306,3 +306,34 @@ async def test_a_group_refused_for_good_falls_back_as_one_group_naming_the_chann
     stored = {m.idempotency_key: m.status for m in await store.list_messages()}
     assert [stored[f"inc-{i}:step-0:it:0"] for i in range(3)] == ["failed"] * 3
     assert sorted(s for k, s in stored.items() if ":fallback:" in k) == ["sent"] * 3
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+@pytest.mark.parametrize("kind", sorted(grouping.GROUPABLE_KINDS))
+def test_every_groupable_kind_renders_a_group_listing_each_incident(
+        kind: str, language: str) -> None:
+    """The built-in group templates render in both languages (a broken one would fall back
+    to a one-line summary naming no incident)."""
+    from monitor.delivery.grouped import grouped_outgoing
+    from monitor.delivery.messages import MessageRenderer
+
+    config = load_config_text("""
+site: {name: Test Hospital, language: en}
+notifiers: [{id: it, type: webhook, url: "http://127.0.0.1:1/"}]
+""", "t.yaml", {})
+    members = []
+    for number in range(3):
+        member = department_notice(f"k{number}", T0, number)
+        member.kind = MessageKind(kind)
+        member.payload["group_item"]["language"] = language
+        member.payload["incident"]["failing_checks"] = [
+            {"id": f"check-{number}", "type": "http", "state": "CRIT", "message": "HTTP 503"}]
+        members.append(member)
+    batch = Batch(tuple(members), group_key(m.idempotency_key for m in members))
+    sent = grouped_outgoing(batch, config, MessageRenderer(), config.notifier("it"))
+    assert sent.title and sent.title != kind
+    for number in range(3):
+        assert f"System {number}" in sent.text
+        assert f"https://h/d/{number}" in sent.text
+    if kind == "department_outage":
+        assert all(f"Paper form {n}." in sent.text for n in range(3))
