@@ -627,35 +627,24 @@ class PostgresStore(Store):
     async def load_check_buckets(
         self, since: float, until: float | None = None, system: str | None = None
     ) -> list[CheckBucket]:
-        query = ("SELECT check_id, system, start, worst, n, lat_min, lat_sum, lat_max "
-                 "FROM history_checks WHERE start >= %s")
-        args: list[Any] = [since]
-        if until is not None:
-            query += " AND start < %s"
-            args.append(until)
-        if system is not None:
-            query += " AND system = %s"
-            args.append(system)
-        query += " ORDER BY start"
+        query = shared.check_buckets(since, until, system, "%s")
 
         async def op(conn: Conn) -> list[CheckBucket]:
-            cur = await conn.execute(query, args)
+            cur = await conn.execute(*query)
             return [CheckBucket(*r) for r in await cur.fetchall()]
 
         return await self._run(op)
 
     async def system_worst(self, since: float, until: float) -> list[tuple[str, float, int]]:
         async def op(conn: Conn) -> list[tuple[str, float, int]]:
-            cur = await conn.execute(
-                "SELECT system, start, max(worst) FROM history_checks "
-                "WHERE start >= %s AND start < %s GROUP BY system, start", (since, until))
+            cur = await conn.execute(*shared.system_worst(since, until, "%s"))
             return [(r[0], float(r[1]), int(r[2])) for r in await cur.fetchall()]
 
         return await self._run(op)
 
     async def history_marker(self) -> float | None:
         async def op(conn: Conn) -> float | None:
-            cur = await conn.execute("SELECT value FROM history_meta WHERE key = 'rolled_upto'")
+            cur = await conn.execute(shared.HISTORY_MARKER)
             row = await cur.fetchone()
             return float(row[0]) if row else None
 
@@ -672,8 +661,7 @@ class PostgresStore(Store):
                 # One advisory lock orders two leaders of overlapping terms: the second sees the
                 # first's marker and gives up.
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext('hismon-history'))")
-                cur = await conn.execute(
-                    "SELECT value FROM history_meta WHERE key = 'rolled_upto'")
+                cur = await conn.execute(shared.HISTORY_MARKER)
                 row = await cur.fetchone()
                 if (float(row[0]) if row else None) != expected:
                     return False
@@ -699,19 +687,10 @@ class PostgresStore(Store):
         self, resolution: str, since: float, until: float | None = None,
         system: str | None = None,
     ) -> list[SystemBucket]:
-        query = ("SELECT system, resolution, start, worst, ok_s, degraded_s, down_s, maint_s "
-                 "FROM history_systems WHERE resolution = %s AND start >= %s")
-        args: list[Any] = [resolution, since]
-        if until is not None:
-            query += " AND start < %s"
-            args.append(until)
-        if system is not None:
-            query += " AND system = %s"
-            args.append(system)
-        query += " ORDER BY start"
+        query = shared.system_buckets(resolution, since, until, system, "%s")
 
         async def op(conn: Conn) -> list[SystemBucket]:
-            cur = await conn.execute(query, args)
+            cur = await conn.execute(*query)
             return [SystemBucket(*r) for r in await cur.fetchall()]
 
         return await self._run(op)
@@ -719,16 +698,10 @@ class PostgresStore(Store):
     async def sum_system_buckets(
         self, resolution: str, since: float, until: float | None = None
     ) -> dict[str, SystemBucket]:
-        query = ("SELECT system, max(worst), sum(ok_s), sum(degraded_s), sum(down_s), "
-                 "sum(maint_s) FROM history_systems WHERE resolution = %s AND start >= %s")
-        args: list[Any] = [resolution, since]
-        if until is not None:
-            query += " AND start < %s"
-            args.append(until)
-        query += " GROUP BY system"
+        query = shared.summed_system_buckets(resolution, since, until, "%s")
 
         async def op(conn: Conn) -> dict[str, SystemBucket]:
-            cur = await conn.execute(query, args)
+            cur = await conn.execute(*query)
             return {r[0]: SystemBucket(r[0], resolution, since, int(r[1]), *r[2:])
                     for r in await cur.fetchall()}
 

@@ -29,6 +29,52 @@ def delivery_summary(since: float, mark: str) -> Query:
             "GROUP BY notifier, kind, status", [since])
 
 
+# ---- history (monitor/history): the reads; the upserts differ (max vs. GREATEST) --------
+
+HISTORY_MARKER = "SELECT value FROM history_meta WHERE key = 'rolled_upto'"
+
+
+def _in_range(sql: str, args: list[Any], until: float | None, system: str | None,
+              mark: str) -> Query:
+    if until is not None:
+        sql += f" AND start < {mark}"
+        args.append(until)
+    if system is not None:
+        sql += f" AND system = {mark}"
+        args.append(system)
+    return sql, args
+
+
+def check_buckets(since: float, until: float | None, system: str | None, mark: str) -> Query:
+    sql, args = _in_range("SELECT check_id, system, start, worst, n, lat_min, lat_sum, lat_max "
+                          f"FROM history_checks WHERE start >= {mark}", [since], until,
+                          system, mark)
+    return sql + " ORDER BY start", args
+
+
+def system_worst(since: float, until: float, mark: str) -> Query:
+    return ("SELECT system, start, max(worst) FROM history_checks "
+            f"WHERE start >= {mark} AND start < {mark} GROUP BY system, start", [since, until])
+
+
+def system_buckets(resolution: str, since: float, until: float | None, system: str | None,
+                   mark: str) -> Query:
+    sql, args = _in_range(
+        "SELECT system, resolution, start, worst, ok_s, degraded_s, down_s, maint_s "
+        f"FROM history_systems WHERE resolution = {mark} AND start >= {mark}",
+        [resolution, since], until, system, mark)
+    return sql + " ORDER BY start", args
+
+
+def summed_system_buckets(resolution: str, since: float, until: float | None,
+                          mark: str) -> Query:
+    sql, args = _in_range(
+        "SELECT system, max(worst), sum(ok_s), sum(degraded_s), sum(down_s), sum(maint_s) "
+        f"FROM history_systems WHERE resolution = {mark} AND start >= {mark}",
+        [resolution, since], until, None, mark)
+    return sql + " GROUP BY system", args
+
+
 def update_message(mark: str) -> str:
     """What a send attempt changes; never the payload (see `update_payload`)."""
     return (f"UPDATE outbox SET status = {mark}, attempts = {mark}, next_attempt_at = {mark}, "

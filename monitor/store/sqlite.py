@@ -386,29 +386,17 @@ class SqliteStore(Store):
     async def load_check_buckets(
         self, since: float, until: float | None = None, system: str | None = None
     ) -> list[CheckBucket]:
-        sql = ("SELECT check_id, system, start, worst, n, lat_min, lat_sum, lat_max "
-               "FROM history_checks WHERE start >= ?")
-        args: list[Any] = [since]
-        if until is not None:
-            sql += " AND start < ?"
-            args.append(until)
-        if system is not None:
-            sql += " AND system = ?"
-            args.append(system)
-        async with self.db.execute(sql + " ORDER BY start", args) as cursor:
+        async with self.db.execute(*shared.check_buckets(since, until, system, "?")) as cursor:
             rows = await cursor.fetchall()
         return [CheckBucket(*r) for r in rows]
 
     async def system_worst(self, since: float, until: float) -> list[tuple[str, float, int]]:
-        async with self.db.execute(
-            "SELECT system, start, max(worst) FROM history_checks WHERE start >= ? AND start < ? "
-            "GROUP BY system, start", (since, until)) as cursor:
+        async with self.db.execute(*shared.system_worst(since, until, "?")) as cursor:
             rows = await cursor.fetchall()
         return [(r[0], float(r[1]), int(r[2])) for r in rows]
 
     async def history_marker(self) -> float | None:
-        async with self.db.execute(
-            "SELECT value FROM history_meta WHERE key = 'rolled_upto'") as cursor:
+        async with self.db.execute(shared.HISTORY_MARKER) as cursor:
             row = await cursor.fetchone()
         return float(row[0]) if row else None
 
@@ -419,8 +407,7 @@ class SqliteStore(Store):
         db = self.db
         await db.execute("BEGIN IMMEDIATE")
         try:
-            async with db.execute(
-                    "SELECT value FROM history_meta WHERE key = 'rolled_upto'") as cursor:
+            async with db.execute(shared.HISTORY_MARKER) as cursor:
                 row = await cursor.fetchone()
             if (float(row[0]) if row else None) != expected:
                 await db.rollback()
@@ -447,29 +434,16 @@ class SqliteStore(Store):
         self, resolution: str, since: float, until: float | None = None,
         system: str | None = None,
     ) -> list[SystemBucket]:
-        sql = ("SELECT system, resolution, start, worst, ok_s, degraded_s, down_s, maint_s "
-               "FROM history_systems WHERE resolution = ? AND start >= ?")
-        args: list[Any] = [resolution, since]
-        if until is not None:
-            sql += " AND start < ?"
-            args.append(until)
-        if system is not None:
-            sql += " AND system = ?"
-            args.append(system)
-        async with self.db.execute(sql + " ORDER BY start", args) as cursor:
+        query = shared.system_buckets(resolution, since, until, system, "?")
+        async with self.db.execute(*query) as cursor:
             rows = await cursor.fetchall()
         return [SystemBucket(*r) for r in rows]
 
     async def sum_system_buckets(
         self, resolution: str, since: float, until: float | None = None
     ) -> dict[str, SystemBucket]:
-        sql = ("SELECT system, max(worst), sum(ok_s), sum(degraded_s), sum(down_s), "
-               "sum(maint_s) FROM history_systems WHERE resolution = ? AND start >= ?")
-        args: list[Any] = [resolution, since]
-        if until is not None:
-            sql += " AND start < ?"
-            args.append(until)
-        async with self.db.execute(sql + " GROUP BY system", args) as cursor:
+        query = shared.summed_system_buckets(resolution, since, until, "?")
+        async with self.db.execute(*query) as cursor:
             rows = await cursor.fetchall()
         return {r[0]: SystemBucket(r[0], resolution, since, *r[1:]) for r in rows}
 
