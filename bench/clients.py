@@ -8,7 +8,10 @@ target), with a new TCP connection per request, `--concurrency` requests in flig
 loop, so the process saturates one core and req/s is its ceiling). CPU is the process's
 time.process_time() over the measured requests, after a warm-up. The `hismon-*` rows run the
 daemon's own probe path (`monitor.probing.runner.run_probe` on an `HttpCheck`/`TcpCheck` with a
-`ProbeContext`), so the gap between `aiohttp` and `hismon-http` is what the check code adds.
+`ProbeContext`): `hismon-http` on the plain-http fast path (checks/http1.py, the default),
+`hismon-http-aiohttp` with it switched off. `http1-exchange` is the fast path's exchange
+alone (no check code), `asyncio-h11` the same Protocol parsing with h11 instead of aiohttp's
+llhttp parser.
 The `create:*` rows time building one client (TLS context included), as a probe that made its
 own client would pay on every run.
 """
@@ -41,7 +44,8 @@ _use_project_venv()
 
 import targets as targets_mod  # noqa: E402
 
-CLIENTS = ["asyncio-protocol", "asyncio-streams", "aiohttp", "httpx", "hismon-http",
+CLIENTS = ["asyncio-protocol", "asyncio-streams", "asyncio-h11", "http1-exchange", "aiohttp",
+           "httpx", "hismon-http", "hismon-http-aiohttp",
            "tcp-sock_connect", "tcp-open_connection", "hismon-tcp"]
 CREATE = ["create:ssl-context", "create:aiohttp-session", "create:httpx-client"]
 SPEC_US = {"httpx": 1400.0, "aiohttp": 340.0, "asyncio-streams": 220.0,
@@ -53,6 +57,43 @@ SPEC_US = {"httpx": 1400.0, "aiohttp": 340.0, "asyncio-streams": 220.0,
 def _request_bytes(host: str, port: int, path: str) -> bytes:
     return (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: bench\r\n"
             "Accept: */*\r\nConnection: close\r\n\r\n").encode()
+
+
+class _H11Exchange(asyncio.Protocol):
+    """The bare Protocol exchange, parsed by h11 (what the fast path would cost with it)."""
+
+    def __init__(self, host: str, path: str, done: asyncio.Future[int]) -> None:
+        import h11
+
+        self.h11, self.conn, self.done = h11, h11.Connection(h11.CLIENT), done
+        self.host, self.path, self.status = host, path, 0
+        self.transport: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        h11 = self.h11
+        self.transport = transport
+        data = self.conn.send(h11.Request(method="GET", target=self.path, headers=[
+            ("Host", self.host), ("User-Agent", "hismon"), ("Accept", "*/*"),
+            ("Connection", "close")]))
+        data += self.conn.send(h11.EndOfMessage())
+        transport.write(data)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        h11 = self.h11
+        self.conn.receive_data(data)
+        while not self.done.done():
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA:
+                return
+            if isinstance(event, h11.Response):
+                self.status = event.status_code
+            elif isinstance(event, h11.EndOfMessage):
+                self.done.set_result(self.status)
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc or ConnectionError("closed early"))
 
 
 class _Exchange(asyncio.Protocol):
@@ -94,6 +135,27 @@ def make_client(name: str, url: str, tcp_port: int) -> tuple[Any, Any]:
                 raise RuntimeError(raw[:40])
         return proto, nothing
 
+    if name == "asyncio-h11":
+        async def with_h11() -> None:
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[int] = loop.create_future()
+            await loop.create_connection(lambda: _H11Exchange(f"{host}:{port}", path, done),
+                                         host, port)
+            if await done != 200:
+                raise RuntimeError("not 200")
+        return with_h11, nothing
+
+    if name == "http1-exchange":
+        from checks import http1
+
+        fast_request = http1.Request.build("GET", url, {}, None)
+
+        async def fast() -> None:
+            answer = await http1.exchange(fast_request, 4.5, False, 1_048_576, True)
+            if answer.status != 200:
+                raise RuntimeError(answer.status)
+        return fast, nothing
+
     if name == "asyncio-streams":
         async def streams() -> None:
             reader, writer = await asyncio.open_connection(host, port)
@@ -131,7 +193,8 @@ def make_client(name: str, url: str, tcp_port: int) -> tuple[Any, Any]:
 
         return hx, client.aclose
 
-    if name in ("hismon-http", "hismon-tcp"):
+    if name in ("hismon-http", "hismon-http-aiohttp", "hismon-tcp"):
+        from checks import http1
         from checks.base import ProbeContext
         from checks.http import HttpCheck
         from checks.tcp import TcpCheck
@@ -140,7 +203,8 @@ def make_client(name: str, url: str, tcp_port: int) -> tuple[Any, Any]:
 
         ctx = ProbeContext()
         check: Any
-        if name == "hismon-http":
+        http1.ENABLED = name == "hismon-http"
+        if name.startswith("hismon-http"):
             check = HttpCheck(id="b", system="s", type="http", url=url, timeout="5s")
         else:
             check = TcpCheck(id="b", system="s", type="tcp", host="127.0.0.1", port=tcp_port,

@@ -102,10 +102,12 @@ class HttpCheck(CheckBase):
                 for _ in range(MAX_REDIRECTS + 1):
                     expiry: float | None = None
                     if hop.url is self.url:
-                        if self._fast is False:
-                            self._fast = http1.request_for(hop.method, hop.url, hop.headers,
-                                                           hop.body)
-                        request = self._fast if http1.ENABLED else None
+                        request = self._fast  # (a pydantic private attribute: read once)
+                        if request is False:
+                            request = self._fast = http1.request_for(
+                                hop.method, hop.url, hop.headers, hop.body)
+                        if not http1.ENABLED:
+                            request = None
                     else:
                         request = http1.request_for(hop.method, hop.url, hop.headers, hop.body) \
                             if http1.ENABLED else None

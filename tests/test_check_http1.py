@@ -249,6 +249,39 @@ async def test_a_bad_chunk_after_the_head_says_the_body_broke(
     assert fast.duration < 1.0
 
 
+async def test_a_connect_that_hangs_is_a_connection_timeout_on_both_paths(
+    monkeypatch: pytest.MonkeyPatch, exchanges: list[str],
+) -> None:
+    """A listener whose accept queue is full drops further SYNs: the connect itself hangs."""
+    server = socket.socket()
+    fillers: list[socket.socket] = []
+    try:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        for _ in range(8):
+            filler = socket.socket()
+            filler.setblocking(False)
+            fillers.append(filler)
+            try:
+                filler.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+        messages = []
+        for fast in (False, True):
+            monkeypatch.setattr(http1, "ENABLED", fast)
+            result = await probe({"type": "http", "url": f"http://127.0.0.1:{port}/",
+                                  "timeout": "1s"})
+            assert result.state is State.CRIT and result.cause == "network"
+            assert result.duration < 1.5
+            messages.append(result.message)
+    finally:
+        for sock in [server, *fillers]:
+            sock.close()
+    assert messages == [f"no connection to 127.0.0.1:{port} within 810ms"] * 2
+    assert exchanges == ["127.0.0.1"]
+
+
 # ---- what goes on the wire ------------------------------------------------------------
 
 REQUESTS: list[dict[str, Any]] = [
