@@ -229,3 +229,76 @@ async def test_an_outage_that_ends_while_the_store_refuses_is_recorded_and_notif
     finally:
         set_read_only(path, False)
         await store.close()
+
+
+async def test_a_postgres_role_that_loses_its_write_rights_is_journalled_then_replayed(
+) -> None:
+    """A real fault on the real PostgreSQL: hismon's role loses INSERT and UPDATE on its
+    tables (REVOKE, as a DBA's mistake or a read-only failover would do), keeps SELECT."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+    from psycopg import sql
+
+    from monitor.store.postgres import PostgresStore
+    from tests.test_store_contract import drop_schema, new_schema_name, require_pg
+
+    base = require_pg()
+    schema, role = new_schema_name(), f"hismon_rw_{uuid.uuid4().hex[:10]}"
+    admin = await psycopg.AsyncConnection.connect(base, autocommit=True, connect_timeout=5)
+
+    async def rights(statement: str) -> None:
+        await admin.execute(sql.SQL(statement).format(s=sql.Identifier(schema),
+                                                      r=sql.Identifier(role)))
+
+    await rights("CREATE ROLE {r} LOGIN")
+    database = await (await admin.execute("SELECT current_database()")).fetchone()
+    assert database is not None
+    await admin.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+        sql.Identifier(database[0]), sql.Identifier(role)))  # hismon makes its schema, owns it
+    parts = urlsplit(base)
+    user_url = urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}"))
+    clock = Clock()
+    store = BufferedStore(PostgresStore(f"{user_url}?schema={schema}"), clock,
+                          replay_every=None)
+    try:
+        await store.open()
+        first = await store.next_incident_number()
+        await rights("REVOKE INSERT, UPDATE ON ALL TABLES IN SCHEMA {s} FROM {r}")
+        clock.now = T0 + 50
+        number = await store.next_incident_number()
+        assert number == first + 1
+        inc = incident(number, started=T0)
+        await store.save_incident(inc)
+        assert await store.record_step(inc.id, "0", 0, T0 + 50, "sent",
+                                       [message(f"{inc.id}:0:it:0", T0 + 50, inc.id)])
+        held = store.unrecorded()
+        assert held is not None and "permission denied" in held.error
+        assert [i.id for i in await store.list_incidents(status="open")] == [inc.id]
+        [pending] = await store.pending_messages("it")
+        pending.status, pending.sent_at = MessageStatus.SENT, T0 + 51
+        await store.update_message(pending)
+        assert await store.replay() == 0
+        await rights("GRANT INSERT, UPDATE ON ALL TABLES IN SCHEMA {s} TO {r}")
+        # The incident and the step (its message sent from memory goes in as sent); the
+        # number came from a sequence, which the REVOKE on tables does not touch.
+        assert await store.replay() == 2
+        assert store.unrecorded() is None
+        check = PostgresStore(f"{base}?schema={schema}")
+        await check.open()
+        try:
+            on_disk = await check.get_incident(inc.id)
+            assert on_disk is not None and on_disk.started_at == T0
+            [sent_row] = await check.list_messages(incident_id=inc.id)
+            assert (sent_row.status, sent_row.sent_at) == ("sent", T0 + 51)
+            assert await check.steps_recorded(inc.id) == {("0", 0): "sent"}
+            assert await check.next_incident_number() == number + 1
+        finally:
+            await check.close()
+    finally:
+        await store.close()
+        await drop_schema(schema)
+        await rights("DROP OWNED BY {r}")
+        await rights("DROP ROLE IF EXISTS {r}")
+        await admin.close()
