@@ -31,6 +31,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def one_check_hospital(name: str, target: HttpTarget, port: int, *, server: str = "",
+                       timeout: str = "500ms", systems: tuple[str, ...] = ("his",)) -> str:
+    """A daemon config with one HTTP check on `target` (system `his`) and a plan that tells
+    IT at once: what edge and attack tests run against. `server`: more keys of `server`."""
+    listed = "\n".join(f"  - {{id: {s}, name: {s.upper()}, departments: [er], plan: p}}"
+                       for s in systems)
+    return f"""
+site: {{name: {name}, timezone: Asia/Shanghai, language: en}}
+server: {{listen: "127.0.0.1:{port}"{server}}}
+state: {{url: "sqlite:///./state.db"}}
+defaults: {{interval: 1s, timeout: {timeout}, retry_interval: 250ms, confirm: 2, recover: 2}}
+roles: {{it_oncall: [it]}}
+departments:
+  - {{id: er, name: Emergency, notify: [it]}}
+systems:
+{listed}
+checks:
+  - {{id: his-web, system: his, type: http, url: "{target.url}"}}
+notifiers:
+  - {{id: it, type: console}}
+plans:
+  - id: p
+    steps:
+      - {{after: 0s, notify: [role:it_oncall], message: outage_it}}
+"""
+
+
 class LocalServer:
     """An aiohttp server on 127.0.0.1 at a free port; a subclass adds its routes."""
 

@@ -20,33 +20,15 @@ import pytest
 
 from monitor.config.model import Server
 from monitor.web.exposure import insecure_listen, is_loopback
-from tests.conftest import REPO, HttpTarget, free_port
+from tests.conftest import REPO, HttpTarget, free_port, one_check_hospital
 
 TOKEN = "edge-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
 
 
 def config(target: HttpTarget, port: int) -> str:
-    return f"""
-site: {{name: Edge Hospital, timezone: Asia/Shanghai, language: en}}
-server: {{listen: "127.0.0.1:{port}", api_tokens: [{TOKEN}]}}
-state: {{url: "sqlite:///./state.db"}}
-defaults: {{interval: 1s, timeout: 500ms, retry_interval: 250ms, confirm: 2, recover: 2}}
-roles: {{it_oncall: [it]}}
-departments:
-  - {{id: er, name: Emergency, notify: [it]}}
-systems:
-  - {{id: his, name: HIS, departments: [er], plan: p}}
-  - {{id: lis, name: LIS, departments: [er], plan: p}}
-checks:
-  - {{id: his-web, system: his, type: http, url: "{target.url}"}}
-notifiers:
-  - {{id: it, type: console}}
-plans:
-  - id: p
-    steps:
-      - {{after: 0s, notify: [role:it_oncall], message: outage_it}}
-"""
+    return one_check_hospital("Edge Hospital", target, port, server=f", api_tokens: [{TOKEN}]",
+                              systems=("his", "lis"))
 
 
 async def open_incident(api: httpx.AsyncClient) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from monitor.web.server import backlog, connection_limit, probe_reserve
-from tests.conftest import DaemonProcess, HttpTarget, free_port
+from tests.conftest import DaemonProcess, HttpTarget, free_port, one_check_hospital
 
 pytestmark = pytest.mark.slow
 FD_LIMIT = 256
@@ -31,25 +31,8 @@ HALF_SENT = b"GET /api/v1/checks HTTP/1.1\r\nHost: hismon\r\nX-Slow: "
 
 
 def config(target: HttpTarget, port: int) -> str:
-    return f"""
-site: {{name: Limits Hospital, timezone: Asia/Shanghai, language: en}}
-server: {{listen: "127.0.0.1:{port}", api_tokens: [t], header_timeout: 2s}}
-state: {{url: "sqlite:///./state.db"}}
-defaults: {{interval: 1s, timeout: 800ms, retry_interval: 250ms, confirm: 2, recover: 2}}
-roles: {{it_oncall: [it]}}
-departments:
-  - {{id: er, name: Emergency, notify: [it]}}
-systems:
-  - {{id: his, name: HIS, departments: [er], plan: p}}
-checks:
-  - {{id: his-web, system: his, type: http, url: "{target.url}"}}
-notifiers:
-  - {{id: it, type: console}}
-plans:
-  - id: p
-    steps:
-      - {{after: 0s, notify: [role:it_oncall], message: outage_it}}
-"""
+    return one_check_hospital("Limits Hospital", target, port, timeout="800ms",
+                              server=", api_tokens: [t], header_timeout: 2s")
 
 
 class LimitedDaemon(DaemonProcess):
