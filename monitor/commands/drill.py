@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TextIO, overload
 
@@ -34,7 +35,7 @@ from monitor.delivery.outbox import Outbox
 from monitor.incidents import plans
 from monitor.incidents.engine import Engine
 from monitor.probing.state import CheckState
-from monitor.store import open_store
+from monitor.store import Store, open_store
 from monitor.store.sqlite import SqliteStore
 
 
@@ -94,44 +95,79 @@ async def _reserve_number(config: Config) -> int:
         await store.close()
 
 
+class Rehearsal:
+    """One drill's simulated outage, step by step, on any clock and scratch store.
+
+    `run_drill` drives it in real time on a compressed clock; the incident simulator
+    (tests/sim) drives the same object on a virtual clock, so what a drill may send is
+    checked on the code that really runs.
+    """
+
+    def __init__(self, config: Config, system_id: str, scratch: Store, clock: Callable[[], float],
+                 live: bool, on_enqueued: Callable[[], None] | None = None) -> None:
+        self.config, self.system_id, self.clock = config, system_id, clock
+        checks = config.checks_of(system_id)
+        self.states = {c.id: CheckState(c.id, c.system, c.type) for c in checks}
+        if not self.states:
+            self.states[f"{system_id}-drill"] = CheckState(f"{system_id}-drill", system_id,
+                                                           "drill")
+        self.engine = Engine(config, scratch, self.states, clock, on_enqueued, drill=True,
+                             live=live)
+        self.incident: Incident | None = None
+
+    async def begin(self) -> Incident:
+        """Every check of the system hard CRIT at once: the drill incident opens."""
+        now = self.clock()
+        for state in self.states.values():
+            state.state = state.hard_state = State.CRIT
+            state.hard, state.first_failure_at, state.probed = True, now, True
+            state.last_run = now
+            state.message = "DRILL: simulated outage"
+        self.engine.system_changed(self.system_id)
+        await self.engine.tick()
+        self.incident = self.engine.open[self.system_id]
+        return self.incident
+
+    @property
+    def deadline(self) -> float:
+        """When every step has fired once (simulated time)."""
+        assert self.incident is not None
+        return self.incident.started_at + plan_length(self.config, self.system_id)
+
+    async def tick(self) -> None:
+        await self.engine.tick()
+
+    async def end(self) -> None:
+        """The system recovers: the recovery step goes to those the drill told."""
+        await self.engine.tick()
+        now = self.clock()
+        for state in self.states.values():
+            state.state = state.hard_state = State.OK
+            state.recovered_at = state.last_run = now
+        self.engine.system_changed(self.system_id)
+        await self.engine.tick()
+
+
 async def run_drill(config: Config, system_id: str, speed: float, live: bool,
                     out: TextIO) -> int:
     system = config.system(system_id)
-    checks = config.checks_of(system_id)
     clock = CompressedClock(speed)
     scratch = _DrillStore(await _reserve_number(config))
     await scratch.open()
-    states = {c.id: CheckState(c.id, c.system, c.type) for c in checks}
-    if not states:
-        states[f"{system_id}-drill"] = CheckState(f"{system_id}-drill", system_id, "drill")
     outbox = Outbox(config, scratch, clock=clock,
                     allowed=lambda notifier: drill_route.may_receive(config, notifier, live))
-    engine = Engine(config, scratch, states, clock, outbox.wake, drill=True, live=live)
+    rehearsal = Rehearsal(config, system_id, scratch, clock, live, outbox.wake)
     recipients = [n.id for n in config.notifiers if live or n.drill]
     out.write(f"DRILL {system.name} ({system_id}): plan {system.plan or '(none)'}, "
               f"speed {speed:g}x, messages to {', '.join(recipients) or 'nobody'}\n")
     outbox.start()
     try:
-        now = clock()
-        for state in states.values():
-            state.state = state.hard_state = State.CRIT
-            state.hard, state.first_failure_at, state.probed = True, now, True
-            state.message = "DRILL: simulated outage"
-        engine.system_changed(system_id)
-        await engine.tick()
-        incident = engine.open[system_id]
+        incident = await rehearsal.begin()
         out.write(f"  simulated outage opened as {incident.id}\n")
-        deadline = incident.started_at + plan_length(config, system_id)
-        while clock() < deadline:
-            await engine.tick()
+        while clock() < rehearsal.deadline:
+            await rehearsal.tick()
             await asyncio.sleep(0.1)
-        await engine.tick()
-        now = clock()
-        for state in states.values():
-            state.state = state.hard_state = State.OK
-            state.recovered_at = now
-        engine.system_changed(system_id)
-        await engine.tick()
+        await rehearsal.end()
         await _drain(outbox, limit=30)
     finally:
         await outbox.stop()
@@ -139,7 +175,12 @@ async def run_drill(config: Config, system_id: str, speed: float, live: bool,
     resolved = await scratch.get_incident(incident.id)
     out.write(_steps_report(config, resolved or incident, messages,
                             await scratch.steps_recorded(incident.id), live))
-    await _keep_record(config, scratch, incident.id, clock)
+    store = open_store(config.state.url)
+    await store.open()
+    try:
+        await keep_record(store, scratch, incident.id, clock.real)
+    finally:
+        await store.close()
     await scratch.close()
     failed = [m for m in messages if m.status != "sent"]
     out.write(f"DRILL done: {incident.id}, {len(messages)} messages, "
@@ -197,33 +238,31 @@ async def _drain(outbox: Outbox, limit: float) -> None:
             return
 
 
-async def _keep_record(config: Config, scratch: SqliteStore, incident_id: str,
-                       clock: CompressedClock) -> None:
+async def keep_record(store: Store, scratch: Store, incident_id: str,
+                      real: Callable[[float], float]) -> None:
     """Copy the drill incident, its timeline and its messages into the real store.
 
     The id (`drill-N`) was reserved in the real store before the drill began, so it, the
     idempotency keys and the links inside the messages stay as they were sent. Times are
-    stored as they really happened (the drill took seconds, not hours), so the record never
-    lies in the future of the report that lists it.
+    stored as they really happened (`real`: the drill took seconds, not hours), so the record
+    never lies in the future of the report that lists it.
     """
-    store = open_store(config.state.url)
-    await store.open()
-    try:
-        incident = await scratch.get_incident(incident_id)
-        assert incident is not None
-        await store.save_incident(replace(
-            incident, started_at=clock.real(incident.started_at),
-            opened_at=clock.real(incident.opened_at),
-            plan_started_at=clock.real(incident.plan_started_at),
-            resolved_at=clock.real(incident.resolved_at),
-            acknowledged_at=clock.real(incident.acknowledged_at)))
-        for entry in await scratch.timeline(incident_id):
-            await store.add_timeline(replace(entry, at=clock.real(entry.at)))
-        copies = []
-        for m in reversed(await scratch.list_messages(incident_id=incident_id)):
-            # Never leave a drill message pending where a running daemon would send it.
-            status = m.status if m.status != "pending" else MessageStatus.FAILED
-            copies.append(replace(m, id=None, status=status))
-        await store.enqueue(copies)
-    finally:
-        await store.close()
+
+    def when(simulated: float | None) -> float | None:
+        return None if simulated is None else real(simulated)
+
+    incident = await scratch.get_incident(incident_id)
+    assert incident is not None
+    await store.save_incident(replace(
+        incident, started_at=real(incident.started_at), opened_at=real(incident.opened_at),
+        plan_started_at=when(incident.plan_started_at),
+        resolved_at=when(incident.resolved_at),
+        acknowledged_at=when(incident.acknowledged_at)))
+    for entry in await scratch.timeline(incident_id):
+        await store.add_timeline(replace(entry, at=real(entry.at)))
+    copies = []
+    for m in reversed(await scratch.list_messages(incident_id=incident_id)):
+        # Never leave a drill message pending where a running daemon would send it.
+        status = m.status if m.status != "pending" else MessageStatus.FAILED
+        copies.append(replace(m, id=None, status=status))
+    await store.enqueue(copies)

@@ -1,6 +1,11 @@
 """The scripted hospital the simulator runs: a core network everything depends on, a database
 the HIS depends on, an independent LIS, departments with their own channels and one plan.
 
+Channels have fallbacks (SPEC 6): IT to an SMS, leadership to IT (already a direct recipient
+of some steps, so those get no copy), each ward channel to one ward SMS (two channels of the
+Emergency department share it: one copy per step and department), the vendor to leadership
+after 1m, and a drill notifier to a real SMS, which a drill must never use.
+
 Timing is scaled down (10 s interval, 2 s retry) so an hour of hospital life is a few thousand
 virtual seconds; the rules see exactly what they would see at 30 s / 5 s.
 """
@@ -20,7 +25,7 @@ roles:
   it_oncall: [it]
   leadership: [boss]
 departments:
-  - {{id: er, name: Emergency, campus: main, notify: [er-hook]}}
+  - {{id: er, name: Emergency, campus: main, notify: [er-hook, er-mail]}}
   - {{id: opd, name: Outpatient, campus: main, notify: [opd-hook]}}
   - {{id: lab, name: Laboratory, campus: main, notify: [lab-hook]}}
   - {{id: rad, name: Radiology, campus: main, notify: [rad-hook]}}
@@ -48,14 +53,21 @@ checks:
   - {{id: lis-web, system: lis, type: http, url: "http://127.0.0.1:1/"}}
   - {{id: pacs-tcp, system: pacs, type: tcp, host: 127.0.0.1, port: 1}}
 notifiers:
-  - {{id: it, type: console}}
-  - {{id: boss, type: console}}
-  - {{id: er-hook, type: console}}
-  - {{id: opd-hook, type: console}}
+  - {{id: it, type: console, fallback: it-sms}}
+  - {{id: it-sms, type: console}}
+  - {{id: boss, type: console, fallback: it, retry: {{max_age: 10m}}}}
+  - {{id: er-hook, type: console, fallback: ward-sms}}
+  - {{id: er-mail, type: console, fallback: ward-sms}}
+  - {{id: opd-hook, type: console, fallback: ward-sms}}
   - {{id: lab-hook, type: console}}
   - {{id: rad-hook, type: console}}
-  - {{id: vendor-hook, type: console}}
-  - {{id: drill-group, type: console, drill: true}}
+  - {{id: vendor-hook, type: console, fallback: boss, fallback_after: 1m}}
+  - {{id: ward-sms, type: console}}
+  - {{id: drill-group, type: console, drill: true, fallback: ward-sms}}
+  - {{id: drill-sms, type: console, drill: true}}
+maintenance:
+  - {{systems: [lis], start: "2027-01-15T16:20:00+08:00", end: "2027-01-15T16:30:00+08:00",
+     reason: LIS upgrade, announce: [15m, 2m]}}
 plans:
   - id: standard
     early_warning: [role:it_oncall]
@@ -69,7 +81,12 @@ plans:
 """
 
 IT = "it"
-REAL_NOTIFIERS = {"it", "boss", "er-hook", "opd-hook", "lab-hook", "rad-hook", "vendor-hook"}
+REAL_NOTIFIERS = {"it", "it-sms", "boss", "er-hook", "er-mail", "opd-hook", "lab-hook",
+                  "rad-hook", "vendor-hook", "ward-sms"}
+DRILL_NOTIFIERS = {"drill-group", "drill-sms"}
+ANNOUNCED = ("lis", 1200.0, 1800.0)
+"""The config's announced maintenance window (system, start, end; seconds from the run's
+start, which is T0 = 2027-01-15 16:00 in Shanghai): notices at 300 s and 1080 s."""
 DEPARTMENT_STEP_AFTER = 180.0
 
 

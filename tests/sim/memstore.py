@@ -101,9 +101,12 @@ class MemoryStore(Store):
                 and (notifier is None or m.notifier == notifier)]
 
     async def update_message(self, message: OutboxMessage) -> None:
+        """A send attempt's outcome; never the payload (as the SQL stores)."""
         self._write()
         assert message.id is not None
-        self.outbox[message.id - 1] = copy.deepcopy(message)
+        stored = copy.deepcopy(message)
+        stored.payload = self.outbox[message.id - 1].payload
+        self.outbox[message.id - 1] = stored
 
     async def list_messages(self, status: str | None = None, incident_id: str | None = None,
                             limit: int = 500) -> list[OutboxMessage]:
@@ -147,14 +150,16 @@ class MemoryStore(Store):
     async def load_vantage(self, since: float) -> dict[str, dict[str, str]]:
         return {}
 
-    # ---- the rest of the contract: not exercised by the incident side ----------------------
-
     async def update_payload(self, message: OutboxMessage) -> None:
-        await self.update_message(message)
+        self._write()
+        assert message.id is not None
+        self.outbox[message.id - 1].payload = copy.deepcopy(message.payload)
 
     async def messages_by_keys(self, keys: list[str]) -> list[OutboxMessage]:
         wanted = set(keys)
         return [copy.deepcopy(m) for m in self.outbox if m.idempotency_key in wanted]
+
+    # ---- the rest of the contract: not exercised by the simulator -------------------------
 
     async def link_key(self) -> bytes:
         return b"simulator-link-key-0123456789abc"
