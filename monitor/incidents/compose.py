@@ -124,8 +124,10 @@ def maintenance_messages(config: Config, renderer: MessageRenderer, kind: str,
                 idempotency_key=f"maint:{key}:{notifier}", notifier=notifier,
                 kind=MessageKind(kind),
                 created_at=now, next_attempt_at=now,
+                # `department`: a fallback copy is per department (SPEC 6), so two wards
+                # whose channels share a fallback each get their own notice.
                 payload={"title": title, "text": text, "incident": None,
-                         "maintenance": context["maintenance"],
+                         "maintenance": context["maintenance"], "department": dept_id,
                          "status_url": context["status_url"], "recipient": notifier}))
     return messages
 

@@ -3,7 +3,8 @@ the HIS depends on, an independent LIS, departments with their own channels and 
 
 Channels have fallbacks (SPEC 6): IT to an SMS, leadership to IT (already a direct recipient
 of some steps, so those get no copy), each ward channel to one ward SMS (two channels of the
-Emergency department share it: one copy per step and department), the vendor to leadership
+Emergency department share it: one copy per step and department; the Laboratory and
+Radiology hear of one maintenance window), the vendor to leadership
 after 1m, and a drill notifier to a real SMS, which a drill must never use.
 
 Timing is scaled down (10 s interval, 2 s retry) so an hour of hospital life is a few thousand
@@ -59,14 +60,14 @@ notifiers:
   - {{id: er-hook, type: console, fallback: ward-sms}}
   - {{id: er-mail, type: console, fallback: ward-sms}}
   - {{id: opd-hook, type: console, fallback: ward-sms}}
-  - {{id: lab-hook, type: console}}
-  - {{id: rad-hook, type: console}}
+  - {{id: lab-hook, type: console, fallback: ward-sms}}
+  - {{id: rad-hook, type: console, fallback: ward-sms}}
   - {{id: vendor-hook, type: console, fallback: boss, fallback_after: 1m}}
   - {{id: ward-sms, type: console}}
   - {{id: drill-group, type: console, drill: true, fallback: ward-sms}}
   - {{id: drill-sms, type: console, drill: true}}
 maintenance:
-  - {{systems: [lis], start: "2027-01-15T16:20:00+08:00", end: "2027-01-15T16:30:00+08:00",
+  - {{systems: [lis, pacs], start: "2027-01-15T16:20:00+08:00", end: "2027-01-15T16:30:00+08:00",
      reason: LIS upgrade, announce: [15m, 2m]}}
 plans:
   - id: standard
@@ -84,9 +85,10 @@ IT = "it"
 REAL_NOTIFIERS = {"it", "it-sms", "boss", "er-hook", "er-mail", "opd-hook", "lab-hook",
                   "rad-hook", "vendor-hook", "ward-sms"}
 DRILL_NOTIFIERS = {"drill-group", "drill-sms"}
-ANNOUNCED = ("lis", 1200.0, 1800.0)
-"""The config's announced maintenance window (system, start, end; seconds from the run's
-start, which is T0 = 2027-01-15 16:00 in Shanghai): notices at 300 s and 1080 s."""
+ANNOUNCED = (("lis", "pacs"), 1200.0, 1800.0)
+"""The config's announced maintenance window (systems, start, end; seconds from the run's
+start, which is T0 = 2027-01-15 16:00 in Shanghai): notices at 300 s and 1080 s to the
+Laboratory and Radiology, "maintenance over" at 1800 s."""
 DEPARTMENT_STEP_AFTER = 180.0
 
 

@@ -13,9 +13,18 @@ from dataclasses import dataclass
 
 from monitor.core.models import Incident, OutboxMessage
 from monitor.core.result import State
+from monitor.delivery.outbox import FELL_BACK, URGENT_KINDS
 from monitor.incidents import plans
-from tests.sim.hospital import CONFIRM, DEPARTMENT_STEP_AFTER, IT, REAL_NOTIFIERS, RECOVER
-from tests.sim.world import CONFIG, T0, TICK, Run
+from tests.sim.hospital import (
+    ANNOUNCED,
+    CONFIRM,
+    DEPARTMENT_STEP_AFTER,
+    DRILL_NOTIFIERS,
+    IT,
+    REAL_NOTIFIERS,
+    RECOVER,
+)
+from tests.sim.world import CONFIG, T0, TICK, Delivery, Run, Window
 
 SETTLE = 16.0
 """dependency_settle's default here: interval + retry × (confirm − 1) + timeout."""
@@ -34,6 +43,8 @@ class Episode:
     first_fail: float
     hard_at: float
     cleared_at: float | None
+    healed: float | None = None
+    """The probe that made it OK again (the `recover`-th OK), None while it lasts."""
 
     def end(self, run: Run) -> float:
         return self.cleared_at if self.cleared_at is not None else run.scenario.duration
@@ -53,7 +64,8 @@ def episodes(run: Run) -> list[Episode]:
                     first_ok = t if oks == 1 else first_ok
                     if oks >= RECOVER:
                         assert first is not None
-                        found.append(Episode(check_id, system, hard, first, hard_at, first_ok))
+                        found.append(Episode(check_id, system, hard, first, hard_at, first_ok,
+                                             t))
                         hard, first, streak, current = None, None, 0, State.OK
                 else:
                     streak, first, current = 0, None, State.OK
@@ -81,8 +93,19 @@ class View:
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        self.messages: list[OutboxMessage] = list(run.store.outbox)
-        self.incidents: dict[str, Incident] = dict(run.store.incidents)
+        self.drill_ids = {d.incident_id for d in run.drills} | {
+            i.id for i in run.store.incidents.values() if i.drill}
+        self.live: list[OutboxMessage] = [m for m in run.store.outbox
+                                          if m.incident_id not in self.drill_ids]
+        """Every message of the daemon (fallback copies too); drills' kept records left out."""
+        self.messages: list[OutboxMessage] = [m for m in self.live
+                                              if not m.payload.get("failed_channels")]
+        """The daemon's own messages (no fallback copies)."""
+        self.incidents: dict[str, Incident] = {k: i for k, i in run.store.incidents.items()
+                                               if k not in self.drill_ids}
+        self.windows = [*run.scenario.windows,
+                        *(Window(s, ANNOUNCED[1], ANNOUNCED[2]) for s in ANNOUNCED[0])]
+        self.log: list[Delivery] = run.net.log if run.net is not None else []
         self.episodes = episodes(run)
         self.linked: dict[str, set[str]] = {}
         """incident id -> root incident ids it was ever caused_by."""
@@ -102,6 +125,14 @@ class View:
             if since is not None:
                 self.linked_spans.setdefault(incident_id, []).append(
                     (since, run.scenario.duration))
+
+    @staticmethod
+    def healed_at(e: Episode) -> float | None:
+        return e.healed
+
+    def just_restarted(self, t: float) -> bool:
+        """Within the first minute after a restart: restored states are not the probes'."""
+        return any(start > 0 and start <= t < start + 60 for start, _ in self.run.up)
 
     def of(self, incident_id: str | None) -> Incident | None:
         return self.incidents.get(incident_id or "")
@@ -125,7 +156,7 @@ class View:
         moved = True
         while moved:
             moved = False
-            for w in self.run.scenario.windows:
+            for w in self.windows:
                 if w.system in systems and w.start <= t < w.end:
                     t, moved = w.end, True
         return t
@@ -302,7 +333,7 @@ def one_incident_per_outage(v: View) -> list[str]:
     problems = []
     for e in v.episodes:
         overlapping = {i.id for i in v.incidents.values() if i.system == e.system
-                       and not i.drill and v.span(i)[0] <= e.end(v.run)
+                       and not i.drill and i.opened_at - T0 <= e.end(v.run)
                        and v.span(i)[1] >= e.hard_at + 0.001
                        and i.opened_at - T0 >= e.first_fail}
         if len(overlapping) > 1:
@@ -349,11 +380,345 @@ def engine_errors(v: View) -> list[str]:
     return [e for e in v.run.errors if "database is locked" not in e]
 
 
+# ---- delivery (SPEC 6): nothing lost or silent, never twice, fallback in time -------------
+
+RETRY_BOUND = 60 * 1.2 + 2 * TICK + 5
+"""A working channel gets a pending message within one longest backoff (max_delay 60s,
++20% jitter) and a pass."""
+FALLBACK_SLACK = 1.0
+"""The attempt that decides a fallback comes at `fallback_after` on the dot; the copy is
+queued in the same pass."""
+
+
+def _faults(v: View, notifier: str) -> list[tuple[float, float]]:
+    return [(f.start, f.start + f.length) for f in v.run.scenario.channel_faults
+            if f.notifier == notifier]
+
+
+def _healthy_from(v: View, notifier: str, since: float, need: float) -> float | None:
+    """The first moment >= since from which the channel works and the daemon runs for
+    `need` seconds without a break (None: not within the run)."""
+    faults = _faults(v, notifier)
+    starts = sorted({since, *(b for _, b in faults if b >= since),
+                     *(a for a, _ in v.run.up if a >= since)})
+    for t0 in starts:
+        end = t0 + need
+        if end > v.run.scenario.duration:
+            return None
+        if any(a < end and t0 < b for a, b in faults):
+            continue
+        if any(a <= t0 and end <= b for a, b in v.run.up):
+            return t0
+    return None
+
+
+def _attempts(v: View, m: OutboxMessage, via: str = "live") -> list[Delivery]:
+    return [d for d in v.log if d.via == via and d.notifier == m.notifier
+            and d.key == m.idempotency_key]
+
+
+def nothing_lost_or_silent(v: View) -> list[str]:
+    """Every message ends sent (and the channel got it), or stays visible as failed or
+    pending, and one given up on falls back; a working channel gets it within RETRY_BOUND.
+
+    Caught on purpose: a sender that marks a message sent although the channel refused it,
+    and a retry that never comes (`next_attempt_at` pushed out of reach)."""
+    problems = []
+    for m in v.live:
+        attempts = _attempts(v, m)
+        ok = [d for d in attempts if d.ok]
+        created = m.created_at - T0
+        if m.status == "sent" and not ok and not (m.answer or "").startswith("skipped"):
+            problems.append(f"{m.idempotency_key} marked sent, never delivered")
+        elif m.status in ("failed", "undeliverable"):
+            last = attempts[-1] if attempts else None
+            fault = v.run.net.fault(m.notifier, last.at) if v.run.net and last else None
+            if m.status == "failed" and (fault is None or not fault.permanent):
+                problems.append(f"{m.idempotency_key} failed without a permanent refusal")
+            notifier = CONFIG.notifier(m.notifier)
+            if notifier.fallback and not m.payload.get(FELL_BACK):
+                problems.append(f"{m.idempotency_key} given up without falling back to "
+                                f"{notifier.fallback}")
+        if m.status == "failed":
+            continue
+        healthy = _healthy_from(v, m.notifier, created, RETRY_BOUND)
+        if healthy is not None and not any(d.at <= healthy + RETRY_BOUND for d in ok):
+            problems.append(f"{m.idempotency_key} ({m.status}) not delivered by "
+                            f"{healthy + RETRY_BOUND:.0f}s although {m.notifier} worked from "
+                            f"{healthy:.0f}s")
+    return problems
+
+
+def never_sent_twice(v: View) -> list[str]:
+    """A channel receives each idempotency key once (a store that failed to record a
+    delivery may repeat it: at least once, SPEC 9). Caught on purpose: a sender that leaves
+    a delivered message pending."""
+    seen: dict[tuple[str, str], int] = {}
+    for d in v.log:
+        if d.ok:
+            seen[(d.notifier, d.key)] = seen.get((d.notifier, d.key), 0) + 1
+    faulted = v.run.net.store_faulted if v.run.net else set()
+    return [f"{key} delivered {n} times to {notifier}" for (notifier, key), n in seen.items()
+            if n > 1 and key not in faulted]
+
+
+def _step_of(key: str) -> tuple[str, str]:
+    """(incident:step, occurrence) of a step message or fallback copy key."""
+    parts = key.split(":")
+    return ":".join(parts[:2]), parts[-1]
+
+
+def _to_fallback(v: View, m: OutboxMessage, fallback: str) -> list[OutboxMessage]:
+    """What reached `fallback` for m's step: its own direct message, or copies carrying
+    the same text m carried (the same department's notice)."""
+    step, occurrence = _step_of(m.idempotency_key)
+    found = []
+    for other in v.live:
+        if other.notifier != fallback or other.kind != m.kind or other is m:
+            continue
+        o_step, o_occ = _step_of(other.idempotency_key)
+        if m.incident_id is not None and (o_step, o_occ) != (step, occurrence):
+            continue
+        if other.payload.get("failed_channels"):
+            if other.payload.get("text") == m.payload.get("text"):
+                found.append(other)
+        elif m.incident_id is not None:
+            found.append(other)  # the step's own message to the fallback (a direct one)
+    return found
+
+
+def fallback_in_time(v: View) -> list[str]:
+    """SPEC 6: an urgent message whose attempt at `fallback_after` fails, or any message
+    given up on, reaches its fallback at once (a copy with the same text, or the step's own
+    message when the fallback was a direct recipient); a copy only after a failure; one copy
+    per step, fallback and recipient; none beside a direct message; the copy names every
+    channel that failed.
+
+    Caught on purpose: copies made at the first failure (not after fallback_after), one
+    copy per failed primary, a copy beside a direct message, and maintenance notices whose
+    copies for two departments collapse into one (a real bug the simulator found)."""
+    problems = []
+    for m in v.live:
+        fallback = CONFIG.notifier(m.notifier).fallback
+        if not fallback:
+            continue
+        attempts = _attempts(v, m)
+        failed = [d for d in attempts if not d.ok]
+        created = m.created_at - T0
+        after = CONFIG.notifier(m.notifier).fallback_after
+        deciding = [d for d in failed if m.kind in URGENT_KINDS
+                    and d.at >= created + after - FALLBACK_SLACK]
+        if m.status in ("failed", "undeliverable") and failed:
+            deciding.append(failed[-1])
+        reached = _to_fallback(v, m, fallback)
+        if deciding:
+            first = min(d.at for d in deciding)
+            if not [r for r in reached if r.created_at - T0 <= first + FALLBACK_SLACK]:
+                problems.append(f"{m.idempotency_key}: failed at {first:.0f}s (due "
+                                f"{created:.0f}s) but nothing reached {fallback}")
+        for copy_ in [r for r in reached if r.payload.get("failed_channels")]:
+            at = copy_.created_at - T0
+            early = [d for d in failed if d.at <= at + 0.001]
+            given_up = m.status in ("failed", "undeliverable") and early and \
+                early[-1].at >= at - FALLBACK_SLACK
+            in_time = m.kind in URGENT_KINDS and at >= created + after - FALLBACK_SLACK
+            if m.notifier in copy_.payload["failed_channels"] and not (
+                    early and (given_up or in_time)):
+                problems.append(f"{copy_.idempotency_key} at {at:.0f}s: {m.notifier} had not "
+                                "failed long enough for a fallback")
+    copies: dict[tuple[str, str, str, str], list[OutboxMessage]] = {}
+    for m in v.live:
+        if m.payload.get("failed_channels"):
+            step, occurrence = _step_of(m.idempotency_key)
+            copies.setdefault((m.notifier, step, occurrence, str(m.payload.get("text"))),
+                              []).append(m)
+    for (notifier, step, occurrence, _text), found in copies.items():
+        if len(found) > 1:
+            problems.append(f"{len(found)} copies to {notifier} for {step}#{occurrence}")
+        direct = [m for m in v.messages if m.incident_id and m.notifier == notifier
+                  and _step_of(m.idempotency_key) == (step, occurrence)]
+        if direct and found[0].incident_id:
+            problems.append(f"copy to {notifier} for {step} although it was a direct recipient")
+        for c in found:
+            text = next((d.text for d in v.log if d.key == c.idempotency_key), None)
+            for channel in c.payload["failed_channels"]:
+                if text is not None and channel not in text:
+                    problems.append(f"{c.idempotency_key} does not name {channel}")
+    return problems
+
+
+# ---- drills (SPEC 10) -----------------------------------------------------------------------
+
+
+def drills_stay_drills(v: View) -> list[str]:
+    """No drill message reaches a real channel (unless --live), nothing but the drill
+    incident's messages goes out during a drill, no live message is marked DRILL, a drill
+    changes no live record, and each drill has its own id and keys.
+
+    Caught on purpose: announce_maintenance without its drill guard (the drill sends the
+    real planned-downtime notice), the drill route ignoring `drill: true`, a fallback copy
+    to a real SMS from a drill, a fixed drill number (drill-1 every time)."""
+    problems = []
+    ids = [d.incident_id for d in v.run.drills]
+    if len(ids) != len(set(ids)):
+        problems.append(f"drill ids reused: {ids}")
+    live_ids = {i for i in v.run.store.incidents if i not in v.drill_ids}
+    for run in v.run.drills:
+        via = run.incident_id
+        if run.incident_id in live_ids:
+            problems.append(f"{run.incident_id} is also a live incident's id")
+        for d in v.log:
+            if d.via != via:
+                continue
+            if d.incident != run.incident_id:
+                problems.append(f"drill {via} sent {d.kind} of {d.incident} to {d.notifier}")
+            if not run.drill.live and d.notifier not in DRILL_NOTIFIERS:
+                problems.append(f"drill {via} message {d.kind} reached real {d.notifier}")
+            if not d.drill or "DRILL" not in d.title:
+                problems.append(f"drill {via} message {d.kind} to {d.notifier} not marked")
+        for m in run.messages:
+            if m.incident_id != run.incident_id or not m.idempotency_key.startswith(
+                    f"{run.incident_id}:"):
+                problems.append(f"drill {via} message with key {m.idempotency_key}")
+            if m.idempotency_key in run.keys_taken:
+                problems.append(f"drill {via} reuses the key {m.idempotency_key}")
+        kept = [m for m in v.run.store.outbox if m.incident_id == run.incident_id]
+        if len(kept) != len(run.messages):
+            problems.append(f"drill {via}: {len(run.messages)} messages, {len(kept)} kept")
+        if run.before != run.after:
+            problems.append(f"drill {via} changed the live store")
+    for d in v.log:
+        if d.via == "live" and (d.drill or d.title.startswith("[DRILL]")):
+            problems.append(f"live message {d.kind} to {d.notifier} marked DRILL")
+        if d.via == "live" and d.incident in v.drill_ids:
+            problems.append(f"the daemon sent the drill's {d.kind} to {d.notifier}")
+    return problems
+
+
+# ---- cause and evidence (SPEC 4) ------------------------------------------------------------
+
+
+def _state_at(v: View, check: str, t: float) -> State | None:
+    last = None
+    for when, state in v.run.probes[check]:
+        if when > t + 0.001:
+            break
+        last = state
+    return last
+
+
+def _hard_failing_at(v: View, check: str, t: float) -> bool:
+    """Failing as the oracle counts it: hard from its first failed probe until healed."""
+    for e in v.episodes:
+        if e.check != check or e.first_fail > t + 0.001:
+            continue
+        healed = v.healed_at(e)
+        if healed is None or t < healed - 0.001:
+            return True
+    return False
+
+
+def _unsettled(v: View, check: str, t: float) -> bool:
+    """A failure among its last 21 results: it may still be flapping (the flap detector
+    looks at those 21), and a flapping root keeps its incident open (SPEC 4)."""
+    recent = [s for when, s in v.run.probes[check] if when <= t + 0.001][-21:]
+    return any(s is not State.OK for s in recent)
+
+
+def _system_down_at(v: View, system: str, t: float) -> bool:
+    """Hard CRIT (itself or a system it depends on), or failing too often to be settled
+    (a flapping root keeps its incident open, SPEC 4)."""
+    systems = {system, *CONFIG.dependencies(system)}
+    hard = any(e.system in systems and e.state is State.CRIT and e.hard_at <= t + 0.001
+               and (v.healed_at(e) is None or t <= (v.healed_at(e) or 0.0) + 0.001)
+               for e in v.episodes)
+    return hard or any(_unsettled(v, c.id, t) for s in systems for c in CONFIG.checks_of(s))
+
+
+def cause_names_real_failures(v: View) -> list[str]:
+    """Each version of an incident record names as failing only checks that failed then,
+    as answering only checks that answered then, and is caused_by a root only while that
+    root's system really was down.
+
+    Caught on purpose: evidence lines that list every check of the system as failing, and
+    a link to a root that is kept after the root healed (caused_by never cleared)."""
+    problems = []
+    previous: dict[str, tuple[object, ...]] = {}
+    for at, inc in v.run.versions:
+        if inc.drill or inc.id in v.drill_ids:
+            continue
+        t = at - T0
+        shown = (inc.suspected_cause, tuple(inc.cause_evidence))
+        # A new cause or evidence was computed now (an unchanged one is carried along).
+        fresh = previous.get(inc.id) != shown
+        previous[inc.id] = shown
+        if fresh and not v.just_restarted(t):
+            for line in inc.cause_evidence:
+                name = line.split(" ", 1)[0]
+                if name not in v.run.probes:
+                    continue
+                state = _state_at(v, name, t)
+                if " answers: " in line:
+                    if state is not State.OK or _hard_failing_at(v, name, t):
+                        seen = state.name if state is not None else "not probed"
+                        problems.append(f"{inc.id} at {t:.0f}s: evidence says {name} answers "
+                                        f"(it was {seen})")
+                elif state is State.OK and not _hard_failing_at(v, name, t):
+                    problems.append(f"{inc.id} at {t:.0f}s: evidence names {name} failing "
+                                    "while it answered")
+        if inc.caused_by and inc.status == "open":
+            root = v.incidents.get(inc.caused_by)
+            if root is None or not _system_down_at(v, root.system, t):
+                problems.append(f"{inc.id} at {t:.0f}s shown caused by {inc.caused_by} "
+                                f"({root.system if root else '?'}), which was not down")
+    return problems
+
+
+def same_second_root_takes_the_dependent(v: View) -> list[str]:
+    """A root and a dependent that start failing in the same second, the root lasting at
+    least as long: the dependent's incident ends caused_by the root's (SPEC 4, issue 10
+    item 5). Caught on purpose: dependency_settle ignored (the dependent pages first)."""
+    problems = []
+    faults = v.run.scenario.faults
+    for root_fault in faults:
+        root_system = CONFIG.check(root_fault.check).system
+        for dep_fault in faults:
+            dep_system = CONFIG.check(dep_fault.check).system
+            if root_system not in CONFIG.dependencies(dep_system) or dep_fault.period \
+                    or root_fault.period or root_fault.state is not State.CRIT:
+                continue
+            if int(root_fault.start) != int(dep_fault.start):
+                continue
+            if root_fault.start + root_fault.length < dep_fault.start + dep_fault.length + 60:
+                continue  # the root heals first: the dependent carries on on its own
+            if any(w.system in {dep_system, root_system, *CONFIG.dependencies(dep_system)}
+                   and w.start < dep_fault.start + dep_fault.length and dep_fault.start < w.end
+                   for w in v.windows) or v.run.scenario.restarts or \
+                    v.run.scenario.store_faults:
+                continue
+            root_eps = [e for e in v.episodes if e.check == root_fault.check
+                        and abs(e.first_fail - root_fault.start) < 15]
+            dep_incs = [i for i in v.incidents.values() if i.system == dep_system
+                        and abs(i.started_at - T0 - dep_fault.start) < 15]
+            if not root_eps or not dep_incs:
+                continue
+            root_incs = {i.id for i in v.incidents.values()
+                         if i.system in CONFIG.dependencies(dep_system)
+                         and i.started_at - T0 <= root_eps[0].hard_at + 1}
+            for inc in dep_incs:
+                if inc.caused_by not in root_incs:
+                    problems.append(f"{inc.id} ({dep_system}) broke with {root_system} in the "
+                                    f"same second but ends caused_by {inc.caused_by}")
+    return problems
+
+
 INVARIANTS: list[Callable[[View], list[str]]] = [
     it_hears_every_outage, departments_hear_each_outage_once,
     no_notice_without_a_real_failure, no_dependent_pages_on_its_own,
     recovery_goes_to_those_told, one_incident_per_outage, no_step_skipped,
     cause_has_evidence, nothing_real_in_a_drill, engine_errors,
+    nothing_lost_or_silent, never_sent_twice, fallback_in_time, drills_stay_drills,
+    cause_names_real_failures, same_second_root_takes_the_dependent,
 ]
 
 

@@ -7,6 +7,7 @@ reference into the store. `fail_next` makes the next N writes raise, as a locked
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
@@ -28,6 +29,9 @@ class MemoryStore(Store):
         self.silences: dict[str, Silence] = {}
         self.states: dict[str, dict[str, Any]] = {}
         self.fail_next = 0
+        self.clock: Callable[[], float] = lambda: 0.0
+        self.versions: list[tuple[float, Incident]] = []
+        """Every incident record saved, with the time it was saved (the cause invariant)."""
 
     def _write(self) -> None:
         if self.fail_next > 0:
@@ -51,6 +55,7 @@ class MemoryStore(Store):
     async def save_incident(self, incident: Incident) -> None:
         self._write()
         self.incidents[incident.id] = copy.deepcopy(incident)
+        self.versions.append((self.clock(), copy.deepcopy(incident)))
 
     async def get_incident(self, incident_id: str) -> Incident | None:
         found = self.incidents.get(incident_id)
@@ -208,3 +213,14 @@ class MemoryStore(Store):
 
     async def prune_history(self, cutoffs: dict[str, float]) -> int:
         return 0
+
+
+class ScratchStore(MemoryStore):
+    """A drill's private store: its incident number is the one reserved in the real store."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__()
+        self.number = number
+
+    async def next_incident_number(self) -> int:
+        return self.number
