@@ -31,6 +31,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class Clock:
+    """A clock the test moves (`clock.now = t`), given wherever the code takes a `clock`."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def one_check_hospital(name: str, target: HttpTarget, port: int, *, server: str = "",
                        timeout: str = "500ms", systems: tuple[str, ...] = ("his",)) -> str:
     """A daemon config with one HTTP check on `target` (system `his`) and a plan that tells

@@ -19,17 +19,12 @@ from monitor.probing.pushed import AlertBook, AlertmanagerPayload, AmAlert, Push
 from monitor.probing.scheduler import Scheduler
 from monitor.probing.state import CheckState
 from monitor.telemetry.metrics import Metrics, MetricsSource
+from tests.conftest import Clock
 from tests.probe_helpers import make_check
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def config(**check: Any) -> Config:
@@ -43,7 +38,7 @@ def config(**check: Any) -> Config:
 
 class Harness:
     def __init__(self, **check: Any) -> None:
-        self.clock = Clock()
+        self.clock = Clock(T0)
         self.ctx = ProbeContext()
         self.ctx.app_state["started_at"] = T0
         self.states: dict[str, CheckState] = {}

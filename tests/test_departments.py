@@ -14,6 +14,7 @@ from monitor.incidents.engine import Engine
 from monitor.people.actions import Refused
 from monitor.probing.state import CheckState, advance
 from monitor.store.sqlite import SqliteStore
+from tests.conftest import Clock
 
 CONFIG = """\
 site: {name: H, timezone: Asia/Shanghai, language: en}
@@ -43,11 +44,6 @@ plans:
 T0 = 1_800_000_000.0
 
 
-class Clock:
-    now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -55,7 +51,7 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[Engine, Clock, dict[str, 
     store = SqliteStore(f"sqlite:///{tmp_path}/state.db")
     await store.open()
     config = load_config_text(CONFIG, "d.yaml", {})
-    clock = Clock()
+    clock = Clock(T0)
     states = {c.id: CheckState(c.id, c.system, c.type, probed=True) for c in config.checks}
     yield Engine(config, store, states, clock), clock, states
     await store.close()

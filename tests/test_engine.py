@@ -17,6 +17,7 @@ from monitor.core.result import Result, State
 from monitor.incidents.engine import Engine
 from monitor.probing.state import CheckState, advance
 from monitor.store.sqlite import SqliteStore
+from tests.conftest import Clock
 
 CONFIG = """\
 site: {name: Test Hospital, timezone: Asia/Shanghai, language: en, campuses: [main, north]}
@@ -73,12 +74,6 @@ plans:
 T0 = 1_800_000_000.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class World:
@@ -115,7 +110,7 @@ class World:
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     store = SqliteStore(f"sqlite:///{tmp_path}/state.db")
     await store.open()
-    yield World(load_config_text(CONFIG, "t.yaml", {}), store, Clock())
+    yield World(load_config_text(CONFIG, "t.yaml", {}), store, Clock(T0))
     await store.close()
 
 

@@ -20,6 +20,7 @@ from monitor.config.model import Config
 from monitor.core.result import Result, State
 from monitor.probing.forecast import MAX_SAMPLES, Forecasts, figure, fit, until
 from monitor.runtime.daemon import Daemon
+from tests.conftest import Clock
 from tests.probe_helpers import make_check
 from tests.test_check_postgres import PG_DSN, _reachable
 
@@ -193,15 +194,9 @@ def daemon_config(table: str, state: Path) -> Config:
     })
 
 
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
-async def step(daemon: Daemon, clock: FakeClock, table: str, at: float, value: float) -> Any:
+async def step(daemon: Daemon, clock: Clock, table: str, at: float, value: float) -> Any:
     clock.now = at
     await set_used(table, value)
     await daemon.scheduler.run_now(["his-tablespace"])
@@ -213,7 +208,7 @@ async def test_a_climbing_query_warns_and_a_restart_keeps_the_trend(
     os.environ.pop("HISMON_STATE_URL", None)
     config = daemon_config(climbing_table, tmp_path / "state.db")
     start = NOW - 11 * STEP
-    clock = FakeClock(start)
+    clock = Clock(start)
     daemon = Daemon(config, clock=clock, serve_http=False)
     await daemon.start()
     try:
@@ -224,7 +219,7 @@ async def test_a_climbing_query_warns_and_a_restart_keeps_the_trend(
     finally:
         await daemon.stop()
 
-    clock = FakeClock(NOW)
+    clock = Clock(NOW)
     restarted = Daemon(config, clock=clock, serve_http=False)
     await restarted.start()
     try:

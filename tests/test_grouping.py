@@ -19,7 +19,7 @@ from monitor.delivery import grouping
 from monitor.delivery.grouping import Batch, group_key, plan
 from monitor.delivery.outbox import Outbox, Sender
 from monitor.store.sqlite import SqliteStore
-from tests.conftest import Receiver
+from tests.conftest import Clock, Receiver
 
 T0 = 1_800_000_000.0
 
@@ -166,12 +166,6 @@ def test_group_window_is_validated() -> None:
 # ---- the outbox carrying it out --------------------------------------------------------
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

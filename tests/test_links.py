@@ -21,6 +21,7 @@ from monitor.runtime.webside import DaemonWeb
 from monitor.web.app import build_app
 from notifiers.base import OutgoingMessage
 from notifiers.sms import sms_text
+from tests.conftest import Clock
 
 KEY = bytes(range(32))
 T0 = 1_800_000_000.0
@@ -147,16 +148,11 @@ def test_a_length_limit_cuts_the_text_before_the_links() -> None:
 # ---- the link pages on the real app (in process, real SQLite store) -------------------
 
 
-class Clock:
-    now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[tuple[Daemon, AsyncClient, Clock]]:
-    clock = Clock()
+    clock = Clock(T0)
     cfg = config(f'state: {{url: "sqlite:///{tmp_path}/s.db"}}\n')
     daemon = Daemon(cfg, clock=clock, serve_http=False)
     await daemon.store.open()

@@ -23,6 +23,7 @@ from monitor.probing.state import CheckState, advance
 from monitor.runtime.daemon import Daemon
 from monitor.runtime.webside import DaemonWeb
 from monitor.web.app import build_app
+from tests.conftest import Clock
 
 T0 = 1_800_000_000.0  # 2027-01-15 16:00 in Shanghai
 CONFIG = """
@@ -50,12 +51,6 @@ plans:
 """
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 World = tuple[httpx.AsyncClient, Daemon, Clock]
@@ -64,7 +59,7 @@ World = tuple[httpx.AsyncClient, Daemon, Clock]
 @pytest.fixture(params=["en", "zh"])
 async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
     text = CONFIG.replace("STATE", str(tmp_path / "s.db")).replace("LANG", request.param)
-    clock = Clock()
+    clock = Clock(T0)
     daemon = Daemon(load_config_text(text, "h.yaml"), clock=clock, serve_http=False)
     await daemon.store.open()
     for check in daemon.config.checks:

@@ -20,6 +20,7 @@ from monitor.people.rotation import Cover, Rotation, handovers, on_duty
 from monitor.probing.state import CheckState, advance
 from monitor.store.sqlite import SqliteStore
 from notifiers.base import OutgoingMessage
+from tests.conftest import Clock
 
 CST = dt.timezone(dt.timedelta(hours=8))
 START = dt.datetime(2026, 11, 30, 8, 30, tzinfo=CST).timestamp()
@@ -249,12 +250,6 @@ def test_a_person_and_a_role_on_one_notifier_are_one_post() -> None:
         ("it-group", None), ("sms", "li"), ("wecom-it", "li")]
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

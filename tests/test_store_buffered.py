@@ -19,8 +19,9 @@ from monitor.core.types import MessageStatus, Severity
 from monitor.store.base import Fenced
 from monitor.store.buffered import BufferedStore, JournalFull, is_store_fault
 from monitor.store.sqlite import SqliteStore
+from tests.conftest import Clock
 from tests.store_faults import can_make_immutable, read_only, set_read_only
-from tests.test_engine import CONFIG, T0, Clock, World
+from tests.test_engine import CONFIG, T0, World
 
 
 class Env:
@@ -39,7 +40,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     if not can_make_immutable(tmp_path):
         pytest.skip("chattr +i not available here (needs root on ext4)")
     path = tmp_path / "state.db"
-    clock = Clock()
+    clock = Clock(T0)
     store = BufferedStore(SqliteStore(f"sqlite:///{path}"), clock, replay_every=None)
     await store.open()
     yield Env(path, clock, store)
@@ -144,7 +145,7 @@ async def test_a_full_journal_refuses_new_writes_and_keeps_what_it_holds(
     if not can_make_immutable(tmp_path):
         pytest.skip("chattr +i not available here")
     path = tmp_path / "state.db"
-    store = BufferedStore(SqliteStore(f"sqlite:///{path}"), Clock(), limit=3,
+    store = BufferedStore(SqliteStore(f"sqlite:///{path}"), Clock(T0), limit=3,
                           replay_every=None)
     await store.open()
     try:
@@ -191,7 +192,7 @@ async def test_an_outage_that_ends_while_the_store_refuses_is_recorded_and_notif
     if not can_make_immutable(tmp_path):
         pytest.skip("chattr +i not available here")
     path = tmp_path / "state.db"
-    clock = Clock()
+    clock = Clock(T0)
     store = BufferedStore(SqliteStore(f"sqlite:///{path}"), clock, replay_every=None)
     await store.open()
     world = World(load_config_text(CONFIG, "t.yaml", {}), store, clock)  # type: ignore[arg-type]
@@ -259,7 +260,7 @@ async def test_a_postgres_role_that_loses_its_write_rights_is_journalled_then_re
         sql.Identifier(database[0]), sql.Identifier(role)))  # hismon makes its schema, owns it
     parts = urlsplit(base)
     user_url = urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}"))
-    clock = Clock()
+    clock = Clock(T0)
     store = BufferedStore(PostgresStore(f"{user_url}?schema={schema}"), clock,
                           replay_every=None)
     try:
