@@ -303,3 +303,23 @@ async def test_a_postgres_role_that_loses_its_write_rights_is_journalled_then_re
         await rights("DROP OWNED BY {r}")
         await rights("DROP ROLE IF EXISTS {r}")
         await admin.close()
+
+
+def test_it_is_told_hismon_cannot_record_after_the_grace_past_the_store() -> None:
+    from monitor.runtime.selfwatch import UNRECORDED_GRACE, assess
+    from monitor.store.buffered import Unrecorded
+
+    now = T0
+    early = Unrecorded(now - UNRECORDED_GRACE + 1, 3, "OperationalError: disk I/O error", 0)
+    assert assess(now=now, unrecorded=early) == []
+    late = Unrecorded(now - 95, 3, "OperationalError: disk I/O error", 0)
+    [problem] = assess(now=now, unrecorded=late)
+    assert problem.key == "store" and problem.direct, "past the store and the outbox"
+    assert "cannot record" in problem.en and "1 min" in problem.en and "3 changes" in problem.en
+    assert "无法记录" in problem.zh
+    full = Unrecorded(now - 95, 20_000, "OperationalError: database or disk is full", 7)
+    [problem] = assess(now=now, unrecorded=full)
+    assert "journal full, 7 writes refused" in problem.en
+    # Unreachable and refusing: one problem, the store's.
+    both = assess(now=now, unrecorded=late, store_down_since=now - 120)
+    assert [p.key for p in both] == ["store"] and "unreachable" in both[0].en

@@ -467,11 +467,18 @@ class BufferedStore(Store):
         await write(messages)
         for key, (inserted, state) in before.items():
             latest = self._new.pop(key, inserted)
-            if latest is not inserted or _message_state(latest) != state:
+            changed = latest is not inserted or _message_state(latest) != state
+            if inserted.id is None:
+                # Already in the store: the refused write had committed after all (its
+                # answer was lost). The store's row must not stay behind what was sent.
+                found = await self._stored_by_keys([key])
+                if not found:
+                    continue
+                latest.id = found[0].id
+                changed = changed or _message_state(found[0]) != _message_state(latest)
+            else:
                 latest.id = inserted.id
-                if latest.id is None:
-                    found = await self._stored_by_keys([key])
-                    latest.id = found[0].id if found else None
+            if changed:
                 self._updated[key] = latest
                 self._journal.append(_Op("update", key))  # after this entry: in order
                 self._queued.add(("update", key))
@@ -515,8 +522,24 @@ class BufferedStore(Store):
         return recorded | self._steps.get(incident_id, {})
 
     def _overlay(self, stored: list[OutboxMessage]) -> list[OutboxMessage]:
-        return [copy.deepcopy(self._updated[m.idempotency_key])
-                if m.idempotency_key in self._updated else m for m in stored]
+        """Stored rows with the state memory holds for them (a row memory thought new is
+        there when a refused write had committed after all: memory's state wins)."""
+        out = []
+        for m in stored:
+            key = m.idempotency_key
+            held = self._updated.get(key) or self._new.get(key)
+            if held is None:
+                out.append(m)
+            else:
+                copied = copy.deepcopy(held)
+                copied.id = m.id
+                out.append(copied)
+        return out
+
+    def _held(self, stored: list[OutboxMessage]) -> list[OutboxMessage]:
+        """Messages only memory holds, minus those the store answered with."""
+        seen = {m.idempotency_key for m in stored}
+        return [copy.deepcopy(m) for m in self._new.values() if m.idempotency_key not in seen]
 
     async def pending_messages(self, notifier: str | None = None) -> list[OutboxMessage]:
         try:
@@ -525,17 +548,16 @@ class BufferedStore(Store):
             if not (self._new and is_store_fault(exc)):
                 raise
             stored = []  # what only memory holds still goes out
-        held = [copy.deepcopy(m) for m in self._new.values()
-                if notifier is None or m.notifier == notifier]
+        held = [m for m in self._held(stored) if notifier is None or m.notifier == notifier]
         return [m for m in stored + held if m.status == MessageStatus.PENDING]
 
     async def list_messages(
         self, status: str | None = None, incident_id: str | None = None, limit: int = 500
     ) -> list[OutboxMessage]:
         stored = self._overlay(await self.inner.list_messages(status, incident_id, limit))
-        if self._updated and status is not None:
+        if status is not None:
             stored = [m for m in stored if m.status == status]
-        held = [copy.deepcopy(m) for m in reversed(self._new.values())
+        held = [m for m in reversed(self._held(stored))
                 if (status is None or m.status == status)
                 and (incident_id is None or m.incident_id == incident_id)]
         return (held + stored)[:limit]
@@ -553,7 +575,8 @@ class BufferedStore(Store):
 
     async def messages_by_keys(self, keys: list[str]) -> list[OutboxMessage]:
         stored = self._overlay(await self.inner.messages_by_keys(keys))
-        return stored + [copy.deepcopy(self._new[k]) for k in keys if k in self._new]
+        held = {m.idempotency_key: m for m in self._held(stored)}
+        return stored + [held[k] for k in keys if k in held]
 
     async def load_check_states(self) -> dict[str, dict[str, Any]]:
         return await self.inner.load_check_states() | copy.deepcopy(self._states)
