@@ -149,15 +149,26 @@ async def test_a_full_journal_refuses_new_writes_and_keeps_what_it_holds(
                           replay_every=None)
     await store.open()
     try:
+        await store.enqueue([message("k1", T0)])
         with read_only(path):
             for n in range(3):
                 await store.add_timeline(TimelineEntry("INC-1", T0 + n, "note", f"n{n}"))
             with pytest.raises(JournalFull):
                 await store.add_timeline(TimelineEntry("INC-1", T0 + 3, "note", "n3"))
+            with pytest.raises(JournalFull):
+                await store.next_incident_number()  # no new incident while full
             held = store.unrecorded()
-            assert held is not None and (held.waiting, held.refused) == (3, 1)
+            assert held is not None and (held.waiting, held.refused) == (3, 2)
+            # What already exists is still recorded: never a sent message forgotten.
+            await store.save_incident(incident(1, T0))
+            [sent] = await store.pending_messages("it")
+            sent.status = MessageStatus.SENT
+            await store.update_message(sent)
+            assert await store.pending_messages("it") == []
         await store.replay()
         assert [e.text for e in await store.timeline("INC-1")] == ["n0", "n1", "n2"]
+        assert await store.get_incident("INC-1") is not None
+        assert [m.status for m in await store.messages_by_keys(["k1"])] == ["sent"]
         assert store.unrecorded() is None
     finally:
         set_read_only(path, False)

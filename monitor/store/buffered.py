@@ -17,12 +17,13 @@ steps and their messages, messages enqueued, delivery state of messages) and che
 Everything else (history buckets, forecast samples, heartbeats, silences, leadership) goes
 straight to the store and fails as before; its callers keep and retry their own rows.
 
-Bounded: at most `limit` journal entries. Repeated writes of one incident, one message or
-one check coalesce into one entry, so the journal grows with new incidents, timeline
-entries and steps, not with retries. A write that finds the journal full fails with
-`JournalFull` (what the store raised before this existed): the engine retries its tick,
-which is the old behaviour, counted in `refused` and logged once per episode; nothing
-already journalled is dropped, and the daemon never crashes.
+Bounded: at most `limit` entries of news (incident numbers, timeline entries, plan steps,
+messages enqueued). Repeated writes of one incident, one message or the check states
+coalesce into one entry each, bounded by what exists, and are never refused (refusing to
+record a message that was just sent would send it again). News that finds the journal full
+fails with `JournalFull` (as the store failed before this existed): no new incident opens,
+no new step is sent, the engine retries every tick; counted in `refused`, logged once per
+episode, named in the self-alert. Nothing already journalled is dropped; no crash.
 
 Not a cure: what is only in memory is lost if hismon stops before the store is back
 (`close` logs what is lost). A write that fails for another reason than the store (a bug,
@@ -225,10 +226,12 @@ class BufferedStore(Store):
                               f"holds {len(self._journal)} entries")
 
     def _append(self, op: _Op, coalesce: bool = False) -> None:
+        """A coalesced entry (one per incident, per message, one for all check states) is
+        never refused: they are bounded by what exists, and refusing the record of a
+        message that was just sent would send it again."""
         if coalesce:
             if (op.kind, op.key) in self._queued:
                 return
-            self._room()
             self._queued.add((op.kind, op.key))
         else:
             self._room()
