@@ -334,3 +334,23 @@ def test_it_is_told_hismon_cannot_record_after_the_grace_past_the_store() -> Non
     # Unreachable and refusing: one problem, the store's.
     both = assess(now=now, unrecorded=late, store_down_since=now - 120)
     assert [p.key for p in both] == ["store"] and "unreachable" in both[0].en
+
+
+async def test_stopping_while_the_store_refuses_says_what_is_lost(tmp_path: Path) -> None:
+    import structlog
+
+    if not can_make_immutable(tmp_path):
+        pytest.skip("chattr +i not available here")
+    path = tmp_path / "state.db"
+    store = BufferedStore(SqliteStore(f"sqlite:///{path}"), Clock(), replay_every=None)
+    await store.open()
+    await store.add_timeline(TimelineEntry("INC-1", T0, "note", "on disk"))
+    try:
+        with read_only(path):
+            await store.save_incident(incident(1, T0))
+            with structlog.testing.capture_logs() as logs:
+                await store.close()  # no exception: a stop is never blocked by it
+        lost = [e for e in logs if e["event"] == "store_journal_lost"]
+        assert lost and lost[0]["entries"] == 1 and lost[0]["incidents"] == ["INC-1"]
+    finally:
+        set_read_only(path, False)
