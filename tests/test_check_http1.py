@@ -331,6 +331,38 @@ async def test_both_paths_send_the_same_bytes(
     assert seen[0] == seen[1]
 
 
+async def test_an_ipv6_literal_on_both_paths(
+    monkeypatch: pytest.MonkeyPatch, exchanges: list[str],
+) -> None:
+    """`http://[::1]:port/`: the same bytes (Host in brackets) and the same messages."""
+    seen: list[bytes] = []
+
+    async def record(reader: Reader, writer: Writer) -> None:
+        seen.append(await reader.read(65536))
+        writer.write(OK_HEAD)
+        await writer.drain()
+        writer.close()
+
+    try:
+        server = await asyncio.start_server(record, "::1", 0)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    port = server.sockets[0].getsockname()[1]
+    messages = []
+    try:
+        for fast in (False, True):
+            monkeypatch.setattr(http1, "ENABLED", fast)
+            result = await probe({"type": "http", "url": f"http://[::1]:{port}/health",
+                                  "expect": {"body_contains": "READY"}})
+            messages.append(re.sub(r"in \S+:", "in T:", result.message))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert exchanges == ["::1"]
+    assert seen[0] == seen[1] and f"Host: [::1]:{port}\r\n".encode() in seen[0]
+    assert messages == ['HTTP 200 in T: body does not contain "READY"'] * 2
+
+
 def test_which_requests_take_the_fast_path() -> None:
     assert http1.eligible("http://10.1.2.3/health", {"X-Api-Key": "k"})
     assert http1.eligible("HTTP://his.internal:8080/", {})
