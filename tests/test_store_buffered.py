@@ -354,3 +354,47 @@ async def test_stopping_while_the_store_refuses_says_what_is_lost(tmp_path: Path
         assert lost and lost[0]["entries"] == 1 and lost[0]["incidents"] == ["INC-1"]
     finally:
         set_read_only(path, False)
+
+
+async def test_a_message_sent_while_the_replay_writes_it_is_recorded_as_sent(env: Env) -> None:
+    """The replay's insert of a message is held up by a real lock on the file (another
+    connection's write transaction) while the sender sends it from memory: the state the
+    send reached must reach the store too, or a restart would send it again."""
+    import asyncio
+    import threading
+
+    store = env.store
+    with read_only(env.path):
+        assert await store.record_step("INC-1", "0", 0, T0, "sent", [message("k1", T0)])
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(env.path, timeout=5, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(8)  # below the store's 10 s busy timeout: the replay waits, then goes on
+        conn.execute("COMMIT")
+        conn.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert await asyncio.to_thread(locked.wait, 5)
+        replay = asyncio.create_task(store.replay())
+        await asyncio.sleep(0.5)
+        assert not replay.done(), "the replay waits for the lock"
+        [pending] = await store.pending_messages("it")  # WAL: reads go on under the lock
+        pending.status, pending.sent_at, pending.attempts = MessageStatus.SENT, T0 + 1, 1
+        await store.update_message(pending)
+    finally:
+        release.set()
+        await asyncio.to_thread(holder.join, 10)
+    await asyncio.wait_for(replay, 20)
+    assert store.unrecorded() is None
+    disk = await env.stored()
+    try:
+        [row] = await disk.messages_by_keys(["k1"])
+        assert (row.status, row.sent_at) == ("sent", T0 + 1)
+        assert await disk.pending_messages() == []
+    finally:
+        await disk.close()
