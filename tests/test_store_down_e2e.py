@@ -72,6 +72,8 @@ async def test_a_read_only_state_file_still_pages_shows_and_records_afterwards(
             [incident] = body["incidents"]
             assert incident["system"] == "his" and incident["status"] == "open"
             assert body["recording"]["ok"] is False and body["recording"]["waiting"] > 0
+            assert incident["recorded"] is False
+            assert body["recording"]["incidents"] == [incident["id"]]
             started = dt.datetime.fromisoformat(incident["started_at"]).timestamp()
             page = (await api.get("/", timeout=5)).text
             assert "cannot record" in page and incident["id"] in page
@@ -100,6 +102,8 @@ async def test_a_read_only_state_file_still_pages_shows_and_records_afterwards(
         await receiver.wait_for(lambda: "monitor_ok" in receiver.kinds("it"), timeout=30)
         async with httpx.AsyncClient(base_url=daemon.url, trust_env=False) as api:
             await wait_until(lambda: _no_recording(api), 15, "the API to drop `recording`")
+            [after] = (await api.get("/api/v1/incidents", timeout=5)).json()["incidents"]
+            assert "recorded" not in after
             assert "cannot record" not in (await api.get("/", timeout=5)).text
         http_target.status = 200
         await receiver.wait_for(lambda: "recovery" in receiver.kinds("it"), timeout=30)

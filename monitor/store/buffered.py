@@ -93,6 +93,8 @@ class Unrecorded:
     error: str
     refused: int
     """Writes refused because the journal was full (this episode)."""
+    incidents: tuple[str, ...] = ()
+    """Incidents whose latest state is only in memory."""
 
 
 @dataclass(slots=True)
@@ -160,11 +162,8 @@ class BufferedStore(Store):
         """None while everything is in the store."""
         if self._since is None:
             return None
-        return Unrecorded(self._since, len(self._journal), self._error, self._refused)
-
-    def unrecorded_incidents(self) -> set[str]:
-        """Ids of incidents whose latest state is only in memory."""
-        return set(self._incidents)
+        return Unrecorded(self._since, len(self._journal), self._error, self._refused,
+                          tuple(sorted(self._incidents)))
 
     async def open(self) -> None:
         await self.inner.open()

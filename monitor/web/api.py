@@ -58,6 +58,9 @@ def check_json(state: CheckState, view: ReadView) -> dict[str, Any]:
 async def incident_json(incident: Incident, view: ReadView, with_timeline: bool
                         ) -> dict[str, Any]:
     data = incident_payload(incident, view.config)
+    unrecorded = view.recording()
+    if unrecorded is not None and incident.id in unrecorded.incidents:
+        data["recorded"] = False  # only in memory until the store takes writes again
     if with_timeline:
         tz = view.config.site.tz
         data["timeline"] = [
@@ -96,7 +99,7 @@ def recording_json(unrecorded: Unrecorded, view: ReadView) -> dict[str, Any]:
     """`recording` in the incident answers while hismon cannot record (docs/operations.md)."""
     return {"ok": False, "since": iso(unrecorded.since, view.config.site.tz),
             "waiting": unrecorded.waiting, "error": unrecorded.error,
-            "refused": unrecorded.refused}
+            "refused": unrecorded.refused, "incidents": list(unrecorded.incidents)}
 
 
 async def incident(request: Request) -> Response:
