@@ -3,7 +3,7 @@
     python bench/memory.py --checks 10000
 
 Steps, each measured as tracemalloc's traced bytes (Python allocations still alive) and RSS:
-loading the config (pydantic models), the scheduler's APScheduler jobs and check states,
+loading the config (pydantic models), the scheduler's jobs and check states,
 states after 25 probe results each (history, counters, numbers), and one /metrics render
 (what stays afterwards). Run it twice: with tracemalloc for the live bytes, with --no-trace for
 RSS (tracemalloc's bookkeeping inflates RSS). Divided by N: KiB per check, SPEC §12 ≤ 8 KiB.
@@ -90,8 +90,7 @@ async def main_async(args: argparse.Namespace) -> list[tuple[str, int, int]]:
     source.states = states
     source.systems = [s.id for s in config.systems]
     scheduler = Scheduler(config, ProbeContext(), states, metrics, lambda s: None)
-    scheduler._aps.start(paused=True)
-    scheduler.apply_config(config)
+    scheduler.apply_config(config)  # jobs and states, not started: no run happens
     mark("scheduler jobs + check states")
     now = time.time()
     for k in range(25):
@@ -110,7 +109,7 @@ async def main_async(args: argparse.Namespace) -> list[tuple[str, int, int]]:
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)
         mark("after malloc_trim(0)")
-    scheduler._aps.shutdown(wait=False)
+    scheduler.shutdown()
     return steps
 
 
