@@ -66,8 +66,26 @@ class Document:
 
     file: str
     data: Any = None
-    lines: dict[KeyPath, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    text: str | None = field(default=None, repr=False)
+    """The YAML as read, kept so that the line map can be made when a problem needs it."""
+    _lines: dict[KeyPath, int] | None = field(default=None, repr=False)
+
+    @property
+    def lines(self) -> dict[KeyPath, int]:
+        """The line of every key and list item, made on first use.
+
+        Only a problem needs a line, so a config that loads cleanly never makes the map:
+        at 10,000 checks it is ~100,000 path tuples built and dropped at every start and
+        reload. Made here from `text`, which parsed once already.
+        """
+        if self._lines is None:
+            self._lines = {}
+            if self.text is not None:
+                node = yaml.compose(self.text, Loader=_Loader)
+                if node is not None:
+                    _walk(Document(self.file), node, self._lines)
+        return self._lines
 
     def line_of(self, path: KeyPath) -> int:
         for end in range(len(path), -1, -1):
@@ -121,6 +139,7 @@ def read_text(text: str, file: str) -> Document:
         doc.problems.append(Problem(file, node.start_mark.line + 1, "(top level)",
                                     "the config must be a YAML mapping"))
         return doc
+    doc.text = text
     if not _walk(doc, node):
         return doc
     size = _expanded_size(node)
@@ -133,12 +152,14 @@ def read_text(text: str, file: str) -> Document:
     return doc
 
 
-def _walk(doc: Document, root: yaml.Node) -> bool:
-    """Record lines, duplicate keys and depth over the document as written (aliases not
-    followed: an alias is reported at its own line). False when too deep to go on."""
+def _walk(doc: Document, root: yaml.Node, lines: dict[KeyPath, int] | None = None) -> bool:
+    """Check duplicate keys and depth over the document as written (aliases not followed:
+    an alias is reported at its own line), and record lines into `lines` if given. False
+    when too deep to go on."""
     seen: set[int] = set()
     stack: list[tuple[yaml.Node, KeyPath, int]] = [(root, (), 0)]
-    doc.lines[()] = root.start_mark.line + 1
+    if lines is not None:
+        lines[()] = root.start_mark.line + 1
     while stack:
         node, path, depth = stack.pop()
         if depth > MAX_DEPTH:
@@ -153,8 +174,9 @@ def _walk(doc: Document, root: yaml.Node) -> bool:
             for key_node, value_node in node.value:
                 line = key_node.start_mark.line + 1
                 if key_node.tag == _MERGE:
-                    for merged in _merged_keys(value_node):
-                        doc.lines.setdefault((*path, merged), line)
+                    if lines is not None:
+                        for merged in _merged_keys(value_node):
+                            lines.setdefault((*path, merged), line)
                     stack.append((value_node, (*path, "<<"), depth + 1))
                     continue
                 if not isinstance(key_node, yaml.ScalarNode):
@@ -167,11 +189,13 @@ def _walk(doc: Document, root: yaml.Node) -> bool:
                     doc.report(key_path, f"duplicate key (first at line {first[key]})", line=line)
                     continue
                 first[key] = line
-                doc.lines[key_path] = line
+                if lines is not None:
+                    lines[key_path] = line
                 stack.append((value_node, key_path, depth + 1))
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):
-                doc.lines[(*path, index)] = item.start_mark.line + 1
+                if lines is not None:
+                    lines[(*path, index)] = item.start_mark.line + 1
                 stack.append((item, (*path, index), depth + 1))
     return True
 
