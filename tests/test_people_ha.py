@@ -50,7 +50,9 @@ async def test_a_link_opened_on_the_standby_acknowledges(
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
                 detail = (await client.get(api)).json()
-                if detail["acknowledged_by"]:
+                # The incident and its timeline entry are two writes: wait for both.
+                if detail["acknowledged_by"] and any(
+                        e["kind"] == "acknowledged" for e in detail["timeline"]):
                     break
                 await asyncio.sleep(0.3)
             assert detail["acknowledged_by"] == "Wang Wei"
