@@ -494,9 +494,9 @@ def fallback_in_time(v: View) -> list[str]:
     per step, fallback and recipient; none beside a direct message; the copy names every
     channel that failed.
 
-    Caught on purpose: copies made at the first failure (not after fallback_after), one
-    copy per failed primary, a copy beside a direct message, and maintenance notices whose
-    copies for two departments collapse into one (a real bug the simulator found)."""
+    Caught on purpose: copies made at the first failure (not after fallback_after), a copy
+    beside a direct message; and maintenance notices whose copies for two departments
+    collapsed into one (a real bug the simulator found)."""
     problems = []
     for m in v.live:
         fallback = CONFIG.notifier(m.notifier).fallback
@@ -556,8 +556,8 @@ def drills_stay_drills(v: View) -> list[str]:
     changes no live record, and each drill has its own id and keys.
 
     Caught on purpose: announce_maintenance without its drill guard (the drill sends the
-    real planned-downtime notice), the drill route ignoring `drill: true`, a fallback copy
-    to a real SMS from a drill, a fixed drill number (drill-1 every time)."""
+    real planned-downtime notice), the drill route ignoring `drill: true`, a drill's
+    undelivered messages kept as pending (the daemon then sends them)."""
     problems = []
     ids = [d.incident_id for d in v.run.drills]
     if len(ids) != len(set(ids)):
@@ -677,7 +677,7 @@ def cause_names_real_failures(v: View) -> list[str]:
 def same_second_root_takes_the_dependent(v: View) -> list[str]:
     """A root and a dependent that start failing in the same second, the root lasting at
     least as long: the dependent's incident ends caused_by the root's (SPEC 4, issue 10
-    item 5). Caught on purpose: dependency_settle ignored (the dependent pages first)."""
+    item 5). Caught on purpose: a dependent that opened before its root never linked."""
     problems = []
     faults = v.run.scenario.faults
     for root_fault in faults:
