@@ -331,3 +331,20 @@ notifiers: [{id: it, type: webhook, url: "http://127.0.0.1:1/"}]
         assert f"https://h/d/{number}" in sent.text
     if kind == "department_outage":
         assert all(f"Paper form {n}." in sent.text for n in range(3))
+
+
+async def test_messages_to_a_person_group_per_person_and_name_them(
+        store: SqliteStore, receiver: Receiver) -> None:
+    clock = Clock(T0)
+    outbox, it, _ = outbox_for(receiver, store, clock)
+    await store.enqueue([msg(f"inc-{i}:step-0:person:{who}/it:0", T0, person=who, number=i)
+                         for i, who in enumerate(["wang", "wang", "li", "li", "li"])])
+    clock.now = T0 + 5
+    await it.pass_once()
+    await outbox.http.aclose()
+    by_person = {m["person"]["id"]: m for m in receiver.messages}
+    assert len(receiver.messages) == 2 and set(by_person) == {"wang", "li"}
+    assert [i["id"] for i in by_person["wang"]["incidents"]] == ["inc-0", "inc-1"]
+    assert [i["id"] for i in by_person["li"]["incidents"]] == ["inc-2", "inc-3", "inc-4"]
+    assert by_person["li"]["recipient"] == "person:li"
+    assert by_person["li"]["text"].startswith("@Li\n"), "a webhook names the person in the text"
