@@ -164,6 +164,18 @@ def test_a_root_and_a_dependent_in_the_same_second_end_with_the_dependent_caused
     assert pacs.caused_by == net.id
 
 
+def test_a_root_that_told_the_wards_then_fell_under_a_deeper_root_keeps_its_window() -> None:
+    """Found by the simulator (told_departments_get_the_whole_window): the HIS database is
+    down from 229 s and the wards are told; the core network breaks at 669 s, the database's
+    incident becomes caused by it and resolves while the network is still down. The
+    network's recovery must give the wards the window from the database's first failure."""
+    faults = (Fault("db-pg", 229, 463), Fault("net-icmp", 669, 917))
+    result = assert_invariants(Scenario(faults, duration=2400))
+    [net] = [i for i in result.store.incidents.values() if i.system == "core-net"]
+    [db] = [i for i in result.store.incidents.values() if i.system == "his-db"]
+    assert db.caused_by == net.id and net.started_at == db.started_at
+
+
 # ---- generated scenarios -------------------------------------------------------------------
 
 lengths = st.one_of(st.integers(1, 30), st.integers(30, 400), st.integers(400, 2000))

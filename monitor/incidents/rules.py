@@ -212,10 +212,16 @@ def link_dependencies(facts: Facts, now: float) -> list[Effect]:
                 incident.caused_by, incident.caused_by_system = root.id, root.system
                 effects.append(UpdateIncident(_copy(incident), Change.LINK, (
                     Note("caused_by", f"caused by {root.id} ({root.system})"),)))
-                # Absorbed: the dependent was still waiting for its roots (nothing sent).
-                absorbed = incident.started_at < root.started_at and (
+                # Absorbed: the dependent was still waiting for its roots (nothing sent), or
+                # it was running its own plan and told people, who will now hear of the
+                # recovery only from the root: the root's window must start at theirs. Not
+                # when it was caused by another root before (that root absorbed it).
+                running = incident.held is None and incident.plan_started_at is not None \
+                    and incident.plan_started_at <= now
+                absorbed = previous is None and incident.started_at < root.started_at and (
                     incident.held == HoldReason.DEPENDENCY or _settling(facts, incident, now)
-                    or incident.opened_at >= root.opened_at - dependency_settle(facts, system))
+                    or incident.opened_at >= root.opened_at - dependency_settle(facts, system)
+                    or running)
                 if absorbed:
                     # The back-fill window covers the earliest failure the root absorbed; the
                     # root's plan keeps its own clock (plan_started_at is not moved).

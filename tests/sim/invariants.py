@@ -674,6 +674,38 @@ def cause_names_real_failures(v: View) -> list[str]:
     return problems
 
 
+def told_departments_get_the_whole_window(v: View) -> list[str]:
+    """A department told of an outage gets a recovery whose back-fill window starts no
+    later than that outage's start, from the incident itself or from the root it was
+    caused by when it ended (SPEC 4, 5).
+
+    Found by the simulator: the HIS database down from 217 s told the wards; the core network
+    broke at 669 s, the database's incident became caused by it and resolved silently, and
+    the network's recovery gave the wards 670 s as the start of their paper records."""
+    problems = []
+    for inc in v.incidents.values():
+        if inc.status != "resolved":
+            continue
+        told = {m.notifier for m in v.messages if m.incident_id == inc.id
+                and m.kind == "department_outage"}
+        if not told:
+            continue
+        candidates = [inc] + [r for r in v.incidents.values()
+                              if r.id in v.linked.get(inc.id, set())]
+        if any(r.status != "resolved" for r in candidates):
+            continue  # a root still open: its recovery comes later
+        for notifier in sorted(told):
+            covering = [m for m in v.messages if m.kind == "recovery"
+                        and m.notifier == notifier
+                        and (r := v.incidents.get(m.incident_id or "")) in candidates
+                        and r is not None and r.started_at <= inc.started_at + 1]
+            if not covering:
+                problems.append(f"{notifier} was told of {inc.id} ({inc.system}, from "
+                                f"{inc.started_at - T0:.0f}s) but no recovery gives a window "
+                                "from then")
+    return problems
+
+
 def same_second_root_takes_the_dependent(v: View) -> list[str]:
     """A root and a dependent that start failing in the same second, the root lasting at
     least as long: the dependent's incident ends caused_by the root's (SPEC 4, issue 10
@@ -719,6 +751,7 @@ INVARIANTS: list[Callable[[View], list[str]]] = [
     cause_has_evidence, nothing_real_in_a_drill, engine_errors,
     nothing_lost_or_silent, never_sent_twice, fallback_in_time, drills_stay_drills,
     cause_names_real_failures, same_second_root_takes_the_dependent,
+    told_departments_get_the_whole_window,
 ]
 
 
