@@ -354,3 +354,43 @@ async def test_race_for_an_expired_lease(pg: Callable[..., Awaitable[Store]]) ->
     winner = racers[results.index(True)].me
     assert {r.holder for r in racers} == {winner}
     assert all(r.next_call_in() <= TTL / 3 for r in racers)
+
+
+async def test_leadership_gained_while_following_keeps_the_new_engines_incidents(
+        tmp_path: Path) -> None:
+    """A daemon restarted mid-outage follows for a moment, then leads. Leadership gained
+    while the follower's once-a-second read was waiting on the store once handed the new
+    leader's engine the follower's `open` dict: its applier kept writing to the old one, so an
+    acknowledgement never reached the incident the engine acts on (seen as "Already
+    acknowledged by None" on the link page, and reminders that went on after the ack)."""
+    from monitor.config.loader import load_config_text
+    from monitor.core.models import Incident
+    from monitor.runtime.daemon import Daemon
+    from tests.test_engine import CONFIG
+
+    config = load_config_text(
+        CONFIG + f'state: {{url: "sqlite:///{tmp_path}/s.db"}}\n', "t.yaml", {})
+    daemon = Daemon(config, serve_http=False)
+    await daemon.store.open()
+    try:
+        await daemon.store.save_incident(Incident(
+            id="inc-1", system="his", severity="critical", started_at=1.0, opened_at=1.0))
+        inner = daemon.store.inner  # the real store, under the write journal
+        real_list = inner.list_incidents
+
+        async def list_then_lead(**kw: object) -> list[Incident]:
+            found = await real_list(**kw)  # type: ignore[arg-type]
+            inner.list_incidents = real_list  # type: ignore[method-assign]
+            await daemon._on_leadership(True)  # the lease arrives during the read
+            return found
+
+        inner.list_incidents = list_then_lead  # type: ignore[method-assign]
+        await daemon._follow()
+        engine = daemon.engine
+        assert engine.applier.open is engine.open, "the applier writes where the engine reads"
+        acked = await engine.acknowledge("inc-1", "Li Na", None)
+        assert acked is not None and acked.acknowledged_by == "Li Na"
+        assert engine.open["his"].acknowledged_by == "Li Na"
+    finally:
+        await daemon._on_leadership(False)
+        await daemon.store.close()

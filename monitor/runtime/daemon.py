@@ -434,9 +434,15 @@ class Daemon:
         await self._count_undelivered()
         await self._vantage()
         if not self.leading:
-            await self.engine.save_states()
-            self.engine.open = {i.system: i for i in await self.store.list_incidents(
-                status="open") if not i.drill}
+            view = self.engine
+            await view.save_states()
+            found = {i.system: i for i in await self.store.list_incidents(status="open")
+                     if not i.drill}
+            # Leadership may have been gained during the awaits: the new leader's engine
+            # (whose applier holds its `open` dict) must never get the follower's view.
+            if not self.leading and view is self.engine:
+                view.open.clear()
+                view.open.update(found)
             await self._adopt_pushed()
             return
         await self._adopt_member_states()
