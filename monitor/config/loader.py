@@ -6,8 +6,6 @@ the line of the offending key (or of its block, for a missing key) and the key p
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 import traceback
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ from monitor.config.document import read_text as read_yaml
 from monitor.config.expand import expand
 from monitor.config.model import Config
 from monitor.config.sources import Sources, gather, read_file
+from monitor.core.collector import collector_paused
 from monitor.core.types import MESSAGE_KINDS
 from monitor.people.validate import check_people, is_people_target, target_problem
 
@@ -318,27 +317,6 @@ def _finish(source: Sources) -> Config:
     config._watch = list(dict.fromkeys(source.watch))
     config._notes = list(source.notes)
     return config
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for the duration of a load.
-
-    A load allocates a YAML node per value, then the merged data, then a model per check, and
-    keeps nearly all of it to the end, so every collection the allocations trigger finds no
-    garbage, and each full one walks the whole grown heap again: at 10,000 checks that was
-    ~60% of the load (3.5 s → 1.4 s without it, bench/config_load.py). Nothing loaded needs
-    collecting meanwhile; whatever cycles it leaves are collected once it is back on. The
-    switch is process-wide: a reload in a worker thread pauses it for the loop too, for the
-    second a load takes, which only delays collections.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def load_config_text(text: str, file: str, env: dict[str, str] | None = None,

@@ -19,6 +19,7 @@ import structlog
 
 from checks.base import CheckBase, ProbeContext
 from monitor.config.model import Config
+from monitor.core.collector import collector_paused
 from monitor.core.result import Result, State
 from monitor.probing.forecast import Forecasts
 from monitor.probing.runner import run_probe
@@ -96,6 +97,10 @@ class Scheduler:
 
     def apply_config(self, config: Config) -> None:
         """Add, change and remove jobs to match the config; untouched checks keep their state."""
+        with collector_paused():  # a state and a job per check, all kept (monitor.core.collector)
+            self._apply(config)
+
+    def _apply(self, config: Config) -> None:
         self.config = config
         # Every check of the config, owned or not: the store keeps the others' samples.
         self.forecasts.apply_config(config.checks, config.site.tz)
