@@ -81,6 +81,10 @@ def build(n: int, repo: Path) -> tuple[Any, Any]:
     metrics = Metrics(lambda: src)
     metrics.scheduler_lag.observe(0.001)
     metrics.probe_duration.labels("http").observe(0.001)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # as the daemon does after start-up (monitor/runtime/memtrim.settle)
     return metrics, src
 
 
