@@ -176,6 +176,16 @@ def test_a_root_that_told_the_wards_then_fell_under_a_deeper_root_keeps_its_wind
     assert db.caused_by == net.id and net.started_at == db.started_at
 
 
+def test_a_dependent_left_by_a_healed_root_is_absorbed_by_the_root_still_down() -> None:
+    """Found by the simulator: the network, the HIS database and the HIS break together
+    (the daemon comes back from a restart into it); the network heals first, the HIS moves
+    from it to the database, whose recovery must cover the HIS's first failed probe."""
+    faults = (Fault("net-icmp", 165, 558), Fault("db-pg", 161, 595), Fault("his-web", 164, 584),
+              Fault("his-tcp", 157, 595))
+    assert_invariants(Scenario(faults, restarts=((106, 85),), duration=1200,
+                               phase=(0.2, 0.9, 1.57, 0.7, 0.0, 3.18)))
+
+
 # ---- generated scenarios -------------------------------------------------------------------
 
 lengths = st.one_of(st.integers(1, 30), st.integers(30, 400), st.integers(400, 2000))

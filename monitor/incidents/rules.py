@@ -215,10 +215,13 @@ def link_dependencies(facts: Facts, now: float) -> list[Effect]:
                 # Absorbed: the dependent was still waiting for its roots (nothing sent), or
                 # it was running its own plan and told people, who will now hear of the
                 # recovery only from the root: the root's window must start at theirs. Not
-                # when it was caused by another root before (that root absorbed it).
+                # when it moves on from a root still open (that one absorbed it, and is
+                # linked in turn).
                 running = incident.held is None and incident.plan_started_at is not None \
                     and incident.plan_started_at <= now
-                absorbed = previous is None and incident.started_at < root.started_at and (
+                moved_on = previous is not None and any(
+                    i.id == previous for i in work.values())
+                absorbed = not moved_on and incident.started_at < root.started_at and (
                     incident.held == HoldReason.DEPENDENCY or _settling(facts, incident, now)
                     or incident.opened_at >= root.opened_at - dependency_settle(facts, system)
                     or running)
