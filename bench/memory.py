@@ -60,7 +60,6 @@ def write_config(path: Path, n: int) -> None:
 async def main_async(args: argparse.Namespace) -> list[tuple[str, int, int]]:
     sys.path.insert(0, str(args.repo.resolve()))
     import aiohttp  # noqa: F401  (imported by the daemon too: not per-check memory)
-    from prometheus_client import generate_latest
 
     from checks.base import ProbeContext
     from monitor.config.loader import load_config
@@ -101,7 +100,7 @@ async def main_async(args: argparse.Namespace) -> list[tuple[str, int, int]]:
             advance(cs, Result(State.OK, f"connected in {k} ms", duration=0.001 + k * 1e-6,
                                numbers=numbers), now + k, 3, 2)
     mark("after 25 results per check")
-    body = generate_latest(metrics.registry)
+    body = await metrics.exposition()  # what GET /metrics does (per-check label cache too)
     del body
     mark("after one /metrics render")
     if args.trim:

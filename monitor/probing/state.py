@@ -9,8 +9,10 @@ result, now), so tests drive it with numbers.
 
 from __future__ import annotations
 
-from collections import deque
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import SupportsIndex
 
 from monitor.core.result import Result, State
 
@@ -20,6 +22,64 @@ UNSTABLE_AT = 7
 UNSTABLE_RUNS = 3
 SETTLED_AT = 3
 """An unstable check settles when this many or fewer of its last 21 results are non-OK."""
+
+
+class StateWindow(bytearray):
+    """The states (0-3) of the last FLAP_WINDOW results, oldest first, one byte each.
+
+    What flapping is computed from. A `deque(maxlen=21)` costs ~760 bytes per check even
+    empty; this is ~80 (SPEC §12: ≤ 6 KiB per check). It iterates, tests and appends like
+    the deque did: appending to a full window drops the oldest.
+    """
+
+    __slots__ = ()
+
+    def append(self, item: SupportsIndex, /) -> None:
+        if len(self) >= FLAP_WINDOW:
+            del self[0]
+        super().append(item)
+
+
+class RecentResults:
+    """(time, state) of the results since the last hard change, the last FLAP_WINDOW of them.
+
+    What `unstable` counts. Two packed arrays instead of a deque of tuples: ~330 bytes per
+    check where 21 `(float, int)` tuples in a deque took ~2.4 KiB. Iterates as the tuples,
+    appends and clears like the deque did.
+    """
+
+    __slots__ = ("_states", "_times")
+
+    def __init__(self, items: Iterable[tuple[float, int]] = ()) -> None:
+        self._times = array("d")
+        self._states = bytearray()
+        for item in items:
+            self.append(item)
+
+    def append(self, item: tuple[float, int]) -> None:
+        if len(self._states) >= FLAP_WINDOW:
+            del self._times[0]
+            del self._states[0]
+        self._times.append(item[0])
+        self._states.append(item[1])
+
+    def clear(self) -> None:
+        del self._times[:]
+        del self._states[:]
+
+    def __iter__(self) -> Iterator[tuple[float, int]]:
+        return zip(self._times, self._states, strict=True)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __repr__(self) -> str:
+        return f"RecentResults({list(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RecentResults) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the deque it replaces
 
 
 @dataclass(slots=True)
@@ -44,7 +104,7 @@ class CheckState:
     recovered_at: float | None = None
     """Time of the first OK probe of the run of OKs that cleared the hard failure."""
     last_hard_change: float | None = None
-    history: deque[int] = field(default_factory=lambda: deque(maxlen=FLAP_WINDOW))
+    history: StateWindow = field(default_factory=StateWindow)
     flapping: bool = False
     flap_percent: float = 0.0
     runs: dict[str, int] = field(default_factory=dict)
@@ -54,8 +114,7 @@ class CheckState:
     """The last non-OK result's message: evidence for a failure that already answers again."""
     failure_cause: str | None = None
     """The last non-OK result's cause hint (see `failure_message`)."""
-    recent: deque[tuple[float, int]] = field(
-        default_factory=lambda: deque(maxlen=FLAP_WINDOW))
+    recent: RecentResults = field(default_factory=RecentResults)
     """(time, state) of the last 21 results since the last hard change: what `unstable` counts."""
     unstable: bool = False
     """Fails often without ever reaching `confirm` in a row (SPEC 4): 7+ of the last 21 results
@@ -231,7 +290,7 @@ def _judge_unstable(cs: CheckState) -> None:
                              else State.WARN)
 
 
-def flap_percent(history: deque[int]) -> float:
+def flap_percent(history: Iterable[int]) -> float:
     """Nagios' weighted percent state change: recent changes weigh more (0.8 → 1.2).
 
     A short history is padded with its oldest state, as Nagios seeds the history with the
