@@ -18,8 +18,8 @@ SIGKILL. Measured:
 - staleness: `hismon_check_stale 1` samples on the survivors' `/metrics` (scraped every
   `--scrape-every`) after the kill (target 0: a moved check is probed before it goes stale);
 - messages: the incident's `outage_it` and `recovery` once each, no idempotency key twice
-  (webhook receiver in this process), and the `monitor_degraded`/`monitor_ok` pair of the lost
-  member;
+  (webhook receiver in this process), and at most one `monitor_degraded`/`monitor_ok` (the
+  lost member stays lost, so its episode need not close within the run);
 - CPU per member (utime + stime from /proc) before and after the kill, start to ready.
 
 Bounded: every wait has a timeout and the run stops by itself (~3 min at full size, ~1 min
@@ -485,7 +485,7 @@ def report(res: dict[str, Any]) -> None:
          "received", res["recovery_after_heal_s"] is not None),
         ("idempotency keys received twice", res["doubled_keys"], "0", res["doubled_keys"] == 0),
         ("monitor_degraded / monitor_ok (member lost)", f"{msgs.get('monitor_degraded', 0)} / "
-         f"{msgs.get('monitor_ok', 0)}", "one pair", msgs.get("monitor_degraded", 0) <= 1
+         f"{msgs.get('monitor_ok', 0)}", "at most one each", msgs.get("monitor_degraded", 0) <= 1
          and msgs.get("monitor_ok", 0) <= 1),
         ("probes per check per interval, steady (replicas 1)",
          res["probes_per_check_per_interval"], "~1", None),
