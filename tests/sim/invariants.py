@@ -138,7 +138,13 @@ class View:
         return self.incidents.get(incident_id or "")
 
     def span(self, incident: Incident) -> tuple[float, float]:
+        """(start, end) of the incident: its outage window, and until it really closed (a
+        flapping root stays open past the end of its window, `resolved_at`)."""
         end = _rel(incident.resolved_at)
+        closed = [e.at - T0 for e in self.run.store.timelines.get(incident.id, [])
+                  if e.kind == "resolved"]
+        if end is not None and closed:
+            end = max(end, closed[-1])
         return (incident.started_at - T0,
                 end if end is not None and incident.status == "resolved"
                 else self.run.scenario.duration)
