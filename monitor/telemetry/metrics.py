@@ -173,9 +173,11 @@ class CheckLines:
     samples) over a second per scrape. Here the label strings are built once per check and
     kept; each family of a slice of checks is one `%` format over a template (`line * n`),
     fed by C-level attribute reads (`map(attrgetter(...))`), and a family whose values are
-    the same as at the last scrape (states, hard states, flapping, stale: nearly always) is
-    not written again. Slices of `CHUNK` checks, with a yield to the loop between them,
-    keep probes on time; a thread would hold the GIL against the loop instead.
+    the same as at the last scrape (states, hard states, flapping, stale, missed runs,
+    certificates: nearly always) is not written again; the kept texts cost ~330 bytes per
+    check, durations and run counts (new at every probe) are not kept. Slices of `CHUNK`
+    checks, with a yield to the loop between them, keep probes on time; a thread would hold
+    the GIL against the loop instead.
     """
 
     def __init__(self) -> None:
@@ -237,7 +239,7 @@ class CheckLines:
             return (f"hismon_check_duration_seconds{{%s}} {conv}\n" * n) % _interleave(
                 three, texts)
 
-        dur.append(chunk.family("dur", durations, write_durations))
+        dur.append(write_durations().encode())  # changes at every probe: not worth keeping
         flags = list(map(bool, map(_FLAPPING, states)))
         flap.append(chunk.family("flap", flags, lambda: (
             "hismon_check_flapping{%s} %s\n" * n) % _interleave(one, map(
