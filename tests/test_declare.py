@@ -61,22 +61,23 @@ async def kinds(engine: Engine) -> list[tuple[str, str]]:
 
 async def test_a_declared_incident_runs_the_plan_and_only_a_person_closes_it(world) -> None:
     engine, clock, states = world
+    inc = f"inc-1-{engine.store.tag}"
     incident = await engine.declare("his", "critical", "Help desk: nobody can log in", "王工",
                                     started_at=T0 - 60)
-    assert incident.id == "inc-1" and incident.source == "manual"
+    assert incident.id == inc and incident.source == "manual"
     assert incident.started_at == T0 - 60
     await engine.tick()
     assert await kinds(engine) == [("outage_it", "it")]
     with pytest.raises(Refused) as twice:
         await engine.declare("his", "warning", "again", "李")
     assert twice.value.status == 409 and twice.value.incident is not None
-    assert twice.value.incident.id == "inc-1"
+    assert twice.value.incident.id == inc
     # A check failing later joins it; its recovery does not close it.
     for _ in range(3):
         advance(states["his-web"], Result(State.CRIT, "down"), clock.now, 3, 2)
     engine.system_changed("his")
     await engine.tick()
-    assert engine.open["his"].id == "inc-1"
+    assert engine.open["his"].id == inc
     assert [c["id"] for c in engine.open["his"].failing_checks] == ["his-web"]
     for _ in range(2):
         advance(states["his-web"], Result(State.OK, "up"), clock.now, 3, 2)
@@ -85,14 +86,14 @@ async def test_a_declared_incident_runs_the_plan_and_only_a_person_closes_it(wor
     await engine.tick()
     assert engine.open["his"].failing_checks == [], "the check left, the incident stays"
     assert ("department_outage", "er-hook") in await kinds(engine)
-    closed = await engine.resolve_by_hand("inc-1", "王工", "login server restarted")
+    closed = await engine.resolve_by_hand(inc, "王工", "login server restarted")
     assert closed.status == "resolved" and closed.resolved_by == "王工"
     assert "his" not in engine.open
     assert ("recovery", "er-hook") in await kinds(engine), "the recovery notice goes out"
     with pytest.raises(Refused) as again:
-        await engine.resolve_by_hand("inc-1", "王工", None)
+        await engine.resolve_by_hand(inc, "王工", None)
     assert again.value.status == 409
-    timeline = [(e.kind, e.data.get("by")) for e in await engine.store.timeline("inc-1")]
+    timeline = [(e.kind, e.data.get("by")) for e in await engine.store.timeline(inc)]
     assert ("opened", "王工") in timeline and ("resolved", "王工") in timeline
 
 

@@ -175,6 +175,11 @@ async def app(tmp_path: Path) -> AsyncIterator[tuple[Daemon, AsyncClient, Clock]
     await daemon.store.close()
 
 
+def first(daemon: Any) -> str:
+    """The id of the first incident of the daemon's store (`inc-1-TAG`, TAG of its identity)."""
+    return f"inc-1-{daemon.store.tag}"
+
+
 def link(messages: list[Any], kind: str) -> str:
     for message in messages:
         if kind in (message.payload.get("links") or {}):
@@ -191,13 +196,13 @@ async def test_get_changes_nothing_post_acknowledges_as_the_person(app) -> None:
     page = await client.get(path)
     assert page.status_code == 200 and "以 李娜 身份确认接手" in page.text
     assert "<script" not in page.text
-    incident = await daemon.store.get_incident("inc-1")
+    incident = await daemon.store.get_incident(first(daemon))
     assert incident is not None and incident.acknowledged_by is None, "GET changed nothing"
     done = await client.post(path)
     assert done.status_code == 200 and "李娜" in done.text
-    incident = await daemon.store.get_incident("inc-1")
+    incident = await daemon.store.get_incident(first(daemon))
     assert incident is not None and incident.acknowledged_by == "李娜"
-    entry = [e for e in await daemon.store.timeline("inc-1") if e.kind == "acknowledged"]
+    entry = [e for e in await daemon.store.timeline(first(daemon)) if e.kind == "acknowledged"]
     assert entry[0].data["via"] == "link"
     again = await client.post(path)
     assert again.status_code == 200 and "已由 李娜" in again.text
@@ -216,13 +221,13 @@ async def test_bad_expired_and_resolved_links_are_403_and_change_nothing(app) ->
     clock.now = T0 + 3601
     expired = await client.post(path)
     assert expired.status_code == 403 and "链接已失效" in expired.text
-    assert (await daemon.store.get_incident("inc-1")).acknowledged_by is None
+    assert (await daemon.store.get_incident(first(daemon))).acknowledged_by is None
     clock.now = T0 + 60
     for _ in range(2):
         advance(daemon.engine.states["his-web"], Result(State.OK, "up"), clock.now, 3, 2)
     daemon.engine.system_changed("his")
     await daemon.engine.tick()
-    assert (await daemon.store.get_incident("inc-1")).status == "resolved"
+    assert (await daemon.store.get_incident(first(daemon))).status == "resolved"
     resolved = await client.get(path)
     assert resolved.status_code == 403, "the incident resolved: the link is spent"
     assert token not in resolved.text
@@ -234,17 +239,17 @@ async def test_department_and_vendor_links_record_their_answers(app) -> None:
     dept = link(messages, "department")
     page = await client.get(dept)
     assert page.status_code == 200 and "我们已启用纸质流程" in page.text
-    assert (await daemon.store.get_incident("inc-1")).departments_confirmed == {}
+    assert (await daemon.store.get_incident(first(daemon))).departments_confirmed == {}
     done = await client.post(dept, content=b"what=on_paper&by=%E5%BC%A0%E6%8A%A4%E5%A3%AB",
                              headers={"content-type": "application/x-www-form-urlencoded"})
     assert done.status_code == 200
-    confirmed = (await daemon.store.get_incident("inc-1")).departments_confirmed["er"]
+    confirmed = (await daemon.store.get_incident(first(daemon))).departments_confirmed["er"]
     assert confirmed["on_paper_by"] == "张护士" and confirmed["on_paper_at"] == T0
     vendor = link(messages, "vendor")
     answered = await client.post(vendor, content=b"by=Engineer+Wu&eta=30m",
                                  headers={"content-type": "application/x-www-form-urlencoded"})
     assert answered.status_code == 200
-    stored = await daemon.store.get_incident("inc-1")
+    stored = await daemon.store.get_incident(first(daemon))
     assert stored.vendor_responded_by == "Engineer Wu" and stored.vendor_eta == "30m"
 
 
@@ -254,9 +259,9 @@ async def test_a_standby_records_the_post_for_the_leader(app) -> None:
     daemon.leading = False
     answer = await client.post(path)
     assert answer.status_code == 200, "never 503 to a link"
-    assert (await daemon.store.get_incident("inc-1")).acknowledged_by is None
+    assert (await daemon.store.get_incident(first(daemon))).acknowledged_by is None
     assert [a["kind"] for _, a in await daemon.store.link_actions()] == ["ack"]
     daemon.leading = True
     await daemon.engine.tick()  # the leader acts on what the standby recorded
-    assert (await daemon.store.get_incident("inc-1")).acknowledged_by == "李娜"
+    assert (await daemon.store.get_incident(first(daemon))).acknowledged_by == "李娜"
     assert await daemon.store.link_actions() == []

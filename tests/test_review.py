@@ -13,7 +13,7 @@ import pytest
 from monitor.core.result import Result, State
 from monitor.probing.state import advance
 from tests.conftest import REPO
-from tests.test_links import T0, app  # noqa: F401  # the in-process daemon fixture
+from tests.test_links import T0, app, first  # noqa: F401  # the in-process daemon fixture
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -21,18 +21,19 @@ ARTIFACTS = REPO / "tests" / "artifacts"
 
 async def _incident_with_everything(daemon: Any, clock: Any) -> None:
     engine = daemon.engine
+    inc = first(daemon)
     clock.now = T0 + 120
-    await engine.acknowledge("inc-1", "李娜", "on it", via="link")
-    await engine.confirm_department("inc-1", "er", "on_paper", "护士长 吴")
-    await engine.vendor_response("inc-1", "Engineer Wu", "30m", via="link")
-    await engine.add_note("inc-1", "李娜", "数据库主节点切换中")
+    await engine.acknowledge(inc, "李娜", "on it", via="link")
+    await engine.confirm_department(inc, "er", "on_paper", "护士长 吴")
+    await engine.vendor_response(inc, "Engineer Wu", "30m", via="link")
+    await engine.add_note(inc, "李娜", "数据库主节点切换中")
     clock.now = T0 + 1800
     for _ in range(2):
         advance(engine.states["his-web"], Result(State.OK, "up"), clock.now, 3, 2)
     engine.system_changed("his")
     await engine.tick()
-    await engine.confirm_department("inc-1", "er", "backfill_done", "护士长 吴")
-    await engine.patch("inc-1", "王主任", {"confirmed_cause": "database",
+    await engine.confirm_department(inc, "er", "backfill_done", "护士长 吴")
+    await engine.patch(inc, "王主任", {"confirmed_cause": "database",
                                           "root_cause": "主库磁盘写满",
                                           "actions": ["磁盘容量告警阈值改为 80%"]})
 
@@ -40,7 +41,7 @@ async def _incident_with_everything(daemon: Any, clock: Any) -> None:
 async def test_the_review_as_json_and_html(app) -> None:  # noqa: F811
     daemon, client, clock = app
     await _incident_with_everything(daemon, clock)
-    review = (await client.get("/api/v1/incidents/inc-1/review")).json()
+    review = (await client.get(f"/api/v1/incidents/{first(daemon)}/review")).json()
     assert review["window"]["start"].startswith("2027-01-15T")
     assert review["window"]["duration_seconds"] > 0
     assert review["acknowledgement"]["by"] == "李娜"
@@ -55,7 +56,7 @@ async def test_the_review_as_json_and_html(app) -> None:  # noqa: F811
     kinds = {m["kind"] for m in review["messages"]}
     assert {"outage_it", "department_outage", "vendor_escalation"} <= kinds
     assert all(m["due"] for m in review["messages"])
-    page = await client.get("/incidents/inc-1/review")
+    page = await client.get(f"/incidents/{first(daemon)}/review")
     assert page.status_code == 200
     for text in ("故障复盘报告", "李娜", "护士长 吴", "Engineer Wu", "主库磁盘写满",
                  "磁盘容量告警阈值改为 80%"):
@@ -70,7 +71,7 @@ async def test_the_review_prints_to_pdf(app) -> None:  # noqa: F811
 
     daemon, client, clock = app
     await _incident_with_everything(daemon, clock)
-    html = (await client.get("/incidents/inc-1/review")).text
+    html = (await client.get(f"/incidents/{first(daemon)}/review")).text
     ARTIFACTS.mkdir(exist_ok=True)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(

@@ -77,20 +77,26 @@ def plan_length(config: Config, system_id: str) -> float:
 class _DrillStore(SqliteStore):
     """The private store of one drill: its incident number is the one reserved for it."""
 
-    def __init__(self, number: int) -> None:
+    def __init__(self, number: int, tag: str) -> None:
         super().__init__("sqlite://")
         self.number = number
+        self._real_tag = tag
+
+    @property
+    def tag(self) -> str:
+        return self._real_tag
 
     async def next_incident_number(self) -> int:
         return self.number
 
 
-async def _reserve_number(config: Config) -> int:
-    """Take the next incident number from the real store, so `drill-N` is never reused."""
+async def _reserve_number(config: Config) -> tuple[int, str]:
+    """Take the next incident number from the real store, so `drill-N` is never reused; the
+    real store's tag with it (`drill-N-TAG`, as incident ids)."""
     store = open_store(config.state.url)
     await store.open()
     try:
-        return await store.next_incident_number()
+        return await store.next_incident_number(), getattr(store, "tag", "")
     finally:
         await store.close()
 
@@ -152,7 +158,7 @@ async def run_drill(config: Config, system_id: str, speed: float, live: bool,
                     out: TextIO) -> int:
     system = config.system(system_id)
     clock = CompressedClock(speed)
-    scratch = _DrillStore(await _reserve_number(config))
+    scratch = _DrillStore(*await _reserve_number(config))
     await scratch.open()
     outbox = Outbox(config, scratch, clock=clock,
                     allowed=lambda notifier: drill_route.may_receive(config, notifier, live))

@@ -124,7 +124,10 @@ class Applier:
     async def _open(self, effect: OpenIncident, now: float) -> Incident:
         number = await self.store.next_incident_number()
         incident = effect.incident
-        incident.id = f"{effect.id_prefix}-{number}"
+        # never the id of an incident of a lost store (issue 11 item 6; StoreIdentity)
+        tag = getattr(self.store, "tag", "")
+        incident.id = f"{effect.id_prefix}-{number}-{tag}" if tag else \
+            f"{effect.id_prefix}-{number}"
         self.open[incident.system] = incident
         await self.store.save_incident(incident)
         await self._notes(incident.id, now, effect.notes)

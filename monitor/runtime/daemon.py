@@ -37,6 +37,7 @@ from monitor.probing.scheduler import Scheduler
 from monitor.probing.state import CheckState, from_record, mark_stale, stale_after
 from monitor.runtime import memtrim, sdnotify
 from monitor.runtime.selfwatch import SELF_KINDS, SelfWatch, assess, self_alert_notifiers
+from monitor.runtime.storewatch import adopt_replaced_store
 from monitor.store import open_store
 from monitor.store.buffered import BufferedStore
 from monitor.telemetry.metrics import Metrics, MetricsSource
@@ -95,6 +96,8 @@ class Daemon:
         """The store's link-signing key, read at start (monitor/links/tokens.py)."""
         self.ready = False
         self.store_error: str | None = None
+        self.store_identity_error: str | None = None
+        """The store was deleted or replaced under us (monitor/runtime/storewatch.py)."""
         self._tasks: list[asyncio.Task[Any]] = []
         self._server: Any = None
         self._listen_socket: socket.socket | None = None
@@ -223,6 +226,10 @@ class Daemon:
             self._listen_socket = listen_socket(*self.config.server.host_port,
                                                 self.config.server.listen)
         await self.store.open()
+        if self.store.created:  # a first start, or the old database is gone: say which store
+            log.warning("store_created", store=self.store.store_id, tag=self.store.tag,
+                        hint="a new, empty state store; if hismon ran here before, the "
+                             "incidents, acknowledgements and outbox of its store are lost")
         self._restore_states(await self.store.load_check_states())
         self.ctx.heartbeats.update(await self.store.load_heartbeats())
         self.scheduler.forecasts.load(await self.store.load_samples())  # a restart keeps trends
@@ -372,7 +379,8 @@ class Daemon:
                           store_down_since=self._store_down_since,
                           unrecorded=self.store.unrecorded(),
                           undeliverable=self._failing_channels, quorum_short=quorum_short,
-                          exhausted=self._exhausted(now))
+                          exhausted=self._exhausted(now),
+                          store_replaced=self.store_identity_error)
         alerts = self.selfwatch.unsent + self.selfwatch.decide(problems, now, self.leading)
         self.selfwatch.unsent = []
         targets = self_alert_notifiers(self.config)
@@ -504,6 +512,9 @@ class Daemon:
             try:
                 # Bounded: a locked or unreachable store must show up here, not hang it.
                 await asyncio.wait_for(self.store.ping(), 2.0)
+                problem = await asyncio.wait_for(self.store.identity_problem(), 5.0)
+                if problem is not None:
+                    await adopt_replaced_store(self, problem)
                 await asyncio.wait_for(self._follow(), 5.0)
                 self._mark_stale()
                 await asyncio.wait_for(self._save_samples(), 5.0)
@@ -558,6 +569,7 @@ class Daemon:
     def _apply_reloaded(self, config: Config, reason: str) -> None:
         """The swap: synchronous on the loop, so nothing runs between its steps."""
         self.config = config
+        self.store_identity_error = None  # an operator looked (storewatch)
         self.leadership.ttl = config_lease_ttl(config)
         if self.membership is not None:
             self.membership.ttl = self.leadership.ttl

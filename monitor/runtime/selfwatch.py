@@ -68,6 +68,7 @@ def assess(
     quorum_short: Iterable[tuple[str, int, int]] = (),
     exhausted: tuple[str, str] | None = None,
     unrecorded: Unrecorded | None = None,
+    store_replaced: str | None = None,
 ) -> list[Problem]:
     """The monitor's problems now (pure).
 
@@ -77,6 +78,7 @@ def assess(
     probes fail because hismon itself is out of descriptors or memory (issue 11 item 2);
     `unrecorded`: the store's `monitor.store.buffered.Unrecorded` while it refuses writes
     (incidents and messages go on from memory), else None.
+    `store_replaced`: what happened to a state database deleted or replaced (item 6).
     """
     problems: list[Problem] = []
     stale = sorted(stale)
@@ -106,6 +108,10 @@ def assess(
             f"hismon 无法记录：状态库已 {minutes} 分钟拒绝写入（{unrecorded.error[:120]}）；"
             f"事件与消息暂存内存继续处理，{unrecorded.waiting} 项变更待写入（重启将丢失）"
             + full_zh))
+    if store_replaced is not None:
+        problems.append(Problem("store_replaced", f"state store deleted or replaced: "
+                                                  f"{store_replaced}",
+                                f"状态库被删除或替换：{store_replaced}"))
     failed = sorted({n for n, kind in undeliverable if kind not in SELF_KINDS})
     if failed:
         problems.append(Problem("undeliverable",

@@ -81,6 +81,8 @@ class DaemonWeb:
             problems.append(f"store: {daemon.store_error}")
         elif unrecorded is not None:  # before housekeeping has seen it
             problems.append(f"store: cannot record: {unrecorded.error}")
+        if daemon.store_identity_error:
+            problems.append(f"store replaced: {daemon.store_identity_error}")
         if daemon.leading:
             problems += daemon.engine.problems()
         return problems

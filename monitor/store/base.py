@@ -20,6 +20,33 @@ class Fenced(RuntimeError):
     """A write by a leader whose term is over (another instance leads now): nothing written."""
 
 
+class StoreIdentity:
+    """What the SQL stores add to `Store`: who they are (issue 11 item 6).
+
+    A mixin, not part of `Store`, so a wrapping store (monitor/store/buffered.py) passes
+    these through to the store it wraps.
+    """
+
+    store_id: str | None = None
+    """This store's identity: a random id written once, when the store was created (a row in
+    its meta/settings table), read at `open()`. A deleted or replaced database has another
+    one, or none."""
+    created: bool = False
+    """True when `open()` made a new, empty store (no identity row was there)."""
+
+    @property
+    def tag(self) -> str:
+        """What incident ids carry of the identity (`inc-42-7f3a`): ids, and with them the
+        messages' idempotency keys, are never reused by the store that replaces a lost one."""
+        return (self.store_id or "")[:4]
+
+    async def identity_problem(self) -> str | None:
+        """None while this is still the store `open()` found; else what happened to it (the
+        file deleted or replaced, the identity row or the tables gone). Raises when the store
+        cannot be reached at all (that is `ping`'s business)."""
+        return None
+
+
 class Store(ABC):
     @abstractmethod
     async def open(self) -> None: ...

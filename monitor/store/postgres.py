@@ -48,7 +48,7 @@ from psycopg.types.json import Jsonb
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.history.model import CheckBucket, SystemBucket
 from monitor.store import sql as shared
-from monitor.store.base import Fenced, Store
+from monitor.store.base import Fenced, Store, StoreIdentity
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
@@ -229,7 +229,7 @@ def _session_ended(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.Error) and exc.sqlstate in SESSION_ENDED
 
 
-class PostgresStore(Store):
+class PostgresStore(StoreIdentity, Store):
     """The Store on PostgreSQL, through a small pool of psycopg 3 async connections.
 
     A hand-rolled pool rather than psycopg_pool keeps the dependency list to
@@ -325,9 +325,36 @@ class PostgresStore(Store):
         self._open = True
         try:
             await self._run(self._create_schema)
+            self.store_id, self.created = await self._run(self._identity)
         except BaseException:
             await self.close()
             raise
+
+    async def _identity(self, conn: Conn) -> tuple[str, bool]:
+        cur = await conn.execute("INSERT INTO settings(key, value) VALUES ('store_id', %s) "
+                                 "ON CONFLICT (key) DO NOTHING", (secrets.token_hex(8),))
+        created = cur.rowcount == 1
+        cur = await conn.execute("SELECT value FROM settings WHERE key = 'store_id'")
+        row = await cur.fetchone()
+        assert row is not None
+        return str(row[0]), created
+
+    async def identity_problem(self) -> str | None:
+        async def op(conn: Conn) -> str | None:
+            try:
+                cur = await conn.execute("SELECT value FROM settings WHERE key = 'store_id'")
+            except psycopg.errors.UndefinedTable:
+                where = f"schema {self.schema}" if self.schema else "its schema"
+                return f"hismon's tables are gone from {self.where} ({where} dropped?)"
+            row = await cur.fetchone()
+            if row is None:
+                return "the state database lost its identity row (settings.store_id deleted)"
+            if row[0] != self.store_id:
+                return f"the state database is another store now (identity {row[0][:8]}, " \
+                       f"was {(self.store_id or '')[:8]})"
+            return None
+
+        return await self._run(op)
 
     async def _create_schema(self, conn: Conn) -> None:
         # Two instances starting together would race on CREATE ... IF NOT EXISTS (it is not

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import secrets
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -19,7 +20,7 @@ import aiosqlite
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.history.model import CheckBucket, SystemBucket
 from monitor.store import sql as shared
-from monitor.store.base import Store
+from monitor.store.base import Store, StoreIdentity
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -97,11 +98,14 @@ def _path_of(url: str) -> str:
     return path or ":memory:"
 
 
-class SqliteStore(Store):
+class SqliteStore(StoreIdentity, Store):
     def __init__(self, url: str) -> None:
         self.path = _path_of(url)
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._file: tuple[int, int] | None = None
+        """(device, inode) of the file opened: a file deleted or replaced under a running
+        daemon is noticed (SQLite itself goes on writing into the unlinked inode)."""
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -118,6 +122,40 @@ class SqliteStore(Store):
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.executescript(SCHEMA)
         await self._db.commit()
+        if self.path != ":memory:":
+            st = os.stat(self.path)
+            self._file = (st.st_dev, st.st_ino)
+        self.store_id, self.created = await self._identity()
+
+    async def _identity(self) -> tuple[str, bool]:
+        async with self._lock:
+            cursor = await self.db.execute(
+                "INSERT INTO meta(key, value) VALUES('store_id', ?) ON CONFLICT(key) DO NOTHING",
+                (secrets.token_hex(8),))
+            created = cursor.rowcount == 1
+            await self.db.commit()
+        return await self._stored_identity() or "", created
+
+    async def _stored_identity(self) -> str | None:
+        async with self.db.execute("SELECT value FROM meta WHERE key = 'store_id'") as cursor:
+            row = await cursor.fetchone()
+        return str(row[0]) if row is not None else None
+
+    async def identity_problem(self) -> str | None:
+        if self._file is not None:
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                return f"the state database {self.path} was deleted while hismon had it open"
+            if (st.st_dev, st.st_ino) != self._file:
+                return f"the state database {self.path} was replaced by another file"
+        stored = await self._stored_identity()
+        if stored is None:
+            return "the state database lost its identity row (meta.store_id deleted)"
+        if stored != self.store_id:
+            return f"the state database is another store now (identity {stored[:8]}, " \
+                   f"was {(self.store_id or '')[:8]})"
+        return None
 
     async def close(self) -> None:
         if self._db is not None:

@@ -130,7 +130,7 @@ SCHEMAS: dict[str, Any] = {
                      "acknowledged_by", "resolved_at", "suspected_cause", "caused_by",
                      "affected_departments", "failing_checks"],
         "properties": {
-            "id": {"type": "string", "example": "inc-42"},
+            "id": {"type": "string", "example": "inc-42-7f3a"},
             "system": {"type": "string"},
             "system_name": {"type": "string"},
             "severity": {"type": "string", "enum": ["warning", "critical"]},
