@@ -331,6 +331,10 @@ class PostgresStore(StoreIdentity, Store):
             raise
 
     async def _identity(self, conn: Conn) -> tuple[str, bool]:
+        cur = await conn.execute("SELECT value FROM settings WHERE key = 'store_id'")
+        row = await cur.fetchone()
+        if row is not None:  # no write: a role that lost INSERT still opens
+            return str(row[0]), False
         cur = await conn.execute("INSERT INTO settings(key, value) VALUES ('store_id', %s) "
                                  "ON CONFLICT (key) DO NOTHING", (secrets.token_hex(8),))
         created = cur.rowcount == 1

@@ -128,6 +128,9 @@ class SqliteStore(StoreIdentity, Store):
         self.store_id, self.created = await self._identity()
 
     async def _identity(self) -> tuple[str, bool]:
+        found = await self._stored_identity()
+        if found is not None:  # no write: a read-only or immutable file still opens
+            return found, False
         async with self._lock:
             cursor = await self.db.execute(
                 "INSERT INTO meta(key, value) VALUES('store_id', ?) ON CONFLICT(key) DO NOTHING",
