@@ -73,6 +73,10 @@ class RecentResults:
     def __len__(self) -> int:
         return len(self._states)
 
+    def count_state(self, state: int) -> int:
+        """How many of the results have `state` (counted in C, no tuple made)."""
+        return self._states.count(state)
+
     def __repr__(self) -> str:
         return f"RecentResults({list(self)!r})"
 
@@ -270,6 +274,8 @@ def hold(cs: CheckState, result: Result) -> None:
 
 def _judge_unstable(cs: CheckState) -> None:
     """SPEC 4: a third of the last 21 results non-OK, in 3+ runs, is unstable; <= 3 settles."""
+    if not cs.unstable and len(cs.recent) - cs.recent.count_state(int(State.OK)) < UNSTABLE_AT:
+        return  # the common case, decided without a tuple per result (same as below)
     bad = [(t, s) for t, s in cs.recent if s != int(State.OK)]
     if cs.unstable:
         if len(bad) <= SETTLED_AT:
@@ -297,8 +303,8 @@ def flap_percent(history: Iterable[int]) -> float:
     initial state: one outage in a fresh check is one outage, not 50% flapping.
     """
     states = list(history)
-    if len(states) < 2:
-        return 0.0
+    if len(states) < 2 or states.count(states[0]) == len(states):
+        return 0.0  # no change at all (the common case): what the loop below would give
     states = [states[0]] * (FLAP_WINDOW - len(states)) + states
     changes = len(states) - 1
     total = 0.0
