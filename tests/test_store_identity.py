@@ -184,3 +184,39 @@ async def test_a_deleted_database_is_noticed_and_never_reuses_ids_or_keys(
     assert "store_created" in daemon.log()
     async with httpx.AsyncClient(trust_env=False, timeout=5) as api:
         assert (await api.get(f"{daemon.url}/readyz")).status_code == 200
+
+
+@pytest.mark.slow
+async def test_a_dropped_postgres_schema_under_the_daemon_is_noticed_and_adopted(
+    http_target: HttpTarget, receiver: Receiver, daemon_factory: Any
+) -> None:
+    """The shared store's schema is dropped while an incident is open: /readyz names it, IT
+    hears it, and the daemon carries on in the re-created schema under new ids and keys."""
+    schema = new_schema_name()
+    url = with_params(require_pg(), schema=schema)
+    port = free_port()
+    text = _config(port, http_target, receiver).replace('"sqlite:///./state.db"', f'"{url}"')
+    http_target.status = 503
+    try:
+        daemon = await daemon_factory(text, port)
+        await receiver.wait_for(lambda: len(_outages(receiver)) == 1, 30)
+        first = _outages(receiver)[0]
+        await drop_schema(schema)
+        async with httpx.AsyncClient(trust_env=False, timeout=5) as api:
+            deadline = time.monotonic() + 30
+            problems = ""
+            while time.monotonic() < deadline:
+                ready = await api.get(f"{daemon.url}/readyz")
+                problems = " ".join(ready.json().get("problems", []))
+                if "tables are gone" in problems:
+                    break
+                await asyncio.sleep(0.2)
+            assert "tables are gone" in problems and schema in problems, problems
+        await receiver.wait_for(lambda: "monitor_degraded" in receiver.kinds("self"), 30)
+        await receiver.wait_for(lambda: len(_outages(receiver)) == 2, 40)
+        second = _outages(receiver)[1]
+        assert second["incident"]["id"] != first["incident"]["id"]
+        assert second["idempotency_key"] != first["idempotency_key"]
+        assert second["incident"]["started_at"] == first["incident"]["started_at"]
+    finally:
+        await drop_schema(schema)
