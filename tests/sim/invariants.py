@@ -186,9 +186,16 @@ class View:
             if up is None:
                 return None
             quiet = self.quiet(system, up)
-            if quiet == up:
-                return self.after_uptime(up, SLACK)
-            t = quiet
+            if quiet != up:
+                t = quiet
+                continue
+            systems = {system, *CONFIG.dependencies(system)}
+            starting = [w.end for w in self.windows if w.system in systems
+                        and up < w.start <= up + SLACK]
+            if starting:  # a window opening while the decision may still wait holds it
+                t = max(starting)
+                continue
+            return self.after_uptime(up, SLACK)
         return None
 
 
