@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -237,6 +238,7 @@ async def test_each_drill_has_its_own_id_keys_and_links(
         seen |= new
     first, second = ids[0], ids[1]
     assert len(first) == 1 and len(second) == 1 and first != second, ids
+    assert all(re.fullmatch(r"drill-\d+", i) for i in first + second), "SPEC 10: drill-N"
     keys = [m["idempotency_key"] for m in receiver.messages]
     assert len(keys) == len(set(keys)), keys
     for m in receiver.messages:

@@ -124,8 +124,10 @@ class Applier:
     async def _open(self, effect: OpenIncident, now: float) -> Incident:
         number = await self.store.next_incident_number()
         incident = effect.incident
-        # never the id of an incident of a lost store (issue 11 item 6; StoreIdentity)
-        tag = getattr(self.store, "tag", "")
+        # Never the id of an incident of a lost store (issue 11 item 6; StoreIdentity): live
+        # ids carry the store's tag. A drill keeps SPEC 10's `drill-N`: N comes from the
+        # real store's counter, so it is never reused while that store lives.
+        tag = getattr(self.store, "tag", "") if effect.id_prefix != "drill" else ""
         incident.id = f"{effect.id_prefix}-{number}-{tag}" if tag else \
             f"{effect.id_prefix}-{number}"
         self.open[incident.system] = incident
