@@ -106,6 +106,8 @@ class Daemon:
             if config_path else None
         self._store_down_since: float | None = None
         self._failing_channels: list[tuple[str, str]] = []
+        self._shared_runs: dict[str, float] = {}
+        """The `last_run` of each check this instance probes, as it last saved it."""
         self.fd_reserve = FdReserve()
         self._direct_retries = 0
         """Freed to send "out of file descriptors" when there are none left (issue 11)."""
@@ -436,8 +438,29 @@ class Daemon:
             usage = log_.usage  # say what it was when probes failed, not the calm after
         return log_.what, usage.describe() if usage is not None else ""
 
+    def _share_fresh_states(self) -> None:
+        """With shards or a cluster, the leader judges the others' checks by the states they
+        save. Saved only on a hard change, a check that stays OK (or keeps failing) would
+        look unknown or stale to the leader, and an incident could never recover: so each
+        owned check's state is saved again once it has new results at least every
+        `max(interval, 5 s)`, well inside the staleness bound (SPEC 9)."""
+        if self.shard is None and self.membership is None:
+            return
+        dirty = self.engine._dirty_checks
+        for check_id, check in self.scheduler._checks.items():
+            state = self.states.get(check_id)
+            if state is None or state.last_run is None or check.interval is None:
+                continue
+            if state.last_run - self._shared_runs.get(check_id, float("-inf")) \
+                    >= max(check.interval, 5.0):
+                dirty.add(check_id)
+                self._shared_runs[check_id] = state.last_run
+
     async def _follow(self) -> None:
         """What a follower (or a sharded leader) learns from the shared store each second."""
+        self._share_fresh_states()
+        if self.leading:
+            await self.engine.save_states()
         self.ctx.heartbeats.update(await self.store.load_heartbeats())
         await self._count_undelivered()
         await self._vantage()
