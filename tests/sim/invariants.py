@@ -332,8 +332,11 @@ def recovery_goes_to_those_told(v: View) -> list[str]:
         for m in mine:
             if m.kind == "recovery" and m.payload["incident"]["resolved_at"] is None:
                 problems.append(f"{inc.id} recovery without an end of the outage window")
+        # Absorbed: linked to it and silent, not because of planned maintenance (whose own
+        # notices cover its paper records).
         absorbed = [i for i in v.incidents.values() if inc.id in v.linked.get(i.id, set())
-                    and not [m for m in v.messages if m.incident_id == i.id]]
+                    and not [m for m in v.messages if m.incident_id == i.id]
+                    and v.quiet(i.system, i.started_at - T0) == i.started_at - T0]
         earliest = min([inc.started_at] + [i.started_at for i in absorbed])
         if recovery and inc.started_at > earliest:
             problems.append(f"{inc.id} recovery window starts {inc.started_at - T0:.0f}s, after "
