@@ -246,6 +246,13 @@ def departments_hear_each_outage_once(v: View) -> list[str]:
         if up is None:
             continue
         plan_clock = v.quiet(e.system, up)  # the plan starts when maintenance is over
+        roots = {e.system, *CONFIG.dependencies(e.system)}
+        for _ in range(8):  # a window opening before the step restarts the plan at its end
+            opening = [w for w in v.windows if w.system in roots
+                       and plan_clock < w.start <= plan_clock + DEPARTMENT_STEP_AFTER + SLACK]
+            if not opening:
+                break
+            plan_clock = v.quiet(e.system, min(w.start for w in opening))
         nominal = max(plan_clock + DEPARTMENT_STEP_AFTER, e.first_fail + MAX_HOLD)
         due = v.deadline(e.system, nominal)
         if due is None or due > e.end(v.run):
