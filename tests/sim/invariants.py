@@ -107,6 +107,8 @@ class View:
                         *(Window(s, ANNOUNCED[1], ANNOUNCED[2]) for s in ANNOUNCED[0])]
         self.log: list[Delivery] = run.net.log if run.net is not None else []
         self.episodes = episodes(run)
+        self.first_root: dict[str, str] = {}
+        """incident id -> the root it was first caused_by (the one that absorbed it)."""
         self.linked: dict[str, set[str]] = {}
         """incident id -> root incident ids it was ever caused_by."""
         self.linked_spans: dict[str, list[tuple[float, float]]] = {}
@@ -117,6 +119,7 @@ class View:
                 if entry.kind == "caused_by":
                     root = entry.text.split()[2]
                     self.linked.setdefault(incident_id, set()).add(root)
+                    self.first_root.setdefault(incident_id, root)
                     since = entry.at - T0 if since is None else since
                 elif entry.kind in ("caused_by_cleared", "resolved") and since is not None:
                     self.linked_spans.setdefault(incident_id, []).append(
@@ -341,7 +344,7 @@ def recovery_goes_to_those_told(v: View) -> list[str]:
                 problems.append(f"{inc.id} recovery without an end of the outage window")
         # Absorbed: linked to it and silent, not because of planned maintenance (whose own
         # notices cover its paper records).
-        absorbed = [i for i in v.incidents.values() if inc.id in v.linked.get(i.id, set())
+        absorbed = [i for i in v.incidents.values() if v.first_root.get(i.id) == inc.id
                     and not [m for m in v.messages if m.incident_id == i.id]
                     and v.quiet(i.system, i.started_at - T0) == i.started_at - T0]
         earliest = min([inc.started_at] + [i.started_at for i in absorbed])
