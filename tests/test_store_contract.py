@@ -349,10 +349,12 @@ async def test_update_message_and_list_messages(store: Store) -> None:
 async def test_delivery_summary_counts_given_up_and_sent_per_channel(store: Store) -> None:
     await store.enqueue([message("a", created_at=10.0), message("b", created_at=20.0),
                          message("c", "sms", created_at=30.0), message("old", created_at=1.0),
-                         message("p", created_at=40.0)])
-    a, b, c, old, _pending = await store.pending_messages()
+                         message("p", created_at=40.0),
+                         message("d", incident_id="drill-3", created_at=30.0)])
+    a, b, c, old, _pending, drill = await store.pending_messages()
     a.status, b.status, c.status, old.status = "sent", "failed", "undeliverable", "failed"
-    for m in (a, b, c, old):
+    drill.status = "failed"  # a drill's leftover never counts (SPEC 10: drills send nothing)
+    for m in (a, b, c, old, drill):
         await store.update_message(m)
     rows = sorted(await store.delivery_summary(since=5.0))
     assert rows == [("sms", "outage_it", "undeliverable", 1, 30.0),

@@ -23,9 +23,11 @@ Query = tuple[str, list[Any]]
 
 def delivery_summary(since: float, mark: str) -> Query:
     """Per (notifier, kind, status) of the outbox since `since`: how many and the newest
-    `created_at`, for the undelivered gauge and the failing-channel self-alert."""
+    `created_at`, for the undelivered gauge and the failing-channel self-alert. Drill
+    messages are left out: a drill never makes the daemon send anything (SPEC 10)."""
     return ("SELECT notifier, kind, status, COUNT(*), MAX(created_at) FROM outbox "
             f"WHERE status IN ('sent', 'failed', 'undeliverable') AND created_at >= {mark} "
+            "AND (incident_id IS NULL OR substr(incident_id, 1, 6) <> 'drill-') "
             "GROUP BY notifier, kind, status", [since])
 
 

@@ -123,7 +123,8 @@ class MemoryStore(Store):
     async def delivery_summary(self, since: float) -> list[tuple[str, str, str, int, float]]:
         groups: dict[tuple[str, str, str], list[float]] = {}
         for m in self.outbox:
-            if m.status in ("sent", "failed", "undeliverable") and m.created_at >= since:
+            if m.status in ("sent", "failed", "undeliverable") and m.created_at >= since \
+                    and not (m.incident_id or "").startswith("drill-"):
                 groups.setdefault((m.notifier, m.kind, m.status), []).append(m.created_at)
         return [(*key, len(times), max(times)) for key, times in groups.items()]
 
