@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -207,3 +208,35 @@ async def test_a_send_attempt_learns_how_long_the_lease_still_runs(
     await store.enqueue([message])
     left = await store.begin_attempt(message)
     assert left is not None and 2.0 < left <= 3.0
+
+
+def test_the_leader_allows_for_the_owners_save_cadence_before_calling_a_check_stale(
+        tmp_path: Path) -> None:
+    """Another member saves a check's state every max(interval, 5 s): its `last_run` as the
+    leader reads it may be that much older than the probe. bench/cluster.py saw hundreds of
+    moved checks flagged stale on the leader while their takeover was within TTL + interval."""
+    from monitor.config.loader import load_config_text
+    from monitor.probing.state import CheckState, stale_after
+    from monitor.runtime.daemon import Daemon
+    from tests.conftest import Clock
+    from tests.test_engine import CONFIG, T0
+
+    config = load_config_text(
+        CONFIG + f'state: {{url: "sqlite:///{tmp_path}/s.db"}}\n', "t.yaml", {})
+    daemon = Daemon(config, clock=Clock(T0), serve_http=False, shard=(0, 2))
+    mine = next(c for c in config.checks if c.interval and daemon.scheduler.owns(c.id))
+    theirs = next(c for c in config.checks if c.interval and not daemon.scheduler.owns(c.id))
+    for check in (mine, theirs):
+        assert check.interval is not None
+        bound = stale_after(check.interval, check.timeout or 0.0)
+        state = CheckState(check.id, check.system, check.type, probed=True)
+        state.last_run = T0 - bound - 2.0  # past the bound by less than a save cadence
+        daemon.states[check.id] = state
+    daemon._mark_stale()
+    assert daemon.states[mine.id].stale, "a check this instance probes has no slack"
+    assert not daemon.states[theirs.id].stale, "the owner may simply not have saved yet"
+    assert theirs.interval is not None
+    daemon.states[theirs.id].last_run = T0 - stale_after(
+        theirs.interval, theirs.timeout or 0.0) - max(theirs.interval, 5.0) - 2.0
+    daemon._mark_stale()
+    assert daemon.states[theirs.id].stale, "past the cadence too: nobody probes it"

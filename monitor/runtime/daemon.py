@@ -364,7 +364,8 @@ class Daemon:
             if not (self.leading or self.scheduler.owns(check.id)):
                 continue
             since = state.last_run if state.last_run is not None else self.started_at
-            if now - since > stale_after(check.interval or 30.0, check.timeout or 5.0):
+            lag = self._share_lag(check.id, check.interval or 30.0)
+            if now - since - lag > stale_after(check.interval or 30.0, check.timeout or 5.0):
                 stale.append((check.id, state.last_run))
         return stale
 
@@ -456,6 +457,15 @@ class Daemon:
                 dirty.add(check_id)
                 self._shared_runs[check_id] = state.last_run
 
+    def _share_lag(self, check_id: str, interval: float) -> float:
+        """How old another member's saved `last_run` may be while it probes on time (it saves
+        again every max(interval, 5 s), `_share_fresh_states`): the leader judges staleness
+        of those checks with that much slack, so a takeover within TTL + interval is not
+        mistaken for a check nobody probes."""
+        if (self.shard is None and self.membership is None) or self.scheduler.owns(check_id):
+            return 0.0
+        return max(interval, 5.0) + 1.0  # + the owner's and our housekeeping second
+
     async def _follow(self) -> None:
         """What a follower (or a sharded leader) learns from the shared store each second."""
         self._share_fresh_states()
@@ -524,7 +534,8 @@ class Daemon:
             state = self.states.get(check.id)
             if state is None or check.pushed or check.interval is None:
                 continue
-            if mark_stale(state, check.interval, check.timeout or 0.0, now):
+            seen_at = now - self._share_lag(check.id, check.interval)
+            if mark_stale(state, check.interval, check.timeout or 0.0, seen_at):
                 log.warning("check_stale" if state.stale else "check_fresh", check=check.id,
                             system=check.system)
                 self.engine.system_changed(check.system)
