@@ -20,6 +20,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from monitor.store.sqlite import SqliteStore
 from notifiers.base import NotifyContext
 
 REPO = Path(__file__).resolve().parent.parent
@@ -159,6 +160,15 @@ class Receiver(LocalServer):
             await asyncio.sleep(0.1)
         seen = [(m["_path"], m["kind"]) for m in self.messages]
         raise AssertionError(f"timed out; received: {seen}")
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A real SQLite store in the test's directory (a test module may define its own)."""
+    s = SqliteStore(f"sqlite:///{tmp_path}/state.db")
+    await s.open()
+    yield s
+    await s.close()
 
 
 @pytest.fixture

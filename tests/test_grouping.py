@@ -6,8 +6,6 @@ tests/test_grouping_e2e.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -166,14 +164,6 @@ def test_group_window_is_validated() -> None:
 # ---- the outbox carrying it out --------------------------------------------------------
 
 
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(f"sqlite:///{tmp_path}/state.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 def outbox_for(receiver: Receiver, store: SqliteStore, clock: Clock,

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -74,14 +72,6 @@ def message(key: str, notifier: str, created: float | None = None) -> OutboxMess
                          payload={"title": "HIS down", "text": "details", "incident": None,
                                   "recipient": notifier},
                          incident_id="inc-1", created_at=now, next_attempt_at=now)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(f"sqlite:///{tmp_path}/state.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def run_outbox(store: SqliteStore, config_text: str) -> Outbox:

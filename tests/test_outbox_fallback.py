@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from monitor.config.loader import load_config_text
 from monitor.core.models import OutboxMessage
@@ -35,14 +31,6 @@ def message(key: str, notifier: str, kind: str = "outage_it") -> OutboxMessage:
                          payload={"title": "HIS down", "text": "details", "incident": None,
                                   "recipient": notifier},
                          incident_id="inc-1", created_at=now, next_attempt_at=now)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(f"sqlite:///{tmp_path}/state.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def start(store: SqliteStore, body: str) -> Outbox:
