@@ -187,6 +187,13 @@ def ack_name(view: ReadView, claim: Claim, form: dict[str, str]) -> str:
         return form.get("by") or claim.recipient
 
 
+def _acked(view: ReadView, t: dict[str, str], incident: Incident) -> str:
+    """"Already acknowledged by X at T", in the site's time zone."""
+    at = dt.datetime.fromtimestamp(incident.acknowledged_at or 0,
+                                   view.config.site.tz).strftime("%Y-%m-%d %H:%M")
+    return t["acked"].format(by=incident.acknowledged_by, at=at)
+
+
 async def ack_link(request: Request) -> Response:
     view = side_of(request)
     found = await check(request, "ack")
@@ -197,10 +204,7 @@ async def ack_link(request: Request) -> Response:
     t = TEXT[lang]
     title = f"{incident.id}"
     if incident.acknowledged_by is not None:
-        at = dt.datetime.fromtimestamp(incident.acknowledged_at or 0,
-                                       view.config.site.tz).strftime("%Y-%m-%d %H:%M")
-        return page(request, title, incident=incident,
-                    message=t["acked"].format(by=incident.acknowledged_by, at=at))
+        return page(request, title, incident=incident, message=_acked(view, t, incident))
     if request.method == "GET":
         person = claim.recipient in {p.id for p in view.config.people}
         name = ack_name(side_of(request), claim, {})
@@ -216,10 +220,7 @@ async def ack_link(request: Request) -> Response:
     if done is None:
         return page(request, title, incident=incident, message=t["queued"])
     if done.acknowledged_by != by:
-        at = dt.datetime.fromtimestamp(done.acknowledged_at or 0,
-                                       view.config.site.tz).strftime("%Y-%m-%d %H:%M")
-        return page(request, title, incident=done,
-                    message=t["acked"].format(by=done.acknowledged_by, at=at))
+        return page(request, title, incident=done, message=_acked(view, t, done))
     return page(request, title, incident=done, message=t["ack_done"].format(by=by))
 
 
