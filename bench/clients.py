@@ -309,6 +309,9 @@ def measure_create(name: str, count: int) -> dict[str, Any]:
 
 
 def child(args: argparse.Namespace) -> None:
+    if os.environ.get("BENCH_LOOP") == "uvloop":
+        import uvloop
+        uvloop.install()
     if args.one.startswith("create:"):
         out = measure_create(args.one, args.create_count)
     else:

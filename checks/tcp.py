@@ -141,6 +141,22 @@ def _literal_family(host: str) -> int | None:
     return socket.AF_INET6 if ip.version == 6 else socket.AF_INET
 
 
+class _Hangup(asyncio.Protocol):
+    """Connected is all a connect-only probe wants to know: close at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.abort()
+
+
+def _native_transports(loop: asyncio.AbstractEventLoop) -> bool:
+    """uvloop: its transports are C, cheaper than `sock_connect`'s Python future dance there.
+
+    Measured per connect (bench/README.md): asyncio `sock_connect` ~104 µs, asyncio
+    `create_connection` ~137; uvloop `sock_connect` ~133, uvloop `create_connection` ~58.
+    """
+    return type(loop).__module__.startswith("uvloop")
+
+
 async def _connect_only(host: str, port: int) -> None:
     """A bare non-blocking connect: about a tenth of the CPU of a stream-based connection."""
     loop = asyncio.get_running_loop()
@@ -149,6 +165,9 @@ async def _connect_only(host: str, port: int) -> None:
     if family is None:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         family, _, _, _, address = infos[0]
+    if _native_transports(loop):
+        await loop.create_connection(_Hangup, address[0], address[1], family=family)
+        return
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setblocking(False)
     try:

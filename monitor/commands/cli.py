@@ -48,8 +48,10 @@ def cmd_run(args: argparse.Namespace) -> int:
               "(--insecure)", file=sys.stderr)
     shard = _parse_shard(args.shard) if args.shard else None
     try:
+        from monitor.runtime import loop
+
         daemon = Daemon(config, config_path=args.config, shard=shard)
-        asyncio.run(daemon.run_forever())
+        loop.run(daemon.run_forever())
     except Exception as exc:  # start-up failures: one clear line, never a traceback
         from monitor.config.reload import startup_failure
 

@@ -35,6 +35,7 @@ from monitor.incidents.engine import Engine
 from monitor.probing.pushed import AlertBook, AmAlert, Applied
 from monitor.probing.scheduler import Scheduler
 from monitor.probing.state import CheckState, from_record, mark_stale, stale_after
+from monitor.runtime import loop as event_loop
 from monitor.runtime import memtrim, sdnotify
 from monitor.runtime.selfwatch import SELF_KINDS, SelfWatch, assess, self_alert_notifiers
 from monitor.runtime.storewatch import adopt_replaced_store
@@ -262,7 +263,8 @@ class Daemon:
         memtrim.settle()  # drop what loading the config left behind; freeze long-lived objects
         sdnotify.ready(f"{len(self.config.checks)} checks")
         log.info("daemon_started", checks=len(self.config.checks),
-                 systems=len(self.config.systems), listen=self.config.server.listen)
+                 systems=len(self.config.systems), listen=self.config.server.listen,
+                 loop=event_loop.name())
 
     async def _on_leadership(self, lead: bool) -> None:
         """Start the engine and outbox when this instance becomes leader; stop them when not.
