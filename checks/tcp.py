@@ -8,7 +8,7 @@ import functools
 import ipaddress
 import socket
 import time
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import Field, PositiveInt
 
@@ -145,7 +145,7 @@ class _Hangup(asyncio.Protocol):
     """Connected is all a connect-only probe wants to know: close at once."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.abort()
+        cast("asyncio.Transport", transport).abort()  # uvloop's is not a subclass: no isinstance
 
 
 def _native_transports(loop: asyncio.AbstractEventLoop) -> bool:

@@ -26,6 +26,16 @@ from notifiers.base import NotifyContext
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """Tests marked `both_loops` run on asyncio's loop and on uvloop, the daemon's default
+    (monitor/runtime/loop.py); every other async test on asyncio's."""
+    if item.get_closest_marker("both_loops") is not None:
+        import uvloop
+
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

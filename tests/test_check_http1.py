@@ -26,6 +26,8 @@ from checks import http1
 from monitor.core.result import Result, State
 from tests.probe_helpers import Pki, now_utc, probe, tcp_server
 
+pytestmark = pytest.mark.both_loops  # the daemon probes on uvloop by default
+
 Writer = asyncio.StreamWriter
 Reader = asyncio.StreamReader
 

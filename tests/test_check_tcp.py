@@ -7,10 +7,14 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
+
 from checks.base import LatencyThresholds
 from monitor.core.durations import format_against
 from monitor.core.result import Result, State
 from tests.probe_helpers import closed_port, probe, silent, tcp_server
+
+pytestmark = pytest.mark.both_loops  # the daemon probes on uvloop by default
 
 
 def tcp(port: int, **extra: object) -> dict[str, object]:
@@ -166,3 +170,17 @@ checks:
     text = out.decode()
     assert "CRIT    lis-port" in text and "UNKNOWN lis-disk" in text, text
     assert proc.returncode == 2
+
+
+async def test_the_connect_only_path_follows_the_loop(request: pytest.FixtureRequest) -> None:
+    """On uvloop the connect-only probe goes through a C transport, elsewhere `sock_connect`;
+    both give the same answer (every test here runs on both loops)."""
+    from checks.tcp import _native_transports
+
+    on_uvloop = request.node.name.endswith("[uvloop]")
+    assert _native_transports(asyncio.get_running_loop()) is on_uvloop
+    async with tcp_server(smtp_banner) as port:
+        ok = await probe(tcp(port))
+    refused = await probe(tcp(closed_port()))
+    assert ok.state is State.OK and ok.message.startswith(f"connected to 127.0.0.1:{port} in ")
+    assert refused.message.startswith("connection refused 127.0.0.1:")

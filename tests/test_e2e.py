@@ -64,11 +64,21 @@ def assert_spec_payload(message: dict, kind: str) -> None:
     assert incident["started_at"].endswith("+08:00")
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 async def test_an_outage_flows_from_probe_to_department_notice_and_recovery(
-    http_target: HttpTarget, receiver: Receiver, daemon_factory
+    http_target: HttpTarget, receiver: Receiver, daemon_factory, loop: str
 ) -> None:
+    """The whole path on both event loops the daemon runs on (monitor/runtime/loop.py)."""
     port = free_port()
-    daemon = await daemon_factory(config(http_target, receiver, port), port)
+    daemon = await daemon_factory(config(http_target, receiver, port), port,
+                                  env={"HISMON_LOOP": loop})
+    for _ in range(50):  # /readyz answers a moment before the line is written
+        started = [json.loads(line) for line in daemon.log().splitlines()
+                   if '"daemon_started"' in line]
+        if started:
+            break
+        await asyncio.sleep(0.1)
+    assert started and started[0]["loop"] == loop
     await asyncio.sleep(1.5)
     assert receiver.messages == []
 
