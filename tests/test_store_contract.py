@@ -9,6 +9,7 @@ skipped, with the reason, when no server answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import os
@@ -16,11 +17,13 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.store import Store, open_store
+from monitor.store.base import StatesMark
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -115,6 +118,8 @@ async def make_store(request: pytest.FixtureRequest,
         return store
 
     factory.backend = request.param  # type: ignore[attr-defined]
+    factory.url = url  # type: ignore[attr-defined]
+    factory.schema = schema  # type: ignore[attr-defined]
     try:
         yield factory
     finally:
@@ -396,6 +401,93 @@ async def test_check_states(store: Store) -> None:
     assert loaded["lis-tcp"] == states["lis-tcp"]
 
 
+async def settled(store: Store, mark: StatesMark | None) -> StatesMark | None:
+    """Read until a read brings nothing new. On a shared PostgreSQL server a transaction of
+    someone else's, running while a read takes its snapshot, holds the horizon back: that
+    read returns states it returned before (allowed: never fewer). Bounded."""
+    for _ in range(100):
+        found, mark = await store.load_check_states_since(mark)
+        if not found:
+            return mark
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"states read again and again: {sorted(found)[:5]}")
+
+
+async def test_check_states_since_reads_only_what_was_saved_after_the_mark(
+        store: Store) -> None:
+    """The leader's read each second (SPEC 9): what members saved since its last read, not
+    every state again."""
+    assert await store.load_check_states_since(None) == ({}, ANY)
+    states = {f"c{i}": {"state": "OK", "hard": True, "last_run": 1000.0 + i} for i in range(50)}
+    await store.save_check_states(states)
+    found, mark = await store.load_check_states_since(None)
+    assert found == states, "no mark: everything"
+    mark = await settled(store, mark)
+    again = {"c7": {"state": "CRIT", "hard": False, "last_run": 2000.0}}
+    await store.save_check_states(again)
+    await store.save_check_states({"c9": states["c9"]})  # the same record again still counts
+    found, mark = await store.load_check_states_since(mark)
+    assert found == {"c7": again["c7"], "c9": states["c9"]}
+    assert await settled(store, mark) is not None
+    assert (await store.load_check_states())["c7"] == again["c7"]
+
+
+async def test_a_foreign_or_future_mark_reads_everything(store: Store) -> None:
+    """A mark of a replaced store, or one from ahead of a store restored from a backup,
+    cannot say what is new: all states, and a mark that works from there on."""
+    states = {"his-http": {"state": "OK"}, "lis-tcp": {"state": "WARN"}}
+    await store.save_check_states(states)
+    _, mark = await store.load_check_states_since(None)
+    assert mark is not None
+    for foreign in (StatesMark("another-store", mark.at), StatesMark(mark.store, mark.at + 10**9)):
+        found, again = await store.load_check_states_since(foreign)
+        assert found == states
+        assert again is not None and again.store == mark.store and again.at < foreign.at + 1
+    assert await settled(store, again) is not None
+
+
+async def test_a_store_made_before_the_save_marks_is_read_whole_then_by_changes(
+        make_store: StoreFactory) -> None:
+    """Migration: a check_states table of an older hismon (no save mark column) opens; its
+    rows are read by the first read, later reads bring only what was saved since."""
+    old_record = '{"state": "CRIT", "hard": true, "last_run": 5.0}'
+    if make_store.backend == "sqlite":  # type: ignore[attr-defined]
+        import sqlite3
+
+        path = make_store.url.removeprefix("sqlite:///")  # type: ignore[attr-defined]
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute("CREATE TABLE check_states (check_id TEXT PRIMARY KEY, "
+                       "record TEXT NOT NULL)")
+            db.executemany("INSERT INTO check_states VALUES (?, ?)",
+                           [("old-a", old_record), ("old-b", old_record)])
+            db.commit()
+    else:
+        import psycopg
+        from psycopg import sql
+
+        schema = make_store.schema  # type: ignore[attr-defined]
+        async with await psycopg.AsyncConnection.connect(require_pg(),
+                                                         autocommit=True) as admin:
+            await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            await admin.execute(sql.SQL("CREATE TABLE {}.check_states (check_id TEXT PRIMARY "
+                                        "KEY, record JSONB NOT NULL)").format(
+                                            sql.Identifier(schema)))
+            await admin.execute(sql.SQL("INSERT INTO {}.check_states VALUES ('old-a', %s), "
+                                        "('old-b', %s)").format(sql.Identifier(schema)),
+                                (old_record, old_record))
+    store = make_store()
+    await store.open()
+    found, mark = await store.load_check_states_since(None)
+    assert set(found) == {"old-a", "old-b"} and found["old-a"]["state"] == "CRIT"
+    mark = await settled(store, mark)
+    await store.save_check_states({"old-b": {"state": "OK"}, "new": {"state": "OK"}})
+    found, mark = await store.load_check_states_since(mark)
+    assert found == {"old-b": {"state": "OK"}, "new": {"state": "OK"}}
+    reopened = make_store()
+    await reopened.open()  # the migration again: nothing to do, nothing lost
+    assert set(await reopened.load_check_states()) == {"old-a", "old-b", "new"}
+
+
 async def test_heartbeats(store: Store) -> None:
     assert await store.load_heartbeats() == {}
     await store.save_heartbeat("backup-job", 100.5)
@@ -505,6 +597,36 @@ async def test_pg_survives_terminated_sessions(make_store: StoreFactory) -> None
     n = await store.next_incident_number()
     assert n == 9
     await store.ping()
+
+
+async def test_pg_a_save_that_commits_after_a_later_one_is_not_missed(
+        make_store: StoreFactory) -> None:
+    """Two members save at once and the one that started first commits last: the reader
+    that saw the second save must still get the first one at its next read (a counter or
+    a timestamp taken at save time would skip it)."""
+    pg_only(make_store)
+    import psycopg
+    from psycopg import sql
+    from psycopg.types.json import Jsonb
+
+    from monitor.store.postgres import _SAVE_STATE
+
+    reader, other = make_store(), make_store()
+    await reader.open()
+    await other.open()
+    await other.save_check_states({"x": {"state": "OK"}, "y": {"state": "OK"}})
+    mark = await settled(reader, (await reader.load_check_states_since(None))[1])
+    schema = make_store.schema  # type: ignore[attr-defined]
+    async with await psycopg.AsyncConnection.connect(require_pg(), autocommit=True) as slow:
+        await slow.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        async with slow.transaction():  # the slow member's save: started, not committed
+            await slow.execute(_SAVE_STATE, ("x", Jsonb({"state": "CRIT"})))
+            await other.save_check_states({"y": {"state": "WARN"}})  # starts later, commits
+            found, mark = await reader.load_check_states_since(mark)
+            assert found == {"y": {"state": "WARN"}}, "the slow save is not visible yet"
+        found, mark = await reader.load_check_states_since(mark)
+    assert found["x"] == {"state": "CRIT"}, "the save that committed late is read"
+    assert set(found) <= {"x", "y"}
 
 
 async def test_pg_url_parameters_and_no_secrets(make_store: StoreFactory) -> None:

@@ -10,10 +10,22 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.history.model import CheckBucket, SystemBucket
+
+
+@dataclass(frozen=True, slots=True)
+class StatesMark:
+    """Where a read of check states got to (`Store.load_check_states_since`): opaque to the
+    caller. `store` is the identity of the store that made it, so a mark of a replaced store
+    reads everything again; `at` is the store's own position (a save counter, a transaction
+    id horizon)."""
+
+    store: str | None
+    at: int
 
 
 class Fenced(RuntimeError):
@@ -143,6 +155,21 @@ class Store(ABC):
 
     @abstractmethod
     async def load_check_states(self) -> dict[str, dict[str, Any]]: ...
+
+    async def load_check_states_since(
+        self, mark: StatesMark | None
+    ) -> tuple[dict[str, dict[str, Any]], StatesMark | None]:
+        """The check states saved since `mark` (an earlier call's; None: all of them), and
+        the mark for the next call.
+
+        Never misses a save: every state saved after the read that returned `mark` is in
+        the answer, whatever order concurrent writers commit in; a state saved before it may
+        be in it again. A mark the store cannot read from (another store's, or one from the
+        future of a store restored from a backup) reads everything. What a leader reads each
+        second instead of every state (SPEC 9: members save their checks' states every
+        max(interval, 5 s)). This default reads everything and gives no mark.
+        """
+        return await self.load_check_states(), None
 
     @abstractmethod
     async def save_heartbeat(self, check_id: str, at: float) -> None: ...

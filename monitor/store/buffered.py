@@ -45,7 +45,7 @@ import structlog
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.core.types import MessageStatus
 from monitor.history.model import CheckBucket, SystemBucket
-from monitor.store.base import Fenced, Store
+from monitor.store.base import Fenced, StatesMark, Store
 
 log = structlog.get_logger("hismon.store")
 
@@ -582,6 +582,13 @@ class BufferedStore(Store):
 
     async def load_check_states(self) -> dict[str, dict[str, Any]]:
         return await self.inner.load_check_states() | copy.deepcopy(self._states)
+
+    async def load_check_states_since(
+        self, mark: StatesMark | None
+    ) -> tuple[dict[str, dict[str, Any]], StatesMark | None]:
+        """The store's changes, and every state only held here (few: while it refuses)."""
+        found, mark = await self.inner.load_check_states_since(mark)
+        return found | copy.deepcopy(self._states), mark
 
     # ---- everything else goes straight to the store ------------------------------------------
 

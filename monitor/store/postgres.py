@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import secrets
 from collections.abc import Awaitable, Callable
@@ -48,7 +49,7 @@ from psycopg.types.json import Jsonb
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.history.model import CheckBucket, SystemBucket
 from monitor.store import sql as shared
-from monitor.store.base import Fenced, Store, StoreIdentity
+from monitor.store.base import Fenced, StatesMark, Store, StoreIdentity
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
@@ -87,6 +88,10 @@ SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS outbox_incident ON outbox(incident_id)",
     "CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, record JSONB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS check_states (check_id TEXT PRIMARY KEY, record JSONB NOT NULL)",
+    # Which transaction saved each state (`load_check_states_since`): the leader reads only
+    # the states saved since its last read. Rows of an older schema start at 0 (read once).
+    "ALTER TABLE check_states ADD COLUMN IF NOT EXISTS saved_xid xid8 NOT NULL DEFAULT '0'",
+    "CREATE INDEX IF NOT EXISTS check_states_saved ON check_states(saved_xid)",
     """CREATE TABLE IF NOT EXISTS heartbeats (
         check_id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS forecast_samples (
@@ -161,6 +166,16 @@ _REMEMBER_TERM = (
     "INSERT INTO fenced_terms(name, term) SELECT name, term FROM leader "
     "WHERE name = %s AND holder = %s ON CONFLICT (name) DO UPDATE "
     "SET term = GREATEST(fenced_terms.term, excluded.term)"
+)
+_SAVE_STATE = (
+    "INSERT INTO check_states(check_id, record, saved_xid) VALUES (%s, %s, pg_current_xact_id()) "
+    "ON CONFLICT (check_id) DO UPDATE SET record = excluded.record, "
+    "saved_xid = excluded.saved_xid"
+)
+# One statement, one snapshot: the horizon (first row, no check id) and the rows saved since.
+_STATES_SINCE = (
+    "SELECT NULL::text, NULL::jsonb, pg_snapshot_xmin(pg_current_snapshot())::text "
+    "UNION ALL SELECT check_id, record, NULL FROM check_states WHERE saved_xid >= %s::xid8"
 )
 _MEMBER_HEARTBEAT = """
 INSERT INTO members AS m (id, expires_at, last_seen, checks)
@@ -558,10 +573,8 @@ class PostgresStore(StoreIdentity, Store):
         async def op(conn: Conn) -> None:
             # executemany pipelines the rows: one round trip for thousands of checks.
             async with conn.transaction(), conn.cursor() as cur:
-                await cur.executemany(
-                    "INSERT INTO check_states(check_id, record) VALUES (%s, %s) "
-                    "ON CONFLICT (check_id) DO UPDATE SET record = excluded.record",
-                    [(_clean(k), _json(v)) for k, v in states.items()])
+                await cur.executemany(_SAVE_STATE, [(_clean(k), _json(v))
+                                                    for k, v in states.items()])
 
         await self._run(op)
 
@@ -571,6 +584,21 @@ class PostgresStore(StoreIdentity, Store):
             return {r[0]: r[1] for r in await cur.fetchall()}
 
         return await self._run(op)
+
+    async def load_check_states_since(
+        self, mark: StatesMark | None
+    ) -> tuple[dict[str, dict[str, Any]], StatesMark | None]:
+        """By transaction id: each save stamps its rows with its own (`saved_xid`), and a
+        read returns the rows stamped at or after the oldest transaction still running when
+        the previous read took its snapshot (`pg_snapshot_xmin`). A save that committed
+        after that read began had either not started or was still running then, so its id
+        is at least that horizon: nothing is missed, whatever order saves commit in; what a
+        long transaction elsewhere holds back is only read again."""
+        since = mark.at if mark is not None and mark.store == self.store_id else 0
+        found, horizon = await self._run(functools.partial(_states_since, since=since))
+        if horizon < since:  # the ids went back (a backup restored): read everything
+            found, horizon = await self._run(functools.partial(_states_since, since=0))
+        return found, StatesMark(self.store_id, horizon)
 
     async def save_heartbeat(self, check_id: str, at: float) -> None:
         # GREATEST: two instances receiving heartbeats must not move the time backwards.
@@ -889,6 +917,19 @@ class PostgresStore(StoreIdentity, Store):
             await conn.execute("DELETE FROM members WHERE id = %s", (me,))
 
         await self._run(op)
+
+
+async def _states_since(conn: Conn, since: int) -> tuple[dict[str, dict[str, Any]], int]:
+    """The states saved by transactions from `since` on, and the horizon for the next read."""
+    cur = await conn.execute(_STATES_SINCE, (str(since),))
+    found: dict[str, dict[str, Any]] = {}
+    horizon = 0
+    for check_id, record, xmin in await cur.fetchall():
+        if check_id is None:
+            horizon = int(xmin)
+        else:
+            found[check_id] = record
+    return found, horizon
 
 
 async def _insert_messages(

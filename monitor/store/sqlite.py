@@ -20,7 +20,7 @@ import aiosqlite
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.history.model import CheckBucket, SystemBucket
 from monitor.store import sql as shared
-from monitor.store.base import Store, StoreIdentity
+from monitor.store.base import StatesMark, Store, StoreIdentity
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_attempt_at REAL NOT NULL, last_error TEXT, sent_at REAL, answer TEXT);
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status, notifier, id);
 CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, record TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS check_states (check_id TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS check_states (
+    check_id TEXT PRIMARY KEY, record TEXT NOT NULL, seq INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS heartbeats (check_id TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS forecast_samples (
     check_id TEXT NOT NULL, at REAL NOT NULL, value REAL NOT NULL, PRIMARY KEY (check_id, at));
@@ -65,6 +66,18 @@ CREATE TABLE IF NOT EXISTS history_meta (key TEXT PRIMARY KEY, value REAL NOT NU
 CREATE TABLE IF NOT EXISTS link_actions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, record TEXT NOT NULL);
 """
+
+
+_NEXT_SAVE = ("INSERT INTO meta(key, value) VALUES('check_states_seq', '1') ON CONFLICT(key) "
+              "DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value")
+"""The counter of check state saves (`load_check_states_since`), kept in `meta` so deleted
+rows can never make it go back."""
+
+MIGRATIONS: tuple[tuple[str, str, str], ...] = (
+    # (table, column, what adds it): columns added after a store was first made.
+    ("check_states", "seq", "ALTER TABLE check_states ADD COLUMN seq INTEGER NOT NULL DEFAULT 0"),
+)
+AFTER_MIGRATIONS = "CREATE INDEX IF NOT EXISTS check_states_seq ON check_states(seq);"
 
 
 P = ParamSpec("P")
@@ -121,11 +134,22 @@ class SqliteStore(StoreIdentity, Store):
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.executescript(SCHEMA)
+        await self._migrate()
         await self._db.commit()
         if self.path != ":memory:":
             st = os.stat(self.path)
             self._file = (st.st_dev, st.st_ino)
         self.store_id, self.created = await self._identity()
+
+    async def _migrate(self) -> None:
+        """Add the columns a store made by an older hismon lacks (SQLite has no
+        `ADD COLUMN IF NOT EXISTS`)."""
+        for table, column, statement in MIGRATIONS:
+            async with self.db.execute(f"PRAGMA table_info({table})") as cursor:
+                columns = {row[1] for row in await cursor.fetchall()}
+            if column not in columns:
+                await self.db.execute(statement)
+        await self.db.executescript(AFTER_MIGRATIONS)
 
     async def _identity(self) -> tuple[str, bool]:
         found = await self._stored_identity()
@@ -334,15 +358,59 @@ class SqliteStore(StoreIdentity, Store):
 
     @_serialized
     async def save_check_states(self, states: dict[str, dict[str, Any]]) -> None:
-        await self.db.executemany(
-            "INSERT OR REPLACE INTO check_states(check_id, record) VALUES(?, ?)",
-            [(k, json.dumps(v, ensure_ascii=False)) for k, v in states.items()])
-        await self.db.commit()
+        """One transaction: the save counter moves on and every row carries its new value
+        (`load_check_states_since`); a reader sees all of a save or none of it."""
+        if not states:
+            return
+        rows = [(k, json.dumps(v, ensure_ascii=False)) for k, v in states.items()]
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self.db.execute(_NEXT_SAVE) as cursor:
+                row = await cursor.fetchone()
+            assert row is not None
+            save = int(row[0])
+            await self.db.executemany(
+                "INSERT OR REPLACE INTO check_states(check_id, record, seq) VALUES(?, ?, ?)",
+                [(k, record, save) for k, record in rows])
+            await self.db.commit()
+        except BaseException:
+            await self.db.rollback()
+            raise
 
     async def load_check_states(self) -> dict[str, dict[str, Any]]:
         async with self.db.execute("SELECT check_id, record FROM check_states") as cursor:
             rows = await cursor.fetchall()
         return {r[0]: json.loads(r[1]) for r in rows}
+
+    @_serialized
+    async def load_check_states_since(
+        self, mark: StatesMark | None
+    ) -> tuple[dict[str, dict[str, Any]], StatesMark | None]:
+        """By save counter: SQLite has one writer at a time, so saves commit in the order
+        of their counter values, and a reader that saw value N has every save up to N.
+        Serialized with the writes: on the shared connection a read in the middle of a
+        save's transaction would see the new counter and only part of the rows."""
+        since = mark.at if mark is not None and mark.store == self.store_id else -1
+        found, counter = await self._states_since(since)
+        if counter < since:  # the counter went back (a file restored): read everything
+            found, counter = await self._states_since(-1)
+        return found, StatesMark(self.store_id, counter)
+
+    async def _states_since(self, since: int) -> tuple[dict[str, dict[str, Any]], int]:
+        # One statement, one snapshot: the counter (the row without a check id) and the rows.
+        async with self.db.execute(
+            "SELECT NULL, NULL, CAST(COALESCE((SELECT value FROM meta WHERE key = "
+            "'check_states_seq'), '0') AS INTEGER) UNION ALL "
+            "SELECT check_id, record, NULL FROM check_states WHERE seq > ?", (since,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        found, counter = {}, 0
+        for check_id, record, value in rows:
+            if check_id is None:
+                counter = int(value)
+            else:
+                found[check_id] = json.loads(record)
+        return found, counter
 
     @_serialized
     async def save_heartbeat(self, check_id: str, at: float) -> None:
