@@ -240,3 +240,66 @@ def test_the_leader_allows_for_the_owners_save_cadence_before_calling_a_check_st
         theirs.interval, theirs.timeout or 0.0) - max(theirs.interval, 5.0) - 2.0
     daemon._mark_stale()
     assert daemon.states[theirs.id].stale, "past the cadence too: nobody probes it"
+
+
+async def test_the_leader_reads_only_the_states_saved_since_its_last_read(
+        tmp_path: Path) -> None:
+    """Each second the leader takes the states other members saved since its previous read,
+    not every state again (that was O(checks) decoded rows a second); a new term reads them
+    all before the engine's first tick (SPEC 9)."""
+    from monitor.config.loader import load_config_text
+    from monitor.core.result import State
+    from monitor.probing.state import CheckState, to_record
+    from monitor.runtime.daemon import Daemon
+    from tests.conftest import Clock
+    from tests.test_engine import CONFIG, T0
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    config = load_config_text(CONFIG + f'state: {{url: "{url}"}}\n', "t.yaml", {})
+    daemons = [Daemon(config, clock=Clock(T0), serve_http=False, shard=(i, 2)) for i in (0, 1)]
+    daemon = max(daemons, key=lambda d: sum(not d.scheduler.owns(c.id) for c in config.checks))
+    theirs = [c for c in config.checks if c.interval and not daemon.scheduler.owns(c.id)]
+    assert len(theirs) >= 2
+    first, second = theirs[:2]
+
+    def record(check_id: str, state: State, message: str, last_run: float) -> dict:  # type: ignore[type-arg]
+        check = config.check(check_id)
+        cs = CheckState(check.id, check.system, check.type, state=state, hard_state=state,
+                        message=message, last_run=last_run)
+        return to_record(cs)
+
+    other = open_store(url)  # the member that probes `theirs`
+    await daemon.store.open()
+    await other.open()
+    try:
+        await other.save_check_states({c.id: record(c.id, State.OK, "fine", T0) for c in theirs})
+        await daemon._adopt_member_states(everything=True)
+        assert all(daemon.states[c.id].message == "fine" and daemon.states[c.id].probed
+                   for c in theirs)
+
+        daemon.states[first.id].message = "as read"  # not saved again: not read again
+        await daemon._adopt_member_states()
+        assert daemon.states[first.id].message == "as read"
+
+        daemon.engine._dirty.clear()
+        await other.save_check_states({second.id: record(second.id, State.CRIT, "down", T0)})
+        await daemon._adopt_member_states()
+        assert daemon.states[second.id].hard_state is State.CRIT
+        assert second.system in daemon.engine._dirty, "a hard change is looked at"
+        assert daemon.states[first.id].message == "as read"
+
+        # A stale check whose owner saves a fresh result is fresh again, and that is a change
+        # for its system (the adopted state keeps `stale` until `_mark_stale` judges it).
+        daemon.states[second.id].stale = True
+        daemon.engine._dirty.clear()
+        await other.save_check_states({second.id: record(second.id, State.CRIT, "down", T0)})
+        await daemon._adopt_member_states()
+        daemon._mark_stale()
+        assert not daemon.states[second.id].stale
+        assert second.system in daemon.engine._dirty
+
+        await daemon._adopt_member_states(everything=True)  # a new term: all of them again
+        assert daemon.states[first.id].message == "fine"
+    finally:
+        await other.close()
+        await daemon.store.close()

@@ -40,6 +40,7 @@ from monitor.runtime import memtrim, sdnotify
 from monitor.runtime.selfwatch import SELF_KINDS, SelfWatch, assess, self_alert_notifiers
 from monitor.runtime.storewatch import adopt_replaced_store
 from monitor.store import open_store
+from monitor.store.base import StatesMark
 from monitor.store.buffered import BufferedStore
 from monitor.telemetry.metrics import Metrics, MetricsSource
 
@@ -109,6 +110,12 @@ class Daemon:
         self._failing_channels: list[tuple[str, str]] = []
         self._shared_runs: dict[str, float] = {}
         """The `last_run` of each check this instance probes, as it last saved it."""
+        self._member_mark: StatesMark | None = None
+        """How far the leader has read the states other members saved (changed-only reads)."""
+        self._pushed_mark: StatesMark | None = None
+        """How far a follower has read the passive checks' states the leader saved."""
+        self._adopting = asyncio.Lock()
+        """One read of saved states at a time: an older answer never lands after a newer."""
         self.fd_reserve = FdReserve()
         self._direct_retries = 0
         """Freed to send "out of file descriptors" when there are none left (issue 11)."""
@@ -280,9 +287,10 @@ class Daemon:
             engine._dirty_checks |= self.engine._dirty_checks
             engine.unconfirmed = set(self.engine.unconfirmed)
             engine.link_key = self.link_key
-            try:
-                await asyncio.wait_for(self._adopt_member_states(), 5.0)
+            try:  # every member state, not the changes since an earlier term's read
+                await asyncio.wait_for(self._adopt_member_states(everything=True), 5.0)
             except Exception as exc:  # the rules wait for states they do not know
+                self._member_mark = None  # and housekeeping's next read takes them all
                 log.warning("cluster_states_unavailable",
                             error=f"{type(exc).__name__}: {exc}"[:300])
             await engine.load()
@@ -490,36 +498,54 @@ class Daemon:
             return
         await self._adopt_member_states()
 
-    async def _adopt_member_states(self) -> None:
+    async def _adopt_member_states(self, everything: bool = False) -> None:
         """The leader judges checks probed by other members (shards, cluster) by the states
-        they saved; a new leader reads them before its engine's first tick (SPEC 9)."""
+        they saved (SPEC 9). A new leader reads all of them before its engine's first tick
+        (`everything`); then, each second, only those saved since its last read: members
+        save every owned check again every max(interval, 5 s), so reading all of them each
+        second cost the leader O(checks) decoded rows a second for nothing."""
         if self.shard is None and self.membership is None:
             return
-        saved = await self.store.load_check_states()
-        for check in self.config.checks:
-            if self.scheduler.owns(check.id) or check.id not in saved:
-                continue
-            theirs = from_record(check.id, check.system, check.type, saved[check.id])
-            mine = self.states.get(check.id)
-            theirs.probed = True
-            self.states[check.id] = theirs
-            if mine is None or (mine.hard_state, mine.hard) != (theirs.hard_state, theirs.hard):
-                self.engine.system_changed(check.system)
+        async with self._adopting:
+            saved, mark = await self.store.load_check_states_since(
+                None if everything else self._member_mark)
+            self._member_mark = mark
+            checks = self.config._index("checks", self.config.checks)
+            for check_id, record in saved.items():
+                check = checks.get(check_id)
+                if check is None or self.scheduler.owns(check_id):
+                    continue
+                mine = self.states.get(check_id)
+                theirs = self._adopted(check, record, mine)
+                if mine is None or (mine.hard_state, mine.hard) != (theirs.hard_state,
+                                                                    theirs.hard):
+                    self.engine.system_changed(check.system)
+
+    def _adopted(self, check: Any, record: dict[str, Any], mine: CheckState | None
+                 ) -> CheckState:
+        """Another instance's saved state in place of ours; `stale` stays ours until
+        `_mark_stale` judges the new `last_run`, so going fresh again is a change it sees."""
+        theirs = from_record(check.id, check.system, check.type, record)
+        theirs.probed = True
+        theirs.stale = mine.stale if mine is not None else False
+        self.states[check.id] = theirs
+        return theirs
 
     async def _adopt_pushed(self) -> None:
         """A follower takes passive checks' states from the store: only the leader receives
-        pushes, and the follower that takes over must not find them all OK (SPEC 9, 15)."""
-        pushed = [c for c in self.config.checks if c.pushed]
-        if not pushed:
+        pushes, and the follower that takes over must not find them all OK (SPEC 9, 15).
+        Those saved since the last read: the first read (and one after a replaced store)
+        takes them all."""
+        if not any(c.pushed for c in self.config.checks):
             return
-        saved = await self.store.load_check_states()
-        for check in pushed:
-            record = saved.get(check.id)
-            if record is None:
-                continue
-            theirs = from_record(check.id, check.system, check.type, record)
-            theirs.probed = True
-            self.states[check.id] = theirs
+        async with self._adopting:
+            saved, self._pushed_mark = await self.store.load_check_states_since(
+                self._pushed_mark)
+            checks = self.config._index("checks", self.config.checks)
+            for check_id, record in saved.items():
+                check = checks.get(check_id)
+                if check is not None and check.pushed:
+                    self._adopted(check, record, self.states.get(check_id))
 
     def _restore_states(self, saved: dict[str, dict[str, Any]]) -> None:
         """A restarted daemon keeps confirmed failures, so no incident is lost or reopened."""
