@@ -70,6 +70,13 @@ from monitor.cluster.leader import lease_ttl  # noqa: E402
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+DAEMON_REPO = REPO
+"""Where the members import `monitor/` from (`--repo`: a `bench/snapshot.sh` directory)."""
+# With another source tree (--repo), modules missing there must not be found in the checkout
+# that the venv's editable install points to (as in bench/run.py).
+_ISOLATE = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "
+            "'__module__', '').startswith('__editable__')]; sys.argv[0] = 'hismon'; "
+            "from monitor.commands.cli import main; main()")
 
 
 def say(*parts: Any) -> None:
@@ -104,11 +111,18 @@ def machine() -> str:
 
 
 def commit() -> str:
+    """The members' code: a snapshot's marker, else the checkout's HEAD (+dirty)."""
+    marker = DAEMON_REPO / ".bench-commit"
+    if marker.exists():
+        return marker.read_text().strip()
     try:
-        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        head = subprocess.run(["git", "-C", str(DAEMON_REPO), "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(DAEMON_REPO), "status", "--porcelain",
+                                "monitor", "checks"], capture_output=True, text=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return "?"
+    return head + ("+dirty" if dirty.strip() else "")
 
 
 # ---- the targets: one path per check, every request logged ---------------------------------
@@ -222,12 +236,13 @@ class Member:
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
         env.update(PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(
-            filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+            filter(None, [str(DAEMON_REPO), os.environ.get("PYTHONPATH")])))
         log = (self.dir / "daemon.log").open("ab")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "monitor", "run", "-c",
-                                      str(self.config)], stdout=log, stderr=log,
-                                     cwd=self.dir, env=env)
+        command = [sys.executable, "-m", "monitor"] if DAEMON_REPO == REPO \
+            else [sys.executable, "-c", _ISOLATE]
+        self.proc = subprocess.Popen([*command, "run", "-c", str(self.config)], stdout=log,
+                                     stderr=log, cwd=self.dir, env=env)
 
     @property
     def alive(self) -> bool:
@@ -332,6 +347,8 @@ async def run(args: argparse.Namespace, pg: str, schema: str) -> dict[str, Any]:
             if leader is None:
                 raise RuntimeError("no leader among the members")
             victim = next(m for m in members if m is not leader)
+            res["leader_index"] = members.index(leader)
+            res["victim_index"] = members.index(victim)
             ids = [m.id for m in members]
             moved = [f"c{i:05d}" for i in range(args.checks)
                      if owners(f"c{i:05d}", ids)[0] == victim.id]
@@ -490,8 +507,10 @@ def report(res: dict[str, Any]) -> None:
         ("probes per check per interval, steady (replicas 1)",
          res["probes_per_check_per_interval"], "~1", None),
         ("longest unprobed stretch, steady (s)", res["gap_steady_max_s"], "—", None),
-        ("CPU per member, steady (cores)", res["cpu_steady_cores"], "—", None),
-        ("CPU per survivor after the kill (cores)", res["cpu_after_kill_cores"], "—", None),
+        (f"CPU per member, steady (cores; leader #{res['leader_index']}, "
+         f"killed #{res['victim_index']})", res["cpu_steady_cores"], "—", None),
+        ("CPU per survivor after the kill (cores, in member order)",
+         res["cpu_after_kill_cores"], "—", None),
         ("start to ready per member (s)", res["ready_s"], "—", None),
     ]
     for name, value, target, ok in rows:
@@ -534,7 +553,11 @@ def main() -> int:
     parser.add_argument("--pg", default=None, help=f"PostgreSQL URL (default {PG_DEFAULT})")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the members' dirs and logs")
+    parser.add_argument("--repo", type=Path, default=REPO,
+                        help="run the members from this source tree (bench/snapshot.sh)")
     args = parser.parse_args()
+    global DAEMON_REPO
+    DAEMON_REPO = args.repo.resolve()
     if args.members < 2:
         parser.error("--members must be at least 2 (one is killed)")
     args.window = args.window or 2 * args.interval
