@@ -3,6 +3,7 @@
     python bench/clients.py                     # all clients, 5,000 requests each
     python bench/clients.py --requests 20000 --concurrency 16 --json /tmp/clients.json
     python bench/clients.py --clients hismon-http,hismon-http-aiohttp --rounds 5   # A/B
+    python bench/clients.py --loop asyncio      # asyncio's loop (default: uvloop, as the daemon)
 
 Each client runs in its own process against the same loopback nginx (or the Python fallback
 target), with a new TCP connection per request, `--concurrency` requests in flight (a closed
@@ -309,7 +310,7 @@ def measure_create(name: str, count: int) -> dict[str, Any]:
 
 
 def child(args: argparse.Namespace) -> None:
-    if os.environ.get("BENCH_LOOP") == "uvloop":
+    if args.loop == "uvloop":
         import uvloop
         uvloop.install()
     if args.one.startswith("create:"):
@@ -332,7 +333,7 @@ def run_child(name: str, url: str, tcp_port: int, args: argparse.Namespace) -> d
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", name, "--url", url,
            "--tcp-port", str(tcp_port), "--requests", str(args.requests), "--concurrency",
            str(args.concurrency), "--warmup", str(args.warmup),
-           "--create-count", str(args.create_count)]
+           "--create-count", str(args.create_count), "--loop", args.loop]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     if out.returncode != 0:
         return {"client": name, "error": out.stderr.strip()[-500:]}
@@ -361,6 +362,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1,
                         help="run the clients this many times, interleaved; print the median")
     parser.add_argument("--targets", choices=["nginx", "python"], default="nginx")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop",
+                        help="the event loop of every client process (the daemon runs on "
+                             "uvloop where installed, monitor/runtime/loop.py)")
     parser.add_argument("--repo", type=Path, default=REPO, help="where monitor/, checks/ are")
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--one", help=argparse.SUPPRESS)
@@ -389,7 +393,8 @@ def main() -> int:
     aio = next((r["cpu_us_per_request"] for r in rows if r.get("client") == "aiohttp"
                 and "cpu_us_per_request" in r), None)
     print(f"CPU per new-connection request, {args.requests} requests, {args.concurrency} in "
-          f"flight, one process per client; target {kind}; {os.cpu_count()} cores, "
+          f"flight, one process per client, {args.loop} loop; target {kind}; "
+          f"{os.cpu_count()} cores, "
           f"Python {sys.version.split()[0]}")
     print(f"  {'client':<24} {'CPU µs/req':>11} {'req/s':>9} {'× aiohttp':>10} "
           f"{'SPEC ref µs':>12} {'errors':>7}")

@@ -298,6 +298,18 @@ class DaemonRun:
         path = self.tmp / "daemon.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
+    def event_loop(self) -> str:
+        """The loop the daemon said it runs on (`loop=` of its `daemon_started` line)."""
+        path = self.tmp / "daemon.log"
+        if not path.exists():
+            return "?"
+        for line in path.read_text(errors="replace").splitlines():
+            if '"daemon_started"' not in line:
+                continue
+            with contextlib.suppress(ValueError):
+                return str(json.loads(line).get("loop") or "?")
+        return "?"
+
     def warnings(self) -> dict[str, int]:
         """Counts of warning/error events in the daemon's JSON log."""
         counts: dict[str, int] = {}
@@ -354,7 +366,8 @@ def main_run(args: argparse.Namespace, targets: targets_mod.Targets) -> dict[str
     profiler = None
     try:
         run.start()
-        say(f"daemon pid {run.pid} ready in {run.startup_s:.1f}s; warming up")
+        loop_name = run.event_loop()
+        say(f"daemon pid {run.pid} ready in {run.startup_s:.1f}s on {loop_name}; warming up")
         time.sleep(args.warmup)
         half = args.duration / 2
         rss_before_scrapes, _ = rss_kib(run.pid)
@@ -380,7 +393,7 @@ def main_run(args: argparse.Namespace, targets: targets_mod.Targets) -> dict[str
         result = {
             "checks": args.checks, "http": n_http, "tcp": n_tcp, "interval_s": args.interval,
             "expected_probes_per_s": args.checks / args.interval,
-            "daemon_startup_s": round(run.startup_s, 2),
+            "daemon_startup_s": round(run.startup_s, 2), "event_loop": loop_name,
             "window": whole.as_dict(), "quiet": quiet.as_dict(), "scraping": scraping.as_dict(),
             "scrapes_during_scraping_half": len(scrapes) - 2,
             "missed_runs_total": total.missed,
@@ -442,6 +455,7 @@ def hismon_kind_run(args: argparse.Namespace, targets: targets_mod.Targets, kind
                     args.interval, args.timeout, args.keep)
     try:
         run.start()
+        loop_name = run.event_loop()
         time.sleep(args.warmup)
         s0 = run.sample()
         time.sleep(args.compare_duration)
@@ -449,7 +463,7 @@ def hismon_kind_run(args: argparse.Namespace, targets: targets_mod.Targets, kind
         w = window(s0, s1, from_after=True)
     finally:
         run.stop()
-    return {"checks": n, **w.as_dict()}
+    return {"checks": n, "event_loop": loop_name, **w.as_dict()}
 
 
 # ---- blackbox_exporter ------------------------------------------------------------------
@@ -657,7 +671,7 @@ def table(res: dict[str, Any]) -> str:
         f"{m['interval_s']:g}s, window {w['seconds']:.0f}s after {res['args']['warmup']:g}s "
         f"warm-up, scraping every {res['args']['scrape_every']:g}s in its second half",
         f"machine: {hw['cores']} cores, {hw['cpu']}, Python {hw['python']}; daemon code "
-        f"{res['commit']}",
+        f"{res['commit']}, event loop {m.get('event_loop', '?')}",
         f"targets: {res['targets']}",
     ]
     if res.get("targets_note"):
@@ -712,7 +726,10 @@ def table(res: dict[str, Any]) -> str:
         return "\n".join(lines)
     lines += rows
     if cmp_:
-        lines += ["", f"  side by side with {cmp_['blackbox_version']} (same targets, same rate):",
+        loops = sorted({cmp_[k]["hismon"].get("event_loop", "?") for k in ("http", "tcp")
+                        if cmp_.get(k)})
+        lines += ["", f"  side by side with {cmp_['blackbox_version']} (same targets, same rate;"
+                      f" hismon on {'/'.join(loops)}):",
                   f"  {'kind':<6} {'rate/s':>7} {'hismon µs/probe':>16} {'blackbox µs/probe':>18}"
                   f" {'ratio':>7} {'target':>8}  {'bbe ok/failed':>14}"]
         for kind in ("http", "tcp"):
