@@ -104,8 +104,8 @@ class Daemon:
         self._server: Any = None
         self._listen_socket: socket.socket | None = None
         self._watch = WatchedFiles(config.watch_paths or ([config_path] if config_path else []))
-        self._reloader = Reloader(config_path, self._apply_reloaded, self._reject_reload) \
-            if config_path else None
+        self._reloader = Reloader(config_path, self._apply_reloaded, self._reject_reload,
+                                  watch=self._watch) if config_path else None
         self._store_down_since: float | None = None
         self._failing_channels: list[tuple[str, str]] = []
         self._shared_runs: dict[str, float] = {}

@@ -32,11 +32,21 @@ def _load() -> object | None:
 
 
 def settle() -> None:
-    """After start-up: trim, then move the long-lived objects (config, states, jobs) out
-    of the cyclic collector's sight, so full collections stop walking 10,000 checks' worth
-    of objects in the middle of probing."""
-    trim(force=True)
+    """After start-up: move the long-lived objects (config, states, jobs) out of the cyclic
+    collector's sight, so full collections stop walking 10,000 checks' worth of objects in
+    the middle of probing, then trim.
+
+    Only the young generations are collected first: start-up leaves ~100 unreachable objects
+    in the old one (a few KiB, frozen with the rest), and the full collection of
+    every start-up object took 0.13-0.3 s at 10,000 checks, 0.4 s at 50,000, before
+    `/readyz` could answer."""
+    global _last
+    _last = time.monotonic()
+    gc.collect(1)
     gc.freeze()
+    libc = _load()
+    if libc is not None:
+        libc.malloc_trim(0)  # type: ignore[attr-defined]
 
 
 def trim(force: bool = False) -> bool:
