@@ -10,7 +10,7 @@ scheduler's job function is replaced by a no-op, so the figure is start-up work 
 the first probes (which `run.py`'s start-to-ready includes, against real targets). Wall and
 CPU seconds per step; on a loaded machine compare the CPU column, before/after in one run.
 
-SPEC §12: start to ready ≤ 3 s with 10,000 checks.
+SPEC §12: start to ready ≤ 3 s with 10,000 checks, ≤ 10 s with 50,000 (TCP).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 TARGET_SECONDS = 3.0
+TARGET_50K_SECONDS = 10.0
+"""SPEC §12: 10,000 checks ≤ 3 s; the stretch case, 50,000 TCP checks, ≤ 10 s."""
 
 
 def _use_project_venv() -> None:
@@ -82,9 +84,13 @@ def main() -> int:
         return None
 
     sched_mod.Scheduler._run = no_run  # type: ignore[method-assign]
+    try:  # what `hismon run` does (the config frozen after loading), where the tree has it
+        from monitor.commands.cli import load_for_run as load
+    except ImportError:
+        load = load_config
     configure("error")
     mark("import the daemon")
-    config = load_config(cfg)
+    config = load(str(cfg))
     mark("load_config")
 
     async def start() -> None:
@@ -102,9 +108,10 @@ def main() -> int:
     for (_, w0, c0), (name, w1, c1) in itertools.pairwise(marks):
         print(f"  {name:<26} wall {w1 - w0:6.2f} s   CPU {c1 - c0:6.2f} s")
     wall, cpu = marks[-1][1] - marks[0][1], marks[-1][2] - marks[0][2]
-    verdict = "ok" if wall <= TARGET_SECONDS else "OVER"
+    target = TARGET_SECONDS if len(config.checks) <= 10_000 else TARGET_50K_SECONDS
+    verdict = "ok" if wall <= target else "OVER"
     print(f"  {'total':<26} wall {wall:6.2f} s   CPU {cpu:6.2f} s   "
-          f"target ≤ {TARGET_SECONDS:g} s: {verdict}")
+          f"target ≤ {target:g} s: {verdict}")
     return 0
 
 

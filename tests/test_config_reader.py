@@ -82,3 +82,13 @@ def test_problems_name_file_line_and_key() -> None:
 
 def test_an_empty_file_is_an_empty_mapping() -> None:
     assert data("") == {} and data("# nothing yet\n") == {}
+
+
+def test_an_environment_reference_written_as_an_escape_is_still_replaced() -> None:
+    """Files with no `${` in their text skip the walk for references; an escaped `$` does
+    not appear as `${` in the text, and must not be skipped."""
+    from monitor.config.loader import load_config_text
+
+    text = 'site: {name: "\\u0024{SITE_NAME}", timezone: UTC}\n'
+    assert load_config_text(text, "h.yaml", {"SITE_NAME": "North"}).site.name == "North"
+    assert load_config_text("site: {name: x}\n", "h.yaml", {}).site.name == "x"

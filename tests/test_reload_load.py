@@ -117,3 +117,14 @@ async def test_requests_soon_after_a_load_join_one_load_after_the_gap(tmp_path: 
     now[0] += 1.0  # after the gap: at once
     assert await reloader.request("r4")
     assert applied[-1] == "r4" and reloader.loads == 3
+
+
+def test_the_config_run_starts_with_is_frozen(tmp_path: Path) -> None:
+    from monitor.commands.cli import load_for_run
+
+    main = tmp_path / "hismon.yaml"
+    main.write_text(GOOD)
+    before, enabled = gc.get_freeze_count(), gc.isenabled()
+    config = load_for_run(str(main))
+    assert [c.id for c in config.checks] == ["web"]
+    assert gc.get_freeze_count() > before and gc.isenabled() == enabled

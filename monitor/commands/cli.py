@@ -31,12 +31,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_for_run(path: str) -> Any:
+    """`load_for_command`, then the config frozen out of the cyclic collector's walks.
+
+    It lives as long as the daemon (until a reload, which freezes its own the same way,
+    monitor.config.reload). Loaded with the collector paused, its ~1,000,000 tracked objects
+    at 50,000 checks (200,000 at 10,000) would otherwise all sit in the youngest generation,
+    and the collections that start-up's own allocations trigger walked them again and again
+    before `/readyz`: three walks of 0.3-0.5 s each at 50,000 checks. Frozen inside the
+    pause, they are never walked; reference counting still frees them after a reload.
+    """
+    import gc
+
+    from monitor.core.collector import collector_paused
+
+    with collector_paused():
+        config = load_for_command(path)
+        gc.freeze()
+    return config
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.runtime.daemon import Daemon
     from monitor.telemetry.logs import configure
 
     configure(args.log_level)
-    config = load_for_command(args.config)
+    config = load_for_run(args.config)
     from monitor.web.exposure import insecure_listen
 
     refusal = insecure_listen(config.server)

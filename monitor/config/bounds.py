@@ -89,10 +89,13 @@ def check_timing(out: Reporter, config: Config) -> None:
     _timing(out, ("defaults",), config.defaults, set())
     _duration(out, ("defaults", "flapping", "max_hold"), config.defaults.flapping.max_hold,
               MAX_HOLD)
+    fields: dict[type, set[str]] = {}
     for index, check in enumerate(config.checks):
         # Keys a check inherited were judged once, at `defaults`.
-        _timing(out, ("checks", index), check, set(type(check).model_fields) -
-                set(check.model_fields_set))
+        kind = type(check)
+        if kind not in fields:
+            fields[kind] = set(kind.model_fields)
+        _timing(out, ("checks", index), check, fields[kind] - check.model_fields_set)
 
 
 def check_plans(out: Reporter, config: Config) -> None:

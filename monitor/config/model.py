@@ -323,10 +323,13 @@ class Config(Strict):
     @model_validator(mode="after")
     def _inherit_defaults(self) -> Config:
         """Fill each check's unset timing keys from `defaults`, so the scheduler sees one value."""
+        defaults = [(key, getattr(self.defaults, key))
+                    for key in ("interval", "timeout", "retry_interval", "confirm", "recover")]
         for check in self.checks:
-            for key in ("interval", "timeout", "retry_interval", "confirm", "recover"):
-                if getattr(check, key) is None:
-                    object.__setattr__(check, key, getattr(self.defaults, key))
+            fields = check.__dict__  # what object.__setattr__ would write, without the calls
+            for key, value in defaults:
+                if fields[key] is None:
+                    fields[key] = value
         return self
 
     @model_validator(mode="after")
