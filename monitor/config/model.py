@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 
 from checks import AnyCheck
 from checks.base import CheckBase
+from monitor.config.compact import share_equal_parts
 from monitor.config.i18n import Localized
 from monitor.core.durations import Duration
 from monitor.core.strict import Strict
@@ -330,6 +331,13 @@ class Config(Strict):
             for key, value in defaults:
                 if fields[key] is None:
                     fields[key] = value
+        return self
+
+    @model_validator(mode="after")
+    def _share_equal_parts(self) -> Config:
+        """Equal parts of checks (default `tls:`, the same system or host) kept once: ~1 KiB
+        per check at 10,000 (monitor/config/compact.py)."""
+        share_equal_parts(self.checks)
         return self
 
     @model_validator(mode="after")
