@@ -90,7 +90,7 @@ class DaemonWeb:
     async def metrics(self) -> bytes:
         self._daemon.refresh_source()
         body = await self._daemon.metrics.exposition()
-        memtrim.trim()  # at most every 30 s: a scrape's temporaries must not stay in RSS
+        memtrim.trim()  # at most every 5 s: a scrape's temporaries must not stay in RSS
         return body
 
     async def get_incident(self, incident_id: str) -> Incident | None:
