@@ -303,3 +303,48 @@ async def test_the_leader_reads_only_the_states_saved_since_its_last_read(
     finally:
         await other.close()
         await daemon.store.close()
+
+
+async def test_the_leader_knows_another_member_s_check_flaps_or_is_unstable(
+        tmp_path: Path) -> None:
+    """SPEC 4 on the leader for checks other members probe: it judged them by the saved
+    record, which had no flapping nor unstable, so a check flapping on another member opened
+    and resolved an incident at every flap, an unstable one opened none, and a recovering
+    check's failure evidence (its last failure message) was gone."""
+    from monitor.config.loader import load_config_text
+    from monitor.core.result import Result, State
+    from monitor.probing.state import CheckState, advance, to_record
+    from monitor.runtime.daemon import Daemon
+    from tests.conftest import Clock
+    from tests.test_engine import CONFIG, T0
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    config = load_config_text(CONFIG + f'state: {{url: "{url}"}}\n', "t.yaml", {})
+    daemons = [Daemon(config, clock=Clock(T0), serve_http=False, shard=(i, 2)) for i in (0, 1)]
+    daemon = max(daemons, key=lambda d: sum(not d.scheduler.owns(c.id) for c in config.checks))
+    flappy, shaky = [c for c in config.checks if c.interval
+                     and not daemon.scheduler.owns(c.id)][:2]
+    # What the member that probes them folded (the real state machine).
+    flapping = CheckState(flappy.id, flappy.system, flappy.type)
+    for i in range(12):
+        advance(flapping, Result(State.CRIT if i % 2 else State.OK, "refused"), T0 + i, 1, 1)
+    unstable = CheckState(shaky.id, shaky.system, shaky.type)
+    for i in range(12):
+        advance(unstable, Result(State.OK if i % 3 == 2 else State.WARN, "slow"), T0 + i, 3, 2)
+    assert flapping.flapping and unstable.unstable and not unstable.failing
+
+    other = open_store(url)
+    await daemon.store.open()
+    await other.open()
+    try:
+        await other.save_check_states({s.check_id: to_record(s) for s in (flapping, unstable)})
+        await daemon._adopt_member_states(everything=True)
+        seen = daemon.states
+        assert seen[flappy.id].flapping and seen[flappy.id].flap_percent > 20.0
+        assert seen[shaky.id].unstable and seen[shaky.id].unstable_state is State.WARN
+        assert seen[shaky.id].unstable_since == unstable.unstable_since
+        assert seen[shaky.id].troubled, "an unstable check makes its system's incident"
+        assert seen[shaky.id].failure_message == "slow"
+    finally:
+        await other.close()
+        await daemon.store.close()

@@ -154,13 +154,22 @@ class CheckState:
 
 
 PERSISTED_FIELDS = ("state", "hard", "hard_state", "message", "streak", "first_failure_at",
-                    "recovered_at", "last_hard_change", "last_run")
-"""What survives a restart, so a confirmed failure stays confirmed and no incident is lost."""
+                    "recovered_at", "last_hard_change", "last_run", "flapping", "flap_percent",
+                    "unstable", "unstable_since", "unstable_state", "failure_message",
+                    "failure_cause")
+"""What survives a restart, so a confirmed failure stays confirmed and no incident is lost;
+and what the leader knows of a check another instance probes (SPEC 9): without flapping
+and unstable it opened and resolved an incident at every flap of such a check, and never
+opened one for an unstable check, and the cause evidence of a recovering check was lost.
+(After a restart the windows behind flapping and unstable start empty: the first result
+settles them again, as it did when they were not kept.)"""
+_STATES = ("state", "hard_state", "unstable_state")
 
 
 def to_record(cs: CheckState) -> dict[str, object]:
     record: dict[str, object] = {k: getattr(cs, k) for k in PERSISTED_FIELDS}
     record["state"], record["hard_state"] = cs.state.name, cs.hard_state.name
+    record["unstable_state"] = cs.unstable_state.name
     return record
 
 
@@ -170,7 +179,7 @@ def from_record(check_id: str, system: str, type_: str,
     for key in PERSISTED_FIELDS:
         if key in record:
             value = record[key]
-            if key in ("state", "hard_state"):
+            if key in _STATES:
                 value = State[str(value)]
             setattr(cs, key, value)
     return cs
