@@ -12,7 +12,7 @@ import errno
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from monitor.probing.pushed import AlertBook, AmAlert, Applied
 from monitor.probing.scheduler import Scheduler
 from monitor.probing.state import CheckState, from_record, mark_stale, stale_after
 from monitor.runtime import loop as event_loop
-from monitor.runtime import memtrim, sdnotify
+from monitor.runtime import memtrim, sdnotify, staleness
 from monitor.runtime.selfwatch import SELF_KINDS, SelfWatch, assess, self_alert_notifiers
 from monitor.runtime.storewatch import adopt_replaced_store
 from monitor.store import open_store
@@ -116,6 +116,9 @@ class Daemon:
         """How far a follower has read the passive checks' states the leader saved."""
         self._adopting = asyncio.Lock()
         """One read of saved states at a time: an older answer never lands after a newer."""
+        self._probed_stale = staleness.StaleGroups(interval=None, timeout=0.0)
+        self._self_stale = staleness.StaleGroups(interval=30.0, timeout=5.0)
+        self._quorum: tuple[Config | None, dict[str, Any]] = (None, {})
         self.fd_reserve = FdReserve()
         self._direct_retries = 0
         """Freed to send "out of file descriptors" when there are none left (issue 11)."""
@@ -320,9 +323,17 @@ class Daemon:
             log.warning("leadership_lost", instance=self.leadership.me,
                         holder=self.leadership.holder)
 
+    def _quorum_checks(self) -> dict[str, Any]:
+        """Checks with `vantage_quorum` > 1, by id: once per config, not once a second (a
+        walk of 50,000 checks' models is ~17 ms of the loop)."""
+        if self._quorum[0] is not self.config:
+            self._quorum = (self.config,
+                            {c.id: c for c in self.config.checks if c.vantage_quorum > 1})
+        return self._quorum[1]
+
     async def _vantage(self) -> None:
         """Share this instance's view of quorum checks; the leader counts the votes."""
-        quorum = {c.id: c for c in self.config.checks if c.vantage_quorum > 1}
+        quorum = self._quorum_checks()
         if not quorum:
             self.engine.unconfirmed = set()
             return
@@ -361,23 +372,39 @@ class Daemon:
     def _stale_checks(self, now: float) -> list[tuple[str, float | None]]:
         """Probed checks whose last result is too old (SPEC 9), when this instance runs them
         or leads (the leader judges every check by the states the members saved)."""
-        stale = []
-        for check in self.config.checks:
-            state = self.states.get(check.id)
-            if state is None or check.type == "heartbeat":
-                continue
-            if check.pushed:  # judged by its own expect_every + grace (SPEC 9, 15)
-                verdict = check.overdue(self.ctx, now, self.config.site.tz)
-                if verdict is not None and verdict.state is State.UNKNOWN:
-                    stale.append((check.id, self.ctx.heartbeats.get(check.id)))
-                continue
-            if not (self.leading or self.scheduler.owns(check.id)):
-                continue
-            since = state.last_run if state.last_run is not None else self.started_at
-            lag = self._share_lag(check.id, check.interval or 30.0)
-            if now - since - lag > stale_after(check.interval or 30.0, check.timeout or 5.0):
-                stale.append((check.id, state.last_run))
+        stale: list[tuple[str, float | None]] = []
+        for _ in self._stale_steps(now, stale):
+            pass
         return stale
+
+    def _stale_steps(self, now: float, stale: list[tuple[str, float | None]]) -> Iterator[None]:
+        """`_stale_checks` a group of checks with the same bound at a time, yielding between
+        them (`monitor.runtime.staleness`): a group whose oldest result is within its bound
+        is passed over without a Python step per check."""
+        states = self.states
+        groups = self._self_stale.groups(
+            (self.config, self.scheduler.owned, self.leading), self.config,
+            lambda c: c.type != "heartbeat" and (self.leading or self.scheduler.owns(c.id)),
+            self._share_lag)
+        for check in self._self_stale.pushed:  # judged by its own expect_every + grace
+            if check.type == "heartbeat" or check.id not in states:
+                continue
+            verdict = check.overdue(self.ctx, now, self.config.site.tz)
+            if verdict is not None and verdict.state is State.UNKNOWN:
+                stale.append((check.id, self.ctx.heartbeats.get(check.id)))
+        for interval, timeout, lag, ids in groups:
+            yield
+            group = staleness.present(states, ids)
+            bound = stale_after(interval, timeout)
+            oldest, never_ran = staleness.oldest_run(group)
+            if never_ran:
+                oldest = self.started_at if oldest is None else min(oldest, self.started_at)
+            if oldest is None or now - oldest - lag <= bound:
+                continue  # the same test as below, for the oldest: none of the group is stale
+            for state in group:
+                since = state.last_run if state.last_run is not None else self.started_at
+                if now - since - lag > bound:
+                    stale.append((state.check_id, state.last_run))
 
     async def _watch_self(self) -> None:
         """SPEC 9 self_alerts: tell IT when hismon itself cannot watch, record or deliver."""
@@ -386,9 +413,14 @@ class Daemon:
         now = self.clock()
         lost = self.membership.lost if self.membership is not None else set()
         live = len(self.membership.members) if self.membership is not None else None
-        quorum_short = [(c.id, c.vantage_quorum, live) for c in self.config.checks
-                        if live is not None and c.vantage_quorum > live]
-        problems = assess(now=now, stale=self._stale_checks(now), lost_members=lost,
+        quorum_short = [] if live is None else [
+            (c.id, c.vantage_quorum, live)
+            for c in (self._quorum_checks().values() if live >= 1 else self.config.checks)
+            if c.vantage_quorum > live]
+        stale: list[tuple[str, float | None]] = []
+        for _ in self._stale_steps(now, stale):
+            await asyncio.sleep(0)  # a few ms of the loop per step at most
+        problems = assess(now=now, stale=stale, lost_members=lost,
                           store_down_since=self._store_down_since,
                           unrecorded=self.store.unrecorded(),
                           undeliverable=self._failing_channels, quorum_short=quorum_short,
@@ -557,16 +589,30 @@ class Daemon:
     def _mark_stale(self) -> None:
         """Checks without a fresh result (a dead --shard instance, an overloaded scheduler) are
         stale (SPEC 9); pushed checks judge freshness by their own `expect_every`."""
+        for _ in self._mark_stale_steps():
+            pass
+
+    def _mark_stale_steps(self) -> Iterator[None]:
+        """`_mark_stale` a group of checks with the same bound at a time, yielding between
+        them: a group is walked only when its oldest result is past the bound or one of it is
+        stale now (`monitor.runtime.staleness`)."""
         now = self.clock()
-        for check in self.config.checks:
-            state = self.states.get(check.id)
-            if state is None or check.pushed or check.interval is None:
-                continue
-            seen_at = now - self._share_lag(check.id, check.interval)
-            if mark_stale(state, check.interval, check.timeout or 0.0, seen_at):
-                log.warning("check_stale" if state.stale else "check_fresh", check=check.id,
-                            system=check.system)
-                self.engine.system_changed(check.system)
+        states = self.states
+        for interval, timeout, lag, ids in self._probed_stale.groups(
+                (self.config, self.scheduler.owned), self.config, lambda c: True,
+                self._share_lag):
+            yield
+            group = staleness.present(states, ids)
+            seen_at = now - lag
+            oldest, _ = staleness.oldest_run(group)
+            if (oldest is None or seen_at - oldest <= stale_after(interval, timeout)) \
+                    and not staleness.any_stale(group):
+                continue  # mark_stale would change none of them
+            for state in group:
+                if mark_stale(state, interval, timeout, seen_at):
+                    log.warning("check_stale" if state.stale else "check_fresh",
+                                check=state.check_id, system=state.system)
+                    self.engine.system_changed(state.system)
 
     async def _housekeeping(self) -> None:
         """Once a second: persist changed states, refresh metrics, watch the store and config."""
@@ -578,7 +624,8 @@ class Daemon:
                 if problem is not None:
                     await adopt_replaced_store(self, problem)
                 await asyncio.wait_for(self._follow(), 5.0)
-                self._mark_stale()
+                for _ in self._mark_stale_steps():
+                    await asyncio.sleep(0)  # a few ms of the loop per step at most
                 await asyncio.wait_for(self._save_samples(), 5.0)
                 self.store_error = self.engine.last_error if self.leading else None
                 self._store_down_since = None
