@@ -22,6 +22,8 @@ UNSTABLE_AT = 7
 UNSTABLE_RUNS = 3
 SETTLED_AT = 3
 """An unstable check settles when this many or fewer of its last 21 results are non-OK."""
+_OK = int(State.OK)
+_OK_BYTE = bytes([_OK])
 
 
 class StateWindow(bytearray):
@@ -41,11 +43,16 @@ class StateWindow(bytearray):
 
 
 class RecentResults:
-    """(time, state) of the results since the last hard change, the last FLAP_WINDOW of them.
+    """(time, state) of the results since the last hard change, the last FLAP_WINDOW of them,
+    from the first non-OK one on.
 
     What `unstable` counts. Two packed arrays instead of a deque of tuples: ~330 bytes per
     check where 21 `(float, int)` tuples in a deque took ~2.4 KiB. Iterates as the tuples,
-    appends and clears like the deque did.
+    appends and clears like the deque did, except that OK results before the first non-OK
+    one are not kept: nothing `unstable` decides depends on them (it counts the non-OK
+    results, their runs, and the first one's time), and a window drops its oldest result
+    at the same moment with or without them. So a healthy check keeps two empty arrays
+    (~170 bytes) instead of 21 times and states (~410 bytes).
     """
 
     __slots__ = ("_states", "_times")
@@ -57,11 +64,18 @@ class RecentResults:
             self.append(item)
 
     def append(self, item: tuple[float, int]) -> None:
-        if len(self._states) >= FLAP_WINDOW:
+        states = self._states
+        if len(states) >= FLAP_WINDOW:
             del self._times[0]
-            del self._states[0]
+            del states[0]
+            if states and states[0] == _OK:  # OK results now leading: not kept
+                leading = len(states) - len(states.lstrip(_OK_BYTE))
+                del self._times[:leading]
+                del states[:leading]
+        if not states and item[1] == _OK:
+            return  # a leading OK result
         self._times.append(item[0])
-        self._states.append(item[1])
+        states.append(item[1])
 
     def clear(self) -> None:
         del self._times[:]
