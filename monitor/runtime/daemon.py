@@ -238,6 +238,11 @@ class Daemon:
             # a JSON error and leadership changes of a daemon that never ran.
             self._listen_socket = listen_socket(*self.config.server.host_port,
                                                 self.config.server.listen)
+            # The web app's import (~0.5 s of CPU) before the first probe is due, not in
+            # the middle of the first wave, which it held up as one long loop stall.
+            import monitor.runtime.webside
+            import monitor.web.app
+            import monitor.web.server  # noqa: F401
         await self.store.open()
         if self.store.created:  # a first start, or the old database is gone: say which store
             log.warning("store_created", store=self.store.store_id, tag=self.store.tag,
