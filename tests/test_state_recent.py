@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from array import array
 from collections import deque
 from collections.abc import Iterator
 
@@ -55,6 +54,7 @@ def test_the_window_is_the_full_one_without_its_leading_ok_results() -> None:
             recent.append((float(step), state))
             full.append((float(step), state))
         assert list(recent) == _without_leading_ok(list(full))
+        assert (recent._states is None) is (len(recent) == 0)  # no empty arrays kept
         assert len(recent) - recent.count_state(OK) == len(full) - full.count_state(OK)
 
 
@@ -62,8 +62,8 @@ def test_a_healthy_check_keeps_an_empty_window() -> None:
     cs = CheckState("c", "s", "tcp")
     for k in range(3 * FLAP_WINDOW):
         advance(cs, Result(State.OK, "ok"), float(k), 3, 2)
-    assert len(cs.recent) == 0
-    assert cs.recent._times == array("d") and cs.recent._states == bytearray()
+    assert len(cs.recent) == 0 and list(cs.recent) == []
+    assert cs.recent._times is None and cs.recent._states is None  # no arrays at all
 
 
 def test_unstable_judges_every_sequence_as_with_the_full_window() -> None:

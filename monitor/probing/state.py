@@ -51,45 +51,53 @@ class RecentResults:
     appends and clears like the deque did, except that OK results before the first non-OK
     one are not kept: nothing `unstable` decides depends on them (it counts the non-OK
     results, their runs, and the first one's time), and a window drops its oldest result
-    at the same moment with or without them. So a healthy check keeps two empty arrays
-    (~170 bytes) instead of 21 times and states (~410 bytes).
+    at the same moment with or without them. The arrays exist only while the window holds a
+    result, so a healthy check keeps this object alone (48 bytes) instead of 21 times and
+    states (~410 bytes).
     """
 
     __slots__ = ("_states", "_times")
 
     def __init__(self, items: Iterable[tuple[float, int]] = ()) -> None:
-        self._times = array("d")
-        self._states = bytearray()
+        self._times: array[float] | None = None
+        self._states: bytearray | None = None
         for item in items:
             self.append(item)
 
     def append(self, item: tuple[float, int]) -> None:
-        states = self._states
+        states, times = self._states, self._times
+        if states is None or times is None:
+            if item[1] != _OK:  # a leading OK result is not kept
+                self._times, self._states = array("d", (item[0],)), bytearray((item[1],))
+            return
         if len(states) >= FLAP_WINDOW:
-            del self._times[0]
+            del times[0]
             del states[0]
             if states and states[0] == _OK:  # OK results now leading: not kept
                 leading = len(states) - len(states.lstrip(_OK_BYTE))
-                del self._times[:leading]
+                if leading == len(states):
+                    self._times = self._states = None
+                    self.append(item)
+                    return
+                del times[:leading]
                 del states[:leading]
-        if not states and item[1] == _OK:
-            return  # a leading OK result
-        self._times.append(item[0])
+        times.append(item[0])
         states.append(item[1])
 
     def clear(self) -> None:
-        del self._times[:]
-        del self._states[:]
+        self._times = self._states = None
 
     def __iter__(self) -> Iterator[tuple[float, int]]:
+        if self._states is None or self._times is None:
+            return iter(())
         return zip(self._times, self._states, strict=True)
 
     def __len__(self) -> int:
-        return len(self._states)
+        return 0 if self._states is None else len(self._states)
 
     def count_state(self, state: int) -> int:
         """How many of the results have `state` (counted in C, no tuple made)."""
-        return self._states.count(state)
+        return 0 if self._states is None else self._states.count(state)
 
     def __repr__(self) -> str:
         return f"RecentResults({list(self)!r})"
