@@ -298,8 +298,13 @@ async def test_the_leader_reads_only_the_states_saved_since_its_last_read(
         assert not daemon.states[second.id].stale
         assert second.system in daemon.engine._dirty
 
-        await daemon._adopt_member_states(everything=True)  # a new term: all of them again
-        assert daemon.states[first.id].message == "fine"
+        daemon.states[first.id].message = "as read"
+        await daemon._on_leadership(True)  # a new term: all of them again, before any tick
+        try:
+            assert daemon.leading
+            assert daemon.states[first.id].message == "fine"
+        finally:
+            await daemon._on_leadership(False)
     finally:
         await other.close()
         await daemon.store.close()

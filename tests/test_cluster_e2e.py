@@ -208,3 +208,56 @@ async def test_a_paused_leader_sends_nothing_when_it_resumes(
         b.kill()
         await target.stop()
         await drop_schema(schema)
+
+
+async def test_the_leader_killed_mid_incident_its_successor_keeps_the_incident(
+    receiver: Receiver, daemon_factory
+) -> None:
+    """SIGKILL the leader while a check probed by a surviving member keeps failing: the new
+    leader takes every member's state before it decides (SPEC 9), so the incident stays
+    open (no recovery, no second outage while it fails) and recovers once after the heal."""
+    from monitor.cluster import assign
+
+    schema = new_schema_name()
+    url = with_params(require_pg(), schema=schema)
+    target = await LoggingTarget().start()
+    daemons = []
+    try:
+        ports = [free_port() for _ in range(3)]
+        for i, p in enumerate(ports):
+            daemons.append(await daemon_factory(config(url, p, target, receiver), p, f"m{i}"))
+        urls = [d.url for d in daemons]
+        async with httpx.AsyncClient(trust_env=False) as client:
+            await wait_gauges(client, urls, "hismon_cluster_members",
+                              lambda v: v == [3.0, 3.0, 3.0])
+            await wait_gauges(client, urls, "hismon_checks_owned",
+                              lambda v: None not in v and sum(v) == CHECKS)
+            leaders = [await gauge(client, u, "hismon_leader") for u in urls]
+            leader = leaders.index(1.0)
+            ids = [f"member-{p}" for p in ports]
+            failing = next(f"c{i:02d}" for i in range(HIS_CHECKS)
+                           if assign.owners(f"c{i:02d}", ids)[0] != ids[leader])
+            target.failing.add(failing)
+            await receiver.wait_for(lambda: "outage_it" in receiver.kinds("it"), timeout=15)
+
+            daemons[leader].kill()
+            survivors = [u for i, u in enumerate(urls) if i != leader]
+            await wait_gauges(client, survivors, "hismon_leader",
+                              lambda v: sorted(v) == [0.0, 1.0], timeout=TTL * 3)
+            await asyncio.sleep(TTL + 3 * INTERVAL)  # the new leader has decided by now
+            assert receiver.kinds("it") == ["outage_it"], "the incident went on as it was"
+            incidents = (await client.get(f"{survivors[0]}/api/v1/incidents?status=open",
+                                          headers={"Authorization": "Bearer t"})).json()
+            assert [i["system"] for i in incidents["incidents"]] == ["his"], incidents
+
+            target.failing.clear()
+            await receiver.wait_for(lambda: "recovery" in receiver.kinds("it"), timeout=20)
+            await asyncio.sleep(2)  # a doubled message would come now
+        keys = [m["idempotency_key"] for m in receiver.messages]
+        assert len(keys) == len(set(keys)), f"sent twice: {keys}"
+        assert receiver.kinds("it") == ["outage_it", "recovery"]
+    finally:
+        for daemon in daemons:
+            daemon.kill()
+        await target.stop()
+        await drop_schema(schema)
