@@ -135,12 +135,15 @@ def main() -> int:
     reference = CollectorRegistry(auto_describe=False)
     reference.register(Reference(src))
     size = 0
+    first: dict[str, float] = {}
 
     async def measure() -> tuple[list[float], list[float], list[dict[str, float]],
                                  dict[str, float]]:
         nonlocal size
         ours, theirs, late = [], [], []
+        t0, c0 = time.perf_counter(), time.process_time()
         size = len(await metrics.exposition())  # the first scrape fills the label caches
+        first.update(ms=(time.perf_counter() - t0) * 1000, cpu=(time.process_time() - c0) * 1000)
         for round_no in range(args.rounds):
             probe_again(src, args.changed, round_no, args.repo)
             t0 = time.perf_counter()
@@ -167,6 +170,8 @@ def main() -> int:
     print(f"  Metrics.exposition (daemon)      median {median:7.1f} ms "
           f"(min {min(ours):.1f}, max {max(ours):.1f}); target <= {target:.0f} ms: "
           f"{'ok' if median <= target else 'OVER'}")
+    print(f"  first render (builds the labels)  {first['ms']:7.1f} ms, CPU {first['cpu']:.1f} ms; "
+          f"target <= {target:.0f} ms: {'ok' if first['ms'] <= target else 'OVER'}")
     print(f"  1 ms loop timer late during it   p99 {p99:.2f} ms (median of rounds), max "
           f"{max(t['late_max_ms'] for t in late):.2f} ms; target p99 <= 20 ms: "
           f"{'ok' if p99 <= 20 else 'OVER'}")

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -210,6 +210,14 @@ async def test_render_parses_to_the_same_samples_as_the_old_path_across_changing
     assert_same(metrics, src, body)
     assert "hismon_check_stale{" in body.decode()
 
+    # the scheduler gives a check that moved a new state object (no reload in between)
+    moved = CheckState(states[30].check_id, "elsewhere", states[30].type)
+    src.states[moved.check_id] = moved
+    src.systems.append("elsewhere")
+    assert_same(metrics, src, await metrics.exposition())
+    assert 'system="elsewhere"' in (await metrics.exposition()).decode()
+    states = list(src.states.values())
+
     # a reload: a check moves to another system, checks go, new ones come (in the middle)
     states[20].system = "moved"
     src.systems.append("moved")
@@ -227,3 +235,49 @@ async def test_render_parses_to_the_same_samples_as_the_old_path_across_changing
     src.states.clear()
     src.systems = []
     assert_same(metrics, src, await metrics.exposition())
+
+
+async def test_the_metrics_endpoint_sends_the_pieces_as_one_body_of_its_length(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`GET /metrics` sends the rendered pieces one after another (no joined copy): the
+    client gets exactly the exposition, with a Content-Length that counts every piece."""
+    import httpx
+
+    from monitor.config.loader import load_config_text
+    from monitor.runtime.daemon import Daemon
+    from monitor.runtime.webside import DaemonWeb
+    from monitor.web.app import build_app
+
+    monkeypatch.setattr(metrics_module, "CHUNK", 16)
+    checks = "\n".join(f'  - {{id: "c{i}", system: his, type: tcp, host: 127.0.0.1, port: 1}}'
+                       for i in range(40))
+    config = load_config_text(
+        "site: {name: t, timezone: UTC, language: en}\n"
+        f'state: {{url: "sqlite:///{tmp_path}/s.db"}}\n'
+        "systems:\n  - {id: his, name: HIS}\nchecks:\n" + checks + "\n", "t.yaml", {})
+    daemon = Daemon(config, serve_http=False)
+    await daemon.store.open()
+    try:
+        for i, check in enumerate(config.checks):
+            cs = CheckState(check.id, check.system, check.type)
+            advance(cs, Result(State.OK, "m", duration=0.001 * (i + 1)), 1000.0, 3, 2)
+            daemon.states[check.id] = cs
+        daemon.refresh_source()
+        parts = await daemon.metrics.exposition_parts()
+        assert len(parts) > 20, "several slices, several pieces"
+        transport = httpx.ASGITransport(app=build_app(DaemonWeb(daemon)))
+        async with httpx.AsyncClient(transport=transport, base_url="http://h") as client:
+            response = await client.get("/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"] == CONTENT_TYPE_LATEST
+        assert int(response.headers["content-length"]) == len(response.content)
+        body = response.content.decode()
+        def steady(text: str) -> list[str]:  # descriptors open may differ between renders
+            return [line for line in samples(text) if not line.startswith("hismon_open_fds")]
+
+        assert steady(body) == steady(b"".join(parts).decode())
+        names = [f.name for f in text_string_to_metric_families(body)]
+        assert "hismon_check_up" in names and "hismon_build_info" in names
+        assert body.count('hismon_check_up{check="c39"') == 1
+    finally:
+        await daemon.store.close()

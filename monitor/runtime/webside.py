@@ -87,9 +87,9 @@ class DaemonWeb:
             problems += daemon.engine.problems()
         return problems
 
-    async def metrics(self) -> bytes:
+    async def metrics(self) -> list[bytes]:
         self._daemon.refresh_source()
-        body = await self._daemon.metrics.exposition()
+        body = await self._daemon.metrics.exposition_parts()
         memtrim.trim()  # at most every 5 s: a scrape's temporaries must not stay in RSS
         return body
 

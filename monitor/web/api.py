@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from monitor.core.models import Incident, iso
 from monitor.delivery.context import incident_payload
@@ -28,8 +29,31 @@ if TYPE_CHECKING:
     from monitor.store.buffered import Unrecorded
 
 
+class PartsResponse(Response):
+    """A body sent as the pieces it was rendered in, with its whole Content-Length.
+
+    `/metrics` is 24 MB at 50,000 checks: joining its ~460 pieces first would be one more
+    copy (a pause of the loop, and 24 MB of fresh pages to fault in at every scrape); each
+    piece goes to the transport as it is, and uvicorn's flow control lets the loop run while
+    the scraper reads."""
+
+    def __init__(self, parts: list[bytes], media_type: str) -> None:
+        self.parts = parts
+        super().__init__(None, headers={"content-length": str(sum(map(len, parts)))},
+                         media_type=media_type)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.raw_headers})
+        last = len(self.parts) - 1
+        for i, part in enumerate(self.parts):
+            await send({"type": "http.response.body", "body": part, "more_body": i < last})
+        if last < 0:
+            await send({"type": "http.response.body", "body": b""})
+
+
 async def metrics(request: Request) -> Response:
-    return Response(await side_of(request).metrics(), media_type=CONTENT_TYPE_LATEST)
+    return PartsResponse(await side_of(request).metrics(), CONTENT_TYPE_LATEST)
 
 
 async def healthz(request: Request) -> Response:

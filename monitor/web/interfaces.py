@@ -60,8 +60,9 @@ class ReadView(Protocol):
     async def problems(self) -> list[str]:
         """Why this instance is not ready (empty when it is): starting, store unreachable..."""
 
-    async def metrics(self) -> bytes:
-        """The Prometheus exposition, refreshed for this scrape."""
+    async def metrics(self) -> list[bytes]:
+        """The Prometheus exposition, refreshed for this scrape, in the pieces it was
+        rendered in (to be sent one after another: no joined copy)."""
 
     async def get_incident(self, incident_id: str) -> Incident | None: ...
 
