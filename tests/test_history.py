@@ -119,6 +119,36 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
     await store.close()
 
 
+async def test_finished_buckets_are_written_in_batches_and_a_failed_batch_is_kept(
+        sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush writes `BATCH` rows a transaction; when one batch fails (here the real store
+    refuses a row without a system), the batches written stay written (once: rows merge in
+    the store) and that batch and the later ones come back for the next attempt."""
+    from monitor.history import service as service_module
+
+    monkeypatch.setattr(service_module, "BATCH", 2)
+    start = NOW - NOW % 300
+    good = HistoryRecorder()
+    for i in range(5):
+        good.observe(state(f"c{i}"), 0.1, start + 10)
+        good.observe(state(f"c{i}"), 0.2, start + 40)
+    service = HistoryService(sqlite_store, good, lambda: SHANGHAI, lambda now: [])
+    assert await service.flush(start + 301) == 5
+    rows = await sqlite_store.load_check_buckets(0.0)
+    assert sorted((r.check_id, r.n) for r in rows) == [(f"c{i}", 2) for i in range(5)]
+
+    bad = HistoryRecorder()
+    for i in range(5):
+        bad.observe(state(f"d{i}", system=None if i == 3 else "his"),  # type: ignore[arg-type]
+                    0.1, start + 10)
+    service = HistoryService(sqlite_store, bad, lambda: SHANGHAI, lambda now: [])
+    with pytest.raises(Exception, match="NOT NULL"):
+        await service.flush(start + 301)
+    written = {r.check_id for r in await sqlite_store.load_check_buckets(0.0)}
+    assert {"d0", "d1"} <= written and not {"d2", "d3", "d4"} & written
+    assert sorted(r.check_id for r in bad.take_finished(start + 302)) == ["d2", "d3", "d4"]
+
+
 async def test_a_real_outage_shows_as_down_in_its_slot_and_its_day(sqlite_store: Store) -> None:
     """Three hours of 30 s probes: OK, 20 minutes down, OK; written once per bucket."""
     rec = HistoryRecorder()

@@ -73,10 +73,15 @@ class HistoryRecorder:
 
     def take_finished(self, now: float) -> list[CheckBucket]:
         """Buckets that ended before `now`: hand them over for writing, forget them here."""
+        return [row for start, rows in self.take_finished_raw(now) for row in _rows(start, rows)]
+
+    def take_finished_raw(self, now: float) -> list[tuple[float, dict[str, list[Any]]]]:
+        """`take_finished` as (bucket start, rows by check id), oldest first, for a writer that
+        turns them into `CheckBucket`s a batch at a time (`rows_of`)."""
         if self._current and now - now % self.bucket != self._start:
             self._roll(now - now % self.bucket)
         done, self._done = self._done, {}
-        return [row for start, rows in sorted(done.items()) for row in _rows(start, rows)]
+        return sorted(done.items())
 
     def take_all(self) -> list[CheckBucket]:
         """Everything, the current bucket too: on shutdown, so a restart loses nothing."""
@@ -129,3 +134,8 @@ def _bucket(start: float, check_id: str, row: list[Any]) -> CheckBucket:
 
 def _rows(start: float, rows: dict[str, list[Any]]) -> list[CheckBucket]:
     return [_bucket(start, check_id, row) for check_id, row in rows.items()]
+
+
+def rows_of(start: float, items: list[tuple[str, list[Any]]]) -> list[CheckBucket]:
+    """`CheckBucket`s of (check id, row) items of one bucket (a batch of `take_finished_raw`)."""
+    return [_bucket(start, check_id, row) for check_id, row in items]

@@ -11,13 +11,18 @@ away loses no history, and probing never waits on it.
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 
 from monitor.history.model import RETENTION
+from monitor.history.recorder import rows_of
 from monitor.history.rollup import maintenance_pairs, system_rows
 from monitor.history.wiring import HistoryWiring
 
 log = structlog.get_logger("hismon.history")
+BATCH = 5000
+"""Check buckets written in one transaction (a few ms of the loop to build)."""
 
 
 class HistoryService(HistoryWiring):
@@ -36,16 +41,28 @@ class HistoryService(HistoryWiring):
                 {kind: now - keep for kind, keep in RETENTION.items()})
 
     async def flush(self, now: float) -> int:
-        rows = self.recorder.take_finished(now)
-        if not rows:
-            return 0
-        try:
-            await self.store.save_check_buckets(rows)
-        except BaseException:  # an error, or a timeout cancelling the write
-            keep = [r for r in rows if r.start >= now - RETENTION["check"]]
-            self.recorder.give_back(keep)
-            raise
-        return len(rows)
+        """Write the finished buckets, `BATCH` rows a transaction: at 50,000 checks the rows
+        built at once were ~165 ms of the loop in one piece (and the store's parameter list
+        as much again); a failed batch and those after it are kept for the next attempt,
+        those written are not written twice (rows merge in the store)."""
+        parts = [(start, list(rows.items()))
+                 for start, rows in self.recorder.take_finished_raw(now)]
+        batches = [(start, items[i:i + BATCH]) for start, items in parts
+                   for i in range(0, len(items), BATCH)]
+        written = 0
+        for index, (start, items) in enumerate(batches):
+            rows = rows_of(start, items)
+            try:
+                await self.store.save_check_buckets(rows)
+            except BaseException:  # an error, or a timeout cancelling the write
+                keep = [r for b_start, b_items in batches[index:]
+                        for r in rows_of(b_start, b_items)
+                        if r.start >= now - RETENTION["check"]]
+                self.recorder.give_back(keep)
+                raise
+            written += len(rows)
+            await asyncio.sleep(0)
+        return written
 
     async def flush_all(self) -> None:
         """On shutdown: the current, unfinished bucket too (the next start adds to it)."""
