@@ -378,3 +378,23 @@ async def test_one_incident_that_cannot_be_stored_does_not_stop_the_others(
     assert world.engine.last_error is None, "not reported as a store failure"
     await world.at(5)
     assert ("department_outage", "opd-hook") in await world.sent()
+
+
+async def test_changed_states_are_saved_in_batches_before_the_tick_acts(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An outage that changes many checks at once is saved a batch at a time (the loop
+    keeps running between batches); every changed state is in the store when the tick
+    opens the incident, and a check removed meanwhile is skipped."""
+    from monitor.incidents import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "SAVE_BATCH", 2)
+    for check_id in world.states:
+        for _ in range(3):
+            advance(world.states[check_id], Result(State.CRIT, "down"), world.clock.now, 3, 2)
+        world.engine.check_changed(world.states[check_id])
+    world.engine._dirty_checks.add("gone")  # changed, then removed by a reload
+    await world.engine.tick()
+    saved = await world.store.load_check_states()
+    assert set(saved) == set(world.states)
+    assert {r["hard_state"] for r in saved.values()} == {"CRIT"}
+    assert world.engine.open, "and the tick went on to open incidents"

@@ -32,6 +32,8 @@ from monitor.store.base import Store
 log = structlog.get_logger("hismon.engine")
 Clock = Callable[[], float]
 TICK_SECONDS = 1.0
+SAVE_BATCH = 500
+"""Check states saved in one store call (~20 ms of the loop)."""
 
 
 def renderer_for(config: Config) -> MessageRenderer:
@@ -117,11 +119,17 @@ class Engine:
         if not self._dirty_checks:
             return
         dirty, self._dirty_checks = self._dirty_checks, set()
-        records = {c: to_record(self.states[c]) for c in dirty if c in self.states}
+        ids = [c for c in dirty if c in self.states]
         try:
-            await self.store.save_check_states(records)
+            # In batches: a record and its JSON are ~40 µs of the loop each, and an outage
+            # that changes 50,000 checks at once would otherwise hold it for two seconds.
+            for start in range(0, len(ids), SAVE_BATCH):
+                records = {c: to_record(self.states[c]) for c in ids[start:start + SAVE_BATCH]
+                           if c in self.states}
+                if records:
+                    await self.store.save_check_states(records)
         except BaseException:
-            self._dirty_checks |= dirty
+            self._dirty_checks |= dirty  # saving a state again is harmless
             raise
 
     def wake(self) -> None:
