@@ -59,6 +59,8 @@ import promtext  # noqa: E402
 import targets as targets_mod  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+_WALL_OFFSET = time.time() - time.perf_counter()
+"""perf_counter() + this = time.time() (bench/stallwatch stamps its records with the latter)."""
 DAEMON_REPO = REPO
 """Where `monitor/` is imported from (`--repo`: e.g. a `git archive` snapshot of a commit)."""
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -186,6 +188,14 @@ class Sample:
     @property
     def t_mid(self) -> float:
         return (self.t_before + self.t_after) / 2
+
+    @property
+    def t_wall_before(self) -> float:
+        return self.t_before + _WALL_OFFSET
+
+    @property
+    def t_wall_after(self) -> float:
+        return self.t_after + _WALL_OFFSET
 
     @property
     def scrape_ms(self) -> float:
@@ -365,7 +375,8 @@ def main_run(args: argparse.Namespace, targets: targets_mod.Targets) -> dict[str
     run = DaemonRun(targets, n_http, n_tcp, args.interval, args.timeout, args.keep)
     profiler = None
     try:
-        run.start()
+        with stall_watch(args.stalls):
+            run.start()
         loop_name = run.event_loop()
         say(f"daemon pid {run.pid} ready in {run.startup_s:.1f}s on {loop_name}; warming up")
         time.sleep(args.warmup)
@@ -406,6 +417,11 @@ def main_run(args: argparse.Namespace, targets: targets_mod.Targets) -> dict[str
             "metrics_bytes": s2.snap.size, "metrics_lines": s2.snap.lines,
             "daemon_warnings": warnings,
         }
+        if args.stalls:
+            time.sleep(5.5)  # the watch writes every 5 s
+            result["loop_stalls"] = {
+                "quiet": stall_summary(args.stalls, s0.t_wall_after, s1.t_wall_before),
+                "scraping": stall_summary(args.stalls, s1.t_wall_before, s2.t_wall_after)}
     finally:
         if profiler is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -413,6 +429,48 @@ def main_run(args: argparse.Namespace, targets: targets_mod.Targets) -> dict[str
         code = run.stop()
     result["daemon_exit_code"] = code
     return result
+
+
+@contextlib.contextmanager
+def stall_watch(path: str | None) -> Any:
+    """With `--stalls FILE`: the daemon started now runs bench/stallwatch (a 1 ms loop timer
+    and who held the loop when it ran late, written to FILE every 5 s)."""
+    if not path:
+        yield
+        return
+    Path(path).unlink(missing_ok=True)
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "HISMON_BENCH_STALLS")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(HERE / "stallwatch"), saved["PYTHONPATH"]]))
+    os.environ["HISMON_BENCH_STALLS"] = str(Path(path).resolve())
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def stall_summary(path: str, start: float, end: float) -> dict[str, Any]:
+    """How late the watch's 1 ms timer ran in [start, end) (wall-clock seconds), and the loop
+    thread's own CPU between two ticks (`cpu`: without waits for a core)."""
+    recs = []
+    with contextlib.suppress(OSError):
+        recs = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    recs = [r for r in recs if start + 5 <= r["t"] <= end + 0.5]  # records cover 5 s back
+    if not recs:
+        return {}
+    stalls = sorted((s for r in recs for s in r["stalls"]), key=lambda s: -s["cpu_ms"])
+    return {"late_p99_ms_max": max(r["p99_ms"] for r in recs),
+            "late_max_ms": max(r["max_ms"] for r in recs),
+            "cpu_p99_ms_max": max(r["cpu_p99_ms"] for r in recs),
+            "cpu_max_ms": max(r["cpu_max_ms"] for r in recs),
+            "cpu_over_20ms": sum(r["cpu_over"]["20"] for r in recs),
+            "worst": [{"cpu_ms": s["cpu_ms"], "ms": s["ms"],
+                       "where": s["stacks"][0][0].split(" < ")[:3] if s["stacks"] else []}
+                      for s in stalls[:3]]}
 
 
 def start_py_spy(out: str, pid: int, duration: float) -> subprocess.Popen[bytes] | None:
@@ -713,6 +771,11 @@ def table(res: dict[str, Any]) -> str:
     else:
         row("RSS / N (KiB)", f"{m['rss_kib'] / m['checks']:.2f} (no baseline)",
             f"≤ {SPEC['rss_per_check_kib']:g} KiB")
+    for half in ("quiet", "scraping"):
+        st = (m.get("loop_stalls") or {}).get(half)
+        if st:
+            row(f"  loop, {half}: timer late / loop CPU", f"max {st['late_max_ms']:.0f} / "
+                f"{st['cpu_max_ms']:.0f} ms, {st['cpu_over_20ms']} ticks > 20 ms CPU")
     mr = m["metrics_render_ms"]
     row("/metrics render (ms) median / max", f"{mr['median']:.0f} / {mr['max']:.0f} "
         f"(n={mr['n']}, {m['metrics_bytes'] / 1e6:.1f} MB)",
@@ -767,6 +830,8 @@ def main() -> int:
     parser.add_argument("--compare-duration", type=parse_duration, default=30.0)
     parser.add_argument("--py-spy", metavar="FILE",
                         help="py-spy record the daemon over the window (.svg, .json, .txt)")
+    parser.add_argument("--stalls", metavar="FILE",
+                        help="run the daemon with bench/stallwatch (loop stalls, who held it)")
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temp dirs")
     parser.add_argument("--repo", type=Path, default=REPO,
