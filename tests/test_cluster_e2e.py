@@ -100,6 +100,23 @@ async def wait_gauges(client: httpx.AsyncClient, urls: list[str], name: str,
     raise AssertionError(f"{name} never settled: {values}")
 
 
+async def wait_sent(schema: str, kind: str, timeout: float = 10.0) -> None:
+    """Until the store records a message of `kind` as sent."""
+    import psycopg
+    from psycopg import sql
+
+    deadline = time.monotonic() + timeout
+    async with await psycopg.AsyncConnection.connect(require_pg(), autocommit=True) as conn:
+        query = sql.SQL("SELECT count(*) FROM {}.outbox WHERE kind = %s AND status = 'sent'"
+                        ).format(sql.Identifier(schema))
+        while time.monotonic() < deadline:
+            row = await (await conn.execute(query, (kind,))).fetchone()
+            if row and row[0]:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"no {kind} recorded as sent within {timeout:g}s")
+
+
 async def test_a_killed_member_s_checks_move_and_a_new_member_takes_a_share(
     receiver: Receiver, daemon_factory
 ) -> None:
@@ -187,6 +204,10 @@ async def test_a_paused_leader_sends_nothing_when_it_resumes(
             term_a = await gauge(client, a.url, "hismon_leader_term")
             target.failing.add("c00")
             await receiver.wait_for(lambda: "outage_it" in receiver.kinds("it"), timeout=15)
+            # Paused between the webhook's answer and recording it as sent, the message is in
+            # flight: the next leader sends it again with the same key, as SPEC 9 allows (at
+            # least once). Seen on a loaded machine; what this test is about comes after.
+            await wait_sent(schema, "outage_it")
             a.proc.send_signal(signal.SIGSTOP)
             try:
                 await wait_gauges(client, [b.url], "hismon_leader", lambda v: v == [1.0],
