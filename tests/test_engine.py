@@ -398,3 +398,15 @@ async def test_changed_states_are_saved_in_batches_before_the_tick_acts(
     assert set(saved) == set(world.states)
     assert {r["hard_state"] for r in saved.values()} == {"CRIT"}
     assert world.engine.open, "and the tick went on to open incidents"
+
+
+async def test_every_step_is_logged_with_its_system(world: World) -> None:
+    """`step_fired` names the system also when the step changes nothing on the incident
+    (the first step, fired in the tick that opens it, used to log `system: null`)."""
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        await world.fail("his-web")
+        await world.at(5)
+    fired = [(e["step"], e["system"]) for e in logs if e["event"] == "step_fired"]
+    assert fired and all(system == "his" for _, system in fired), fired

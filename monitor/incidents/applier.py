@@ -10,7 +10,7 @@ from dataclasses import fields
 
 import structlog
 
-from monitor.core.models import Incident, TimelineEntry
+from monitor.core.models import Incident, OutboxMessage, TimelineEntry
 from monitor.incidents.effects import (
     Effect,
     Enqueue,
@@ -151,7 +151,7 @@ class Applier:
              "recipients": recipients}),))
         if effect.after is not None:
             await self.store.save_incident(self._live(effect.after))
-        system = effect.after.system if effect.after is not None else None
+        system = effect.after.system if effect.after is not None else _system_of(messages)
         log.info("step_fired", incident=effect.incident_id, system=system, step=due.key,
                  kind=due.kind, recipients=recipients, reason="due")
         self.on_enqueued()
@@ -171,3 +171,12 @@ class Applier:
             data = {k: (str(v) if hasattr(v, "value") else v) for k, v in note.data.items()}
             await self.store.add_timeline(TimelineEntry(incident_id, now, note.kind, note.text,
                                                         data))
+
+
+def _system_of(messages: list[OutboxMessage]) -> str | None:
+    """The system a step's messages are about, for its log line (`after` is often None)."""
+    for message in messages:
+        incident = message.payload.get("incident")
+        if isinstance(incident, dict) and incident.get("system"):
+            return str(incident["system"])
+    return None
