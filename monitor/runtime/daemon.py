@@ -119,6 +119,7 @@ class Daemon:
         self._probed_stale = staleness.StaleGroups(interval=None, timeout=0.0)
         self._self_stale = staleness.StaleGroups(interval=30.0, timeout=5.0)
         self._quorum: tuple[Config | None, dict[str, Any]] = (None, {})
+        self._any_pushed: tuple[Config | None, bool] = (None, False)
         self.fd_reserve = FdReserve()
         self._direct_retries = 0
         """Freed to send "out of file descriptors" when there are none left (issue 11)."""
@@ -573,7 +574,9 @@ class Daemon:
         pushes, and the follower that takes over must not find them all OK (SPEC 9, 15).
         Those saved since the last read: the first read (and one after a replaced store)
         takes them all."""
-        if not any(c.pushed for c in self.config.checks):
+        if self._any_pushed[0] is not self.config:  # once per config, not every second
+            self._any_pushed = (self.config, any(c.pushed for c in self.config.checks))
+        if not self._any_pushed[1]:
             return
         async with self._adopting:
             saved, self._pushed_mark = await self.store.load_check_states_since(
