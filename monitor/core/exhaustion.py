@@ -108,6 +108,34 @@ def fd_usage() -> FdUsage:
     return FdUsage(count, limit)
 
 
+RESERVED_FDS = 128
+"""Descriptors kept for everything but probes and HTTP clients: logs, the loop (epoll, its
+self-pipe), the listening socket, the `FdReserve`, libraries' own files."""
+FDS_PER_PROBE = 2
+"""A probe holds a socket, sometimes two (a resolver, a redirect) while it runs."""
+FDS_PER_NOTIFIER = 2
+"""A notifier's sender holds a connection (SMTP, a webhook's keep-alive), sometimes two."""
+STORE_FDS = 4
+"""SQLite's descriptors: the database, its WAL, shared-memory and journal files (PostgreSQL:
+its `pool_size`)."""
+MIN_PROBES = 4
+"""Probes allowed in flight however low the limit: something must still be probed."""
+
+
+def probe_budget(fd_limit: int, store: int, notifiers: int, http_connections: int,
+                 http_backlog: int) -> int:
+    """Probes allowed in flight at once, so that probing never takes hismon's last descriptors.
+
+    (limit - RESERVED_FDS - store - FDS_PER_NOTIFIER x notifiers - HTTP connection cap - HTTP
+    accept batch - FD_MARGIN) // FDS_PER_PROBE, at least MIN_PROBES. `store` is the store's
+    connections (PostgreSQL's pool size; SQLite's database, journal and WAL files). The one
+    place this is computed (docs/operations.md, "File descriptors").
+    """
+    room = (fd_limit - RESERVED_FDS - store - FDS_PER_NOTIFIER * notifiers - http_connections
+            - http_backlog - FD_MARGIN)
+    return max(MIN_PROBES, room // FDS_PER_PROBE)
+
+
 @dataclass
 class ExhaustionLog:
     """What hismon's own exhaustion cost, for the self-alert, the metric and the log."""

@@ -23,6 +23,7 @@ from monitor.core.collector import collector_paused
 from monitor.core.result import Result, State
 from monitor.probing.forecast import Forecasts
 from monitor.probing.runner import run_probe
+from monitor.probing.slots import ProbeSlots
 from monitor.probing.state import CheckState, advance, hold
 from monitor.probing.ticker import Ticker
 from monitor.telemetry.metrics import Metrics
@@ -87,6 +88,15 @@ class Scheduler:
         self.forecasts = Forecasts(config.site.tz)
         self._checks: dict[str, CheckBase] = {}
         self._ticker = Ticker(self._run, self._skipped)
+        self.slots = ProbeSlots()
+        """The cap on probes in flight (the daemon sets it from the descriptor limit)."""
+
+    def prepare(self) -> None:
+        """The states of the checks this instance probes, before `start()` (the daemon starts
+        probing last; its engine and web server read the states meanwhile)."""
+        for check in self.config.checks:
+            if check.id not in self.states and self.owns(check.id):
+                self.states[check.id] = CheckState(check.id, check.system, check.type)
 
     def start(self) -> None:
         self._ticker.start()
@@ -163,12 +173,21 @@ class Scheduler:
                             missed_total=state.missed_runs)
 
     async def _run(self, check_id: str, scheduled: float = 0.0, missed: int = 0) -> None:
-        started = self.clock()
-        self.metrics.scheduler_lag.observe(max(started - scheduled, 0.0))
         state = self.states.get(check_id)
         check = self._checks.get(check_id)
         if state is None or check is None:
             return
+        slots = self.slots
+        if not check.pushed and not slots.take():
+            # At the cap: wait for a slot. The job's run is still going meanwhile, so a run
+            # that comes due is counted missed; lag and the probe's timeout start from now.
+            await slots.wait()
+            state = self.states.get(check_id)  # a reload or a takeover may have replaced them
+            check = self._checks.get(check_id)
+            if state is None or check is None or check.pushed:
+                slots.release()
+                return
+        self.metrics.scheduler_lag.observe(max(self.clock() - scheduled, 0.0))
         if missed:
             state.missed_runs += missed
             log.warning("run_missed", check=check_id, reason="overload", missed=missed)
@@ -182,7 +201,10 @@ class Scheduler:
             elif stale is not None:
                 self._fold(check, state, stale)  # `stale: crit`: the silence is the alarm
             return
-        result = await run_probe(check, self.ctx)
+        try:
+            result = await run_probe(check, self.ctx)
+        finally:
+            slots.release()
         self.metrics.observe_probe(check.type, result.duration)
         if result.own_fault is not None:  # hismon out of descriptors: UNKNOWN, judges nothing
             hold(state, result)

@@ -25,7 +25,7 @@ from monitor.cluster.membership import Membership, MemberStore, default_member_i
 from monitor.config.loader import ConfigError
 from monitor.config.model import Config
 from monitor.config.reload import Reloader, WatchedFiles
-from monitor.core.exhaustion import FdReserve, fd_usage
+from monitor.core.exhaustion import STORE_FDS, FdReserve, fd_usage, probe_budget
 from monitor.core.result import Result, State
 from monitor.delivery.outbox import Outbox
 from monitor.history.query import HistoryReader
@@ -228,6 +228,8 @@ class Daemon:
         self.source.leader = self.leading
         self.source.leader_term = self.leadership.term
         self.source.checks_owned = len(self.scheduler._checks)
+        self.source.probes_in_flight = self.scheduler.slots.in_flight
+        self.source.probes_in_flight_limit = self.scheduler.slots.limit
         self.source.cluster_members = len(self.membership.members) if self.membership else 1
         self.source.exhaustion = self.ctx.exhaustion.counts
 
@@ -264,7 +266,7 @@ class Daemon:
                                     else {c.id for c in self.config.checks})
             self._tasks.append(asyncio.create_task(self.membership.run(self.stop_event),
                                                    name="membership"))
-        self.scheduler.start()
+        self.scheduler.prepare()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         self._lead_task = asyncio.create_task(
             self.leadership.run(self.stop_event, self._on_leadership, self.clock),
@@ -275,11 +277,16 @@ class Daemon:
             if self.leading:
                 break
             await asyncio.sleep(0.05)
+        # Probing starts last: the first probes no longer compete with the start-up above,
+        # and the cap on probes in flight knows the HTTP server's share of the descriptors.
+        self.scheduler.slots.set_limit(self._probe_budget())
+        self.scheduler.start()
         self.ready = True
         memtrim.settle()  # drop what loading the config left behind; freeze long-lived objects
         sdnotify.ready(f"{len(self.config.checks)} checks")
         log.info("daemon_started", checks=len(self.config.checks),
                  systems=len(self.config.systems), listen=self.config.server.listen,
+                 probes_in_flight_limit=self.scheduler.slots.limit,
                  loop=event_loop.name())
 
     async def _on_leadership(self, lead: bool) -> None:
@@ -705,6 +712,19 @@ class Daemon:
         log.info("config_reloaded", reason=reason, checks=len(config.checks),
                  files=len(config.files))
         sdnotify.ready(f"{len(config.checks)} checks")
+
+    def _probe_budget(self) -> int:
+        """Probes allowed in flight: the descriptor limit less the store's, the notifiers' and
+        the HTTP server's share (`monitor.core.exhaustion.probe_budget`); set once at start,
+        like the HTTP connection cap."""
+        server = self._server
+        if server is not None:
+            fd_limit, connections, accept = server.fd_limit, server.max_connections, \
+                server.backlog
+        else:
+            fd_limit, connections, accept = fd_usage().limit or 65536, 0, 0
+        store = getattr(self.store.inner, "pool_size", STORE_FDS)
+        return probe_budget(fd_limit, store, len(self.config.notifiers), connections, accept)
 
     async def _start_http(self) -> None:
         from monitor.runtime.webside import DaemonWeb

@@ -57,6 +57,12 @@ class SystemCollector(Collector):
                                 value=float(src.cluster_members))
         yield GaugeMetricFamily("hismon_checks_owned", "Checks this instance probes",
                                 value=float(src.checks_owned))
+        yield GaugeMetricFamily("hismon_probes_in_flight", "Probes running now (those waiting "
+                                "for a slot show as hismon_scheduler_lag_seconds)",
+                                value=float(src.probes_in_flight))
+        yield GaugeMetricFamily("hismon_probes_in_flight_limit", "Probes allowed in flight at "
+                                "once, from the descriptor limit (docs/operations.md)",
+                                value=float(src.probes_in_flight_limit))
         own = CounterMetricFamily(
             "hismon_probe_resource_errors", "Probe results that judged nothing because hismon "
             "itself was out of a resource (fd: file descriptors, memory: socket buffers)",
@@ -368,6 +374,8 @@ class MetricsSource:
         self.leader_term: int = 0
         self.cluster_members: int = 1
         self.checks_owned: int = 0
+        self.probes_in_flight: int = 0
+        self.probes_in_flight_limit: int = 0
         self.exhaustion: dict[str, int] = {}
         """Own-fault probe results by resource (ProbeContext.exhaustion.counts)."""
 

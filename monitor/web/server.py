@@ -26,12 +26,13 @@ import h11
 import structlog
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from monitor.core.exhaustion import FDS_PER_PROBE, RESERVED_FDS
+
 log = structlog.get_logger("hismon.http")
 
-RESERVED_FDS = 128
-"""Descriptors kept for everything but HTTP clients: store, logs, notifiers, the loop."""
-FDS_PER_CHECK = 2
-"""A probe holds a socket, sometimes two (a resolver, a redirect) while it runs."""
+FDS_PER_CHECK = FDS_PER_PROBE
+"""A probe holds a socket, sometimes two (a resolver, a redirect) while it runs; the probes
+in flight are capped by what is left after this server's cap (`exhaustion.probe_budget`)."""
 MAX_CONNECTIONS = 512
 MIN_CONNECTIONS = 8
 MAX_BACKLOG = 64
@@ -135,14 +136,16 @@ class EmbeddedServer:
         import uvicorn
 
         fd_limit = raise_fd_limit()
+        self.fd_limit = fd_limit
         self.max_connections = connection_limit(fd_limit, checks, max_connections)
+        self.backlog = backlog(fd_limit, checks)
         if fd_limit - probe_reserve(checks) < MIN_CONNECTIONS:
             log.warning("fd_limit_low", fd_limit=fd_limit, checks=checks,
                         hint="raise LimitNOFILE (systemd) or ulimit -n")
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
             http=bounded_protocol(self.max_connections, header_timeout),
-            limit_concurrency=self.max_connections, backlog=backlog(fd_limit, checks),
+            limit_concurrency=self.max_connections, backlog=self.backlog,
             timeout_keep_alive=5, server_header=False)
 
         class Server(uvicorn.Server):
