@@ -12,10 +12,13 @@ import datetime as dt
 import errno
 import functools
 import importlib
+import math
 import socket
 import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -225,10 +228,22 @@ class CheckBase(Strict):
         return values
 
     def scrub(self, text: str) -> str:
-        """`text` with this check's secrets masked (the runner does it to every result)."""
-        if self._secret_forms is None:
-            self._secret_forms = secret_forms(self.secrets())
-        return scrub_forms(text, self._secret_forms)
+        """`text` with this check's secrets masked (the runner does it to every result).
+
+        Runs on every result: the private attribute is read from pydantic's dict directly
+        (`self._secret_forms` takes pydantic's `__getattr__`, a failed lookup and an
+        AttributeError each time), and a check without secrets returns a text that has no
+        `@` and no `=` as it is: `scrub_forms` would only run its two patterns
+        (`user:password@`, `password=`), which cannot match it.
+        """
+        private = self.__pydantic_private__
+        assert private is not None  # pydantic sets it: this model has private attributes
+        forms = private["_secret_forms"]
+        if forms is None:
+            forms = private["_secret_forms"] = secret_forms(self.secrets())
+        if not forms and "@" not in text and "=" not in text:
+            return text
+        return scrub_forms(text, forms)
 
 
 class ProbeContext:
@@ -354,6 +369,142 @@ def time_budget(check: CheckBase, share: float = 0.9) -> float:
     cannot.
     """
     return (check.timeout or DEFAULT_TIMEOUT) * share
+
+
+FIRST_LOOK = 0.5
+"""A probe's one timer first fires at this share of its timeout (`Deadline`): no phase of
+hismon's own checks ends before it, and a healthy probe has ended long before."""
+
+
+class Deadline:
+    """The time limits of one probe, all on one loop timer.
+
+    A probe has nested limits: the runner's `timeout`, the check's budget inside it
+    (`time_budget`, 0.9 of it, so the check can say which phase hung) and phases inside that
+    (the HTTP connect: 0.9 of the budget). As `asyncio.timeout`s that was a timer per limit,
+    armed and cancelled on every probe (~6 µs each on uvloop, bench/README.md). Here the
+    limits are a stack that one timer watches: armed once, at `first_look` (FIRST_LOOK of
+    the timeout); when it fires while the probe still runs, it fires again at the earliest
+    limit in force. A probe that ends before `first_look`, as nearly all do, arms and cancels
+    one timer; a limit that ends before the timer is due re-arms it when entered (tcp's quiet
+    gap after a partial banner).
+
+    Expiry is `asyncio.timeout`'s: the task is cancelled, and the limit whose time passed
+    turns the CancelledError into TimeoutError as the block is left (the outermost one, when
+    the loop was held up past several at once, as nested `asyncio.timeout`s do); a
+    cancellation from anywhere else stays a cancellation. Limits are entered with `with`
+    (`Limit`), in the task the deadline was made for (`within` checks that).
+    """
+
+    __slots__ = ("_armed_at", "_handle", "_limits", "_loop", "task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any],
+                 first_look: float = math.inf) -> None:
+        self._loop = loop
+        self.task = task
+        self._limits: list[Limit] = []
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_at = math.inf
+        if first_look < math.inf:
+            self._arm(first_look)
+
+    def limit(self, when: float) -> Limit:
+        """A limit at loop time `when`: `with deadline.limit(when): ...`."""
+        return Limit(self, when)
+
+    @property
+    def armed_at(self) -> float:
+        """The loop time the timer fires at next (inf: not armed)."""
+        return self._armed_at
+
+    def close(self) -> None:
+        """Cancel the timer (done by itself when the outermost limit is left)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._armed_at = math.inf
+
+    def _enter(self, limit: Limit) -> None:
+        limit.cancelling = self.task.cancelling()
+        self._limits.append(limit)
+        if limit.when < self._armed_at:
+            self._arm(limit.when)
+
+    def _leave(self, limit: Limit, exc_type: type[BaseException] | None,
+               exc: BaseException | None) -> None:
+        limits = self._limits
+        if limits and limits[-1] is limit:
+            limits.pop()
+        else:  # pragma: no cover - `with` leaves limits in the order they were entered
+            limits.remove(limit)
+        if not limits:
+            self.close()
+        if limit.expired and self.task.uncancel() <= limit.cancelling \
+                and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
+
+    def _arm(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = self._loop.call_at(when, self._fire)
+        self._armed_at = when
+
+    def _fire(self) -> None:
+        """Expire the outermost limit whose time has come, or look again at the next one."""
+        due = max(self._loop.time(), self._armed_at)
+        self._handle = None
+        self._armed_at = math.inf
+        limits = self._limits
+        watch = limits
+        for i, limit in enumerate(limits):
+            if limit.when <= due:
+                limit.expired = True
+                self.task.cancel()
+                watch = limits[:i]  # the limits around it go on after it is handled
+                break
+        if watch:
+            self._arm(min(outer.when for outer in watch))
+
+
+class Limit:
+    """One time limit of a `Deadline`: a `with` block cut off by TimeoutError at `when`."""
+
+    __slots__ = ("cancelling", "deadline", "expired", "when")
+
+    def __init__(self, deadline: Deadline, when: float) -> None:
+        self.deadline = deadline
+        self.when = when
+        self.expired = False
+        self.cancelling = 0
+
+    def __enter__(self) -> Limit:
+        self.deadline._enter(self)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.deadline._leave(self, exc_type, exc)
+
+
+PROBE_DEADLINE: ContextVar[Deadline | None] = ContextVar("hismon_probe_deadline", default=None)
+"""The running probe's `Deadline` (set by the runner, monitor/probing/runner.py)."""
+
+
+def within(seconds: float) -> Limit:
+    """`with within(s):` cuts the block off with TimeoutError after `s` seconds, exactly as
+    `async with asyncio.timeout(s):` would, on the running probe's one timer (`Deadline`).
+
+    Outside a probe, or in a task of its own that a probe started, the limit gets a timer
+    of its own.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("within() must be used inside a task")
+    deadline = PROBE_DEADLINE.get()
+    if deadline is None or deadline.task is not task:
+        deadline = Deadline(loop, task)
+    return Limit(deadline, loop.time() + seconds)
 
 
 def require_driver(module: str, extra: str, check_type: str) -> None:

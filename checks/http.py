@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import ssl
@@ -20,6 +19,7 @@ from checks.base import (
     ProbeContext,
     network_reason,
     time_budget,
+    within,
 )
 from checks.tls import judge_expiry, parse_certificate
 from monitor.core.durations import Duration, format_duration
@@ -85,10 +85,14 @@ class HttpCheck(CheckBase):
     async def probe(self, ctx: ProbeContext) -> Result:
         import aiohttp
 
-        from checks import http1
+        import checks.http1 as http1  # (`from checks import http1` costs a Python call)
 
         tls = self.tls
-        where = self._where
+        # pydantic private attributes, read from its dict: `self._fast` would go through
+        # pydantic's __getattr__ after a failed lookup, a few µs on every probe
+        private = self.__pydantic_private__
+        assert private is not None
+        where = private["_where"]
         budget = time_budget(self)
         started = time.perf_counter()
         # connecting (TCP and TLS) gets most of the budget; running out of it says
@@ -98,13 +102,13 @@ class HttpCheck(CheckBase):
         needs_body = self._needs_body()
         follow = self.follow_redirects
         try:
-            async with asyncio.timeout(budget):
+            with within(budget):
                 for _ in range(MAX_REDIRECTS + 1):
                     expiry: float | None = None
                     if hop.url is self.url:
-                        request = self._fast  # (a pydantic private attribute: read once)
+                        request = private["_fast"]
                         if request is False:
-                            request = self._fast = http1.request_for(
+                            request = private["_fast"] = http1.request_for(
                                 hop.method, hop.url, hop.headers, hop.body)
                         if not http1.ENABLED:
                             request = None

@@ -33,6 +33,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_parser import HttpResponseParser
 from yarl import URL
 
+from checks.base import within
+
 ENABLED = os.environ.get("HISMON_HTTP_FAST_PATH", "1").strip().lower() not in ("0", "false", "no")
 """Off (`HISMON_HTTP_FAST_PATH=0`) sends every HTTP probe through aiohttp; tests flip it to
 run each HTTP test against both paths."""
@@ -185,7 +187,7 @@ async def exchange(request: Request, connect_budget: float, needs_body: bool,
     protocol: _Exchange | None = None
     try:
         last: OSError | None = None
-        async with asyncio.timeout(connect_budget):
+        with within(connect_budget):
             for address in addresses:
                 try:
                     transport, protocol = await loop.create_connection(

@@ -12,7 +12,7 @@ from typing import Any, Literal, cast
 
 from pydantic import Field, PositiveInt
 
-from checks.base import CheckBase, LatencyThresholds, ProbeContext, time_budget
+from checks.base import CheckBase, LatencyThresholds, ProbeContext, time_budget, within
 from monitor.core.durations import format_duration
 from monitor.core.exhaustion import witness
 from monitor.core.result import Result, State
@@ -47,7 +47,7 @@ class TcpCheck(CheckBase):
         started = time.perf_counter()
         writer: asyncio.StreamWriter | None = None
         try:
-            async with asyncio.timeout(budget):
+            with within(budget):
                 if self.send is None and self.expect is None:
                     await _connect_only(self.host, self.port)
                 else:
@@ -68,7 +68,7 @@ class TcpCheck(CheckBase):
             remaining = max(budget - connected, 0.01)
             received = bytearray()
             try:
-                async with asyncio.timeout(remaining):
+                with within(remaining):
                     await self._converse(reader, writer, received)
             except TimeoutError:
                 seen = first_line(received.decode("utf-8", errors="replace"), 80)
@@ -114,7 +114,7 @@ class TcpCheck(CheckBase):
                 # something came but not what we expect: judge once the peer pauses,
                 # instead of waiting out the whole timeout on a wrong banner
                 try:
-                    async with asyncio.timeout(QUIET_GAP):
+                    with within(QUIET_GAP):
                         chunk = await reader.read(4096)
                 except TimeoutError:
                     break

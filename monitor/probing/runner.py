@@ -14,7 +14,14 @@ import time
 
 import structlog
 
-from checks.base import DEFAULT_TIMEOUT, CheckBase, ProbeContext
+from checks.base import (
+    DEFAULT_TIMEOUT,
+    FIRST_LOOK,
+    PROBE_DEADLINE,
+    CheckBase,
+    Deadline,
+    ProbeContext,
+)
 from monitor.core.durations import format_duration
 from monitor.core.exhaustion import (
     EXHAUSTION_ERRNOS,
@@ -34,10 +41,19 @@ async def run_probe(check: CheckBase, ctx: ProbeContext) -> Result:
     """Probe `check` within its timeout; never raises (except cancellation of the caller)."""
     timeout = check.timeout or DEFAULT_TIMEOUT
     started = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("run_probe() must be awaited inside a task")
+    now = loop.time()
+    # One timer for the probe's timeout and every limit the check sets inside it
+    # (checks.base.within): a timer per limit cost more than the state machine.
+    deadline = Deadline(loop, task, now + timeout * FIRST_LOOK)
     witnessed: list[BaseException] = []
     token = WITNESSED.set(witnessed)
+    deadline_token = PROBE_DEADLINE.set(deadline)
     try:
-        async with asyncio.timeout(timeout):
+        with deadline.limit(now + timeout):
             result = await check.probe(ctx)
     except TimeoutError:
         result = Result(State.CRIT, f"timeout after {format_duration(timeout)}",
@@ -51,7 +67,9 @@ async def run_probe(check: CheckBase, ctx: ProbeContext) -> Result:
             log.warning("probe_error", check=check.id, system=check.system,
                         error=repr(exc)[:300])
     finally:
+        PROBE_DEADLINE.reset(deadline_token)
         WITNESSED.reset(token)
+        deadline.close()  # (closed already, unless the limit was never entered)
     if result.state is not State.OK:
         result = _own_fault(check, ctx, result, witnessed)
     result.duration = time.perf_counter() - started

@@ -392,6 +392,8 @@ class Metrics:
         self.probe_duration = Histogram(
             "hismon_probe_duration_seconds", "Probe duration per check type", ["type"],
             buckets=PROBE_BUCKETS, registry=self.registry)
+        self._probe_children: dict[str, Histogram] = {}
+        """`probe_duration`'s child per check type (`observe_probe`)."""
         self.scheduler_lag = Histogram(
             "hismon_scheduler_lag_seconds", "Start delay of a probe behind its schedule",
             buckets=LAG_BUCKETS, registry=self.registry)
@@ -454,7 +456,12 @@ class Metrics:
         return parts
 
     def observe_probe(self, check_type: str, duration: float) -> None:
-        self.probe_duration.labels(check_type).observe(duration)
+        """Once per probe: the histogram's child per type is kept (`labels()` validates and
+        locks on every call)."""
+        child = self._probe_children.get(check_type)
+        if child is None:
+            child = self._probe_children[check_type] = self.probe_duration.labels(check_type)
+        child.observe(duration)
 
 
 def is_up(state: State) -> bool:
