@@ -14,7 +14,13 @@ from collections.abc import Callable
 
 from checks.base import ProbeContext
 from monitor.config.model import Config
-from monitor.probing.scheduler import Scheduler, spread_offset
+from monitor.probing.scheduler import (
+    MAX_SLOT,
+    SPREAD_SLOT,
+    Scheduler,
+    spread_offset,
+    spread_slot,
+)
 from monitor.probing.state import CheckState
 from monitor.probing.ticker import Ticker
 from monitor.telemetry.metrics import Metrics, MetricsSource
@@ -226,3 +232,32 @@ async def test_the_scheduler_counts_a_probe_that_outlasts_its_interval(
     # one probe in flight at a time: the target saw no more probes than 1 per 2.5 s
     assert http_target.hits <= 2
     assert 0.0 <= spread_offset("his-web", 1.0) < 1.0
+
+
+def test_the_offset_grid_holds_about_twenty_runs_a_slot() -> None:
+    """The runs of a slot share one wake-up of the loop: 1,000 runs/s on a 20 ms grid, 500 on
+    40 ms; never finer than 10 ms nor coarser than 100 ms; offsets stay inside the interval."""
+    assert (spread_slot(1000), spread_slot(500)) == (0.02, 0.04)
+    assert (spread_slot(100_000), spread_slot(5), spread_slot(0)) == (
+        SPREAD_SLOT, MAX_SLOT, MAX_SLOT)
+    for i in range(500):
+        offset = spread_offset(f"check-{i}", 10.0, 0.04)
+        assert 0.0 <= offset <= 10.0 - 0.04
+        assert abs(offset / 0.04 - round(offset / 0.04)) < 1e-6
+    assert spread_offset("his-web", 0.02, 0.04) < 0.02  # an interval shorter than a slot
+
+
+def test_the_scheduler_puts_its_checks_on_the_grid_of_its_rate() -> None:
+    """1,000 checks at 10 s are 100 runs/s: a 100 ms grid, so at most 100 distinct due times
+    (and far more than one: still spread over the interval)."""
+    config = Config.model_validate({
+        "defaults": {"interval": "10s", "timeout": "2s"},
+        "systems": [{"id": "his", "name": "HIS"}],
+        "checks": [{"id": f"t{i}", "system": "his", "type": "tcp", "host": "127.0.0.1",
+                    "port": 9} for i in range(1000)],
+    })
+    source = MetricsSource()
+    scheduler = Scheduler(config, ProbeContext(), {}, Metrics(lambda: source), lambda s: None)
+    scheduler.apply_config(config)  # jobs wait for start(): nothing runs
+    dues = {round(job.due, 6) for job in scheduler._ticker._jobs.values()}
+    assert 50 <= len(dues) <= 100

@@ -43,8 +43,9 @@ Waking up is what a probe costs most on a virtual machine: a process that sleeps
 wakes spends ~40 µs of CPU per wake-up, an event loop ~120 µs (bench/README.md, "Update:
 CPU per probe"). With few runs per slot, a probe's connect, answer and close mostly come in
 wake-ups of their own; with ~20 runs starting together their events arrive while the loop
-is still busy with the slot. At 500 HTTP probes/s a 10 ms grid (5 runs a slot) cost the
-daemon ~430 µs per probe, 20 ms ~375, 30 ms ~330, 50 ms ~310, 100 ms ~280. What bounds the
+is still busy with the slot. At 500 HTTP probes/s (the scheduler with real probes in one
+process) a 10 ms grid (5 runs a slot) cost ~430 µs per probe, 20 ms ~375, 30 ms ~330, 50 ms
+~310, 100 ms ~280; 200 and 500 ms gained nothing more. What bounds the
 grid is the lag: a slot's last run starts after the others' first steps, ~0.1-0.3 ms each
 on a loaded 2-core machine, so ~20 runs a slot keep that under ~6 ms at any rate.
 """
