@@ -8,12 +8,14 @@ main thread's Python stack every 2 ms: what held the loop. Every 5 s one JSON li
 to the file: how late the timer ran (p50/p99/max, counts past 5/20/50/100 ms), the loop
 thread's own CPU time between two ticks (`cpu_*`: the same without the time the process
 waited for a core, which dominates wall figures on a loaded machine) and each stall past
-20 ms with its length, its CPU and the stacks seen during it.
+20 ms with its length, its CPU and the stacks seen during it; `gc`: per generation, the
+cyclic collector's passes on the main thread and the longest (ms).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -44,6 +46,18 @@ class _Watch:
         self.stalls: list[dict[str, object]] = []
         self.current: dict[str, int] | None = None
         self.lock = threading.Lock()
+        self.gcs: list[tuple[int, float]] = []
+        self._gc_start = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        """Each cyclic-GC pass of the main thread: (generation, seconds)."""
+        if threading.get_ident() != self.main:
+            return
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        elif self._gc_start:
+            self.gcs.append((info["generation"], time.perf_counter() - self._gc_start))
 
     async def ticker(self) -> None:
         flushed = time.perf_counter()
@@ -75,6 +89,7 @@ class _Watch:
             late, self.late = sorted(self.late), []
             busy, self.busy = sorted(self.busy), []
             stalls, self.stalls = self.stalls, []
+            gcs, self.gcs = self.gcs, []
         if not late:
             return
         n = len(late)
@@ -88,6 +103,9 @@ class _Watch:
                             for ms in (5, 20, 50, 100)},
                "over": {str(ms): sum(1 for x in late if x * 1000 > ms)
                         for ms in (5, 20, 50, 100)},
+               "gc": {str(g): [sum(1 for x, _ in gcs if x == g),
+                               round(max((d for x, d in gcs if x == g), default=0) * 1000, 2)]
+                      for g in (0, 1, 2)},
                "stalls": stalls}
         with open(self.path, "a") as f:
             f.write(json.dumps(rec) + "\n")
