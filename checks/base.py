@@ -396,7 +396,7 @@ class Deadline:
     (`Limit`), in the task the deadline was made for (`within` checks that).
     """
 
-    __slots__ = ("_armed_at", "_handle", "_limits", "_loop", "task")
+    __slots__ = ("_armed_at", "_handle", "_limits", "_loop", "late", "task")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any],
                  first_look: float = math.inf) -> None:
@@ -405,6 +405,9 @@ class Deadline:
         self._limits: list[Limit] = []
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at = math.inf
+        self.late = 0.0
+        """How late (s) the timer expired a limit, at most: the loop was held up that long
+        past the limit, so a timeout then may be hismon's own (monitor/probing/runner.py)."""
         if first_look < math.inf:
             self._arm(first_look)
 
@@ -459,6 +462,7 @@ class Deadline:
         for i, limit in enumerate(limits):
             if limit.when <= due:
                 limit.expired = True
+                self.late = max(self.late, self._loop.time() - limit.when)
                 self.task.cancel()
                 watch = limits[:i]  # the limits around it go on after it is handled
                 break

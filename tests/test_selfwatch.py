@@ -28,6 +28,17 @@ def test_each_condition_is_a_problem_with_words_in_both_languages() -> None:
     assert "sms" in problems[3].en
 
 
+def test_each_resource_hismon_runs_out_of_has_its_own_words() -> None:
+    """Descriptors, buffers and loop time: IT is told which, and what to do, in both languages."""
+    words = {what: assess(now=1.0, exhausted=(what, "20000 of 20000 in use"))
+             for what in ("fd", "memory", "loop")}
+    assert {what: [p.key for p in found] for what, found in words.items()} == {
+        "fd": ["exhausted:fd"], "memory": ["exhausted:memory"], "loop": ["exhausted:loop"]}
+    assert "20000 of 20000" in words["fd"][0].en and "LimitNOFILE" in words["fd"][0].zh
+    assert "overloaded" in words["loop"][0].en and "more CPU" in words["loop"][0].en
+    assert "过载" in words["loop"][0].zh
+
+
 def test_a_short_store_blip_is_not_worth_a_page() -> None:
     assert assess(now=1000.0, store_down_since=1000.0 - STORE_GRACE + 1) == []
 

@@ -33,7 +33,24 @@ EXHAUSTION_ERRNOS: dict[int, str] = {
     errno.ENOMEM: "memory",
 }
 """errno → the resource hismon ran out of (the `resource` label of the metric)."""
-RESOURCE_WORDS = {"fd": "file descriptors", "memory": "socket buffers or memory"}
+RESOURCE_WORDS = {"fd": "file descriptors", "memory": "socket buffers or memory",
+                  "loop": "time on its event loop"}
+"""The resources a probe result can judge nothing for: `fd` and `memory` by errno; `loop`
+when the probe's time limit expired while the loop was held up (monitor/probing/runner.py)."""
+
+LATE_LIMIT = 0.25
+"""Seconds, at least, a probe's time limit may expire late before a failure then counts as
+hismon's own: at 0.1 of the timeout for longer ones (`late_limit`)."""
+
+
+def late_limit(timeout: float) -> float:
+    """How late a time limit may expire and its failure still judge the target.
+
+    A healthy loop runs a timer within milliseconds (scheduler lag p99 <= 20 ms, SPEC 12);
+    one that runs it a quarter second or a tenth of the timeout late was busy elsewhere
+    (CPU starved, a stall), and the answer may have been waiting unread in the socket.
+    """
+    return max(LATE_LIMIT, 0.1 * timeout)
 
 FD_MARGIN = 8
 """Free descriptors at or below which the process counts as out of them (C drivers only)."""

@@ -4,7 +4,8 @@ This is the only place that catches a probe's exceptions, so that check modules 
 and a bug in one of them can never take the daemon down. It is also the one place that tells
 hismon's own resource exhaustion (out of file descriptors, socket buffers) from the target's
 failure: such a result is UNKNOWN with `own_fault` set and judges nothing (SPEC 9,
-monitor/core/exhaustion.py).
+monitor/core/exhaustion.py). So is a failure whose time limit expired while the loop was
+held up (`own_fault="loop"`): a starved daemon must not page anyone about healthy targets.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from monitor.core.exhaustion import (
     FdUsage,
     exhaustion_error,
     fd_usage,
+    late_limit,
 )
 from monitor.core.result import Result, State
 from monitor.core.types import Cause
@@ -71,12 +73,33 @@ async def run_probe(check: CheckBase, ctx: ProbeContext) -> Result:
         WITNESSED.reset(token)
         deadline.close()  # (closed already, unless the limit was never entered)
     if result.state is not State.OK:
-        result = _own_fault(check, ctx, result, witnessed)
+        if deadline.late >= late_limit(timeout):
+            result = _overloaded(check, ctx, deadline.late)
+        else:
+            result = _own_fault(check, ctx, result, witnessed)
     result.duration = time.perf_counter() - started
     # The last line of defence: no result shows a secret hismon knows, whatever the probe
     # (or the plugin, the driver, the target echoing it) put into the text.
     result.message = check.scrub(result.message)
     return result
+
+
+def _overloaded(check: CheckBase, ctx: ProbeContext, late: float) -> Result:
+    """The UNKNOWN of a probe whose time limit expired while hismon's loop was held up.
+
+    Its failure says nothing about the target: the answer may have sat unread in the socket
+    while the loop was busy (SPEC 12: overload shows as lag and missed runs, never as false
+    failures). Like running out of descriptors, it judges nothing and tells IT (self-alert
+    `exhausted:loop`, `hismon_probe_resource_errors_total{resource="loop"}`).
+    """
+    message = (f"not judged: hismon's event loop was {format_duration(late)} late at this "
+               "probe's time limit (hismon overloaded); this says nothing about the target")
+    count = ctx.exhaustion.record("loop", None, time.time())
+    if count:
+        log.error("probe_own_fault", check=check.id, system=check.system, resource="loop",
+                  late_seconds=round(late, 3), results=count,
+                  hint="hismon is short of CPU: give it more or probe less often")
+    return Result(State.UNKNOWN, message, own_fault="loop")
 
 
 def _own_fault(check: CheckBase, ctx: ProbeContext, result: Result,

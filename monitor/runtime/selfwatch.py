@@ -125,6 +125,13 @@ def assess(
                 "run and their checks show UNKNOWN; raise LimitNOFILE or find what holds them",
                 f"hismon 文件描述符耗尽（{usage}）：探测无法进行，相关检查显示 UNKNOWN；"
                 "请提高 LimitNOFILE 或查明占用者"))
+        elif what == "loop":
+            problems.append(Problem(
+                "exhausted:loop", "hismon is overloaded: its event loop was held up past "
+                "probes' time limits, and those probes show UNKNOWN instead of judging their "
+                "targets; give hismon more CPU or probe less often",
+                "hismon 过载：事件循环被阻塞超过探测时限，相关检查显示 UNKNOWN 而不作判断；"
+                "请为 hismon 增加 CPU 或降低探测频率"))
         else:
             problems.append(Problem(
                 f"exhausted:{what}", "hismon is out of socket buffers or memory: probes "

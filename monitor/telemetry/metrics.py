@@ -65,9 +65,10 @@ class SystemCollector(Collector):
                                 value=float(src.probes_in_flight_limit))
         own = CounterMetricFamily(
             "hismon_probe_resource_errors", "Probe results that judged nothing because hismon "
-            "itself was out of a resource (fd: file descriptors, memory: socket buffers)",
+            "itself was out of a resource (fd: file descriptors, memory: socket buffers, "
+            "loop: its event loop was held up past the probe's time limit)",
             labels=["resource"])
-        for resource_name in ("fd", "memory"):
+        for resource_name in ("fd", "memory", "loop"):
             own.add_metric([resource_name], float(src.exhaustion.get(resource_name, 0)))
         yield own
         usage = fd_usage()
