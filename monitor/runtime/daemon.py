@@ -273,13 +273,13 @@ class Daemon:
             name="leadership")
         if self.serve_http:
             await self._start_http()
+        # The cap on probes in flight knows the HTTP server's share of the descriptors now.
+        self.scheduler.slots.set_limit(self._probe_budget())
         for _ in range(40):  # a single instance (or the lease holder) leads at once
             if self.leading:
                 break
             await asyncio.sleep(0.05)
-        # Probing starts last: the first probes no longer compete with the start-up above,
-        # and the cap on probes in flight knows the HTTP server's share of the descriptors.
-        self.scheduler.slots.set_limit(self._probe_budget())
+        # Probing starts last: the first probes no longer compete with the start-up above.
         self.scheduler.start()
         self.ready = True
         memtrim.settle()  # drop what loading the config left behind; freeze long-lived objects
