@@ -57,3 +57,20 @@ def test_trim_runs_when_forced_and_not_again_within_the_gap(
     monkeypatch.setattr(memtrim, "MIN_GAP", 1e9)
     assert memtrim.trim(force=True) is True
     assert memtrim.trim() is False  # within MIN_GAP of the forced one
+
+
+def test_settle_freezes_start_up_and_makes_full_collections_rare() -> None:
+    """In a child (settle changes the process's collector): the start-up objects are frozen,
+    and a full pass waits FULL_PASS_EVERY middle ones (CPython's default: 10)."""
+    child = textwrap.dedent("""
+        import gc
+        from monitor.runtime import memtrim
+        kept = [[i] for i in range(10000)]
+        assert gc.get_threshold()[2] == 10
+        memtrim.settle()
+        print(gc.get_freeze_count() >= 10000, gc.get_threshold()[2])
+    """)
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.split() == ["True", str(memtrim.FULL_PASS_EVERY)]
+    assert memtrim.FULL_PASS_EVERY >= 100

@@ -57,10 +57,21 @@ def fix_thresholds() -> bool:
     return bool(ok)
 
 
+FULL_PASS_EVERY = 200
+"""Collections of the middle generation per full one (CPython's default: 10).
+
+After `gc.freeze()` the old generation holds only what was made since, so CPython's rule
+(a full pass once it grew by a quarter) fired every 2-5 s at 1,000 probes/s, and each pass
+held the loop 20-42 ms: those passes were the whole scheduler lag p99 at 10,000 checks
+(bench/run.py --stalls). At 200 a full pass comes about once a minute; what probes leave
+is freed by reference counting, and the rare cycles wait that long."""
+
+
 def settle() -> None:
     """After start-up: pin the malloc thresholds, move the long-lived objects (config,
     states, jobs) out of the cyclic collector's sight, so full collections stop walking
-    10,000 checks' worth of objects in the middle of probing, then trim.
+    10,000 checks' worth of objects in the middle of probing, make full collections rare
+    (`FULL_PASS_EVERY`), then trim.
 
     Only the young generations are collected first: start-up leaves ~100 unreachable objects
     in the old one (a few KiB, frozen with the rest), and the full collection of
@@ -71,6 +82,8 @@ def settle() -> None:
     fix_thresholds()
     gc.collect(1)
     gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_PASS_EVERY)
     libc = _load()
     if libc is not None:
         libc.malloc_trim(0)  # type: ignore[attr-defined]
