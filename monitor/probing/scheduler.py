@@ -36,18 +36,20 @@ log = structlog.get_logger("hismon.scheduler")
 
 SPREAD_SLOT = 0.01
 """The finest grid of offsets: the ticker wakes once per slot and starts every job due in it."""
-SLOT_RUNS = 20
+SLOT_RUNS = 10
 """About this many runs share a slot: the grid is as coarse as that allows, up to MAX_SLOT.
 
 Waking up is what a probe costs most on a virtual machine: a process that sleeps 10 ms and
 wakes spends ~40 µs of CPU per wake-up, an event loop ~120 µs (bench/README.md, "Update:
 CPU per probe"). With few runs per slot, a probe's connect, answer and close mostly come in
-wake-ups of their own; with ~20 runs starting together their events arrive while the loop
+wake-ups of their own; with more runs starting together their events arrive while the loop
 is still busy with the slot. At 500 HTTP probes/s (the scheduler with real probes in one
 process) a 10 ms grid (5 runs a slot) cost ~430 µs per probe, 20 ms ~375, 30 ms ~330, 50 ms
-~310, 100 ms ~280; 200 and 500 ms gained nothing more. What bounds the
-grid is the lag: a slot's last run starts after the others' first steps, ~0.1-0.3 ms each
-on a loaded 2-core machine, so ~20 runs a slot keep that under ~6 ms at any rate.
+~310, 100 ms ~280; 200 and 500 ms gained nothing more. What bounds the grid is the lag: a
+slot's last run starts after the others' first steps (~0.1-0.3 ms each on a loaded 2-core
+machine). 20 runs a slot (20 ms at 1,000 runs/s) took the daemon's lag p99 at 10,000 checks
+from 16 to 31 ms (bench/run.py); 10 a slot is the 10 ms grid there, as before, and 20 ms at
+500 runs/s.
 """
 MAX_SLOT = 0.1
 
