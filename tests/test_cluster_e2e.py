@@ -12,6 +12,7 @@ import re
 import signal
 import time
 from collections import defaultdict
+from typing import Any
 
 import httpx
 import pytest
@@ -117,6 +118,26 @@ async def wait_sent(schema: str, kind: str, timeout: float = 10.0) -> None:
     raise AssertionError(f"no {kind} recorded as sent within {timeout:g}s")
 
 
+def assert_one_outage_and_one_recovery(receiver: Receiver) -> None:
+    """IT heard the outage and the recovery once each, and no message came twice."""
+    keys = [m["idempotency_key"] for m in receiver.messages]
+    assert len(keys) == len(set(keys)), f"sent twice: {keys}"
+    assert receiver.kinds("it") == ["outage_it", "recovery"]
+
+
+async def three_members(client: httpx.AsyncClient, daemons: list[Any], daemon_factory: Any,
+                        ports: list[int], url: str, target: LoggingTarget,
+                        receiver: Receiver) -> list[float | None]:
+    """Start a member on each port (appended to `daemons` as they start, so the caller stops
+    them), wait until all see three members and own every check; their shares."""
+    for i, p in enumerate(ports):
+        daemons.append(await daemon_factory(config(url, p, target, receiver), p, f"m{i}"))
+    urls = [d.url for d in daemons]
+    await wait_gauges(client, urls, "hismon_cluster_members", lambda v: v == [3.0, 3.0, 3.0])
+    return await wait_gauges(client, urls, "hismon_checks_owned",
+                             lambda v: None not in v and sum(v) == CHECKS)
+
+
 async def test_a_killed_member_s_checks_move_and_a_new_member_takes_a_share(
     receiver: Receiver, daemon_factory
 ) -> None:
@@ -126,14 +147,10 @@ async def test_a_killed_member_s_checks_move_and_a_new_member_takes_a_share(
     daemons = []
     try:
         ports = [free_port() for _ in range(3)]
-        for i, p in enumerate(ports):
-            daemons.append(await daemon_factory(config(url, p, target, receiver), p, f"m{i}"))
-        urls = [d.url for d in daemons]
         async with httpx.AsyncClient(trust_env=False) as client:
-            await wait_gauges(client, urls, "hismon_cluster_members",
-                              lambda v: v == [3.0, 3.0, 3.0])
-            owned = await wait_gauges(client, urls, "hismon_checks_owned",
-                                      lambda v: None not in v and sum(v) == CHECKS)
+            owned = await three_members(client, daemons, daemon_factory, ports, url, target,
+                                        receiver)
+            urls = [d.url for d in daemons]
             assert all(o and o > 0 for o in owned), owned
 
             # Each check is probed by one member, not three: about one hit per interval.
@@ -174,9 +191,7 @@ async def test_a_killed_member_s_checks_move_and_a_new_member_takes_a_share(
                                        and sum(v) == CHECKS)
             assert values[2] and values[2] > 0
             fourth.kill()
-        keys = [m["idempotency_key"] for m in receiver.messages]
-        assert len(keys) == len(set(keys)), f"sent twice: {keys}"
-        assert receiver.kinds("it") == ["outage_it", "recovery"]
+        assert_one_outage_and_one_recovery(receiver)
     finally:
         for daemon in daemons:
             daemon.kill()
@@ -245,14 +260,9 @@ async def test_the_leader_killed_mid_incident_its_successor_keeps_the_incident(
     daemons = []
     try:
         ports = [free_port() for _ in range(3)]
-        for i, p in enumerate(ports):
-            daemons.append(await daemon_factory(config(url, p, target, receiver), p, f"m{i}"))
-        urls = [d.url for d in daemons]
         async with httpx.AsyncClient(trust_env=False) as client:
-            await wait_gauges(client, urls, "hismon_cluster_members",
-                              lambda v: v == [3.0, 3.0, 3.0])
-            await wait_gauges(client, urls, "hismon_checks_owned",
-                              lambda v: None not in v and sum(v) == CHECKS)
+            await three_members(client, daemons, daemon_factory, ports, url, target, receiver)
+            urls = [d.url for d in daemons]
             leaders = [await gauge(client, u, "hismon_leader") for u in urls]
             leader = leaders.index(1.0)
             ids = [f"member-{p}" for p in ports]
@@ -274,9 +284,7 @@ async def test_the_leader_killed_mid_incident_its_successor_keeps_the_incident(
             target.failing.clear()
             await receiver.wait_for(lambda: "recovery" in receiver.kinds("it"), timeout=20)
             await asyncio.sleep(2)  # a doubled message would come now
-        keys = [m["idempotency_key"] for m in receiver.messages]
-        assert len(keys) == len(set(keys)), f"sent twice: {keys}"
-        assert receiver.kinds("it") == ["outage_it", "recovery"]
+        assert_one_outage_and_one_recovery(receiver)
     finally:
         for daemon in daemons:
             daemon.kill()
