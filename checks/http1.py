@@ -214,6 +214,10 @@ class _Exchange(BaseProtocol):
                  max_body: int, follow: bool) -> None:
         super().__init__(loop)
         self.done: asyncio.Future[Answer] = loop.create_future()
+        # A connection made while its probe was being cancelled (create_connection cut off,
+        # a daemon stopping) fails with nobody awaiting `done`: asyncio would log "Future
+        # exception was never retrieved" for each; awaited, the exception still raises.
+        self.done.add_done_callback(_retrieved)
         self._request = request.data
         self._needs_body = needs_body
         self._max_body = max_body
@@ -331,6 +335,11 @@ class _Exchange(BaseProtocol):
     def _fail(self, exc: Exception) -> None:
         if not self.done.done():
             self.done.set_exception(exc)
+
+
+def _retrieved(future: asyncio.Future[Answer]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _parser(protocol: BaseProtocol, loop: asyncio.AbstractEventLoop, with_body: bool) -> Any:

@@ -454,3 +454,25 @@ async def test_a_socket_error_is_an_oserror_with_its_errno(exchanges: list[str])
         await http1.exchange(request, 1.0, False, 1000, True)
     assert caught.value.errno == errno.ECONNREFUSED
     assert isinstance(caught.value.__cause__, ConnectionRefusedError)
+
+
+async def test_a_connection_lost_with_nobody_waiting_logs_nothing() -> None:
+    """A connection made while its probe was being cancelled (a daemon stopping with probes
+    in connect) fails with nobody awaiting it: no "Future exception was never retrieved"."""
+    import gc
+
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    try:
+        request = http1.Request.build("GET", "http://127.0.0.1:1/", {}, None)
+        exchange = http1._Exchange(loop, request, True, 1000, False)
+        exchange.connection_lost(None)
+        assert exchange.done.done()
+        del exchange
+        await asyncio.sleep(0)
+        gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert [c.get("message") for c in seen] == []
