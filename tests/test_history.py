@@ -26,7 +26,7 @@ from monitor.incidents.maintenance import Window
 from monitor.probing.state import CheckState
 from monitor.runtime.daemon import Daemon
 from monitor.runtime.webside import DaemonWeb
-from monitor.store import Store, open_store
+from monitor.store import Store
 from monitor.web.app import build_app
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -111,16 +111,8 @@ def test_a_system_in_maintenance_without_data_still_shows_maintenance() -> None:
 # ---- writer and reader over a real store ---------------------------------------------------
 
 
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
-    await store.open()
-    yield store
-    await store.close()
-
-
 async def test_finished_buckets_are_written_in_batches_and_a_failed_batch_is_kept(
-        sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """A flush writes `BATCH` rows a transaction; when one batch fails (here the real store
     refuses a row without a system), the batches written stay written (once: rows merge in
     the store) and that batch and the later ones come back for the next attempt."""
@@ -132,29 +124,29 @@ async def test_finished_buckets_are_written_in_batches_and_a_failed_batch_is_kep
     for i in range(5):
         good.observe(state(f"c{i}"), 0.1, start + 10)
         good.observe(state(f"c{i}"), 0.2, start + 40)
-    service = HistoryService(sqlite_store, good, lambda: SHANGHAI, lambda now: [])
+    service = HistoryService(store, good, lambda: SHANGHAI, lambda now: [])
     assert await service.flush(start + 301) == 5
-    rows = await sqlite_store.load_check_buckets(0.0)
+    rows = await store.load_check_buckets(0.0)
     assert sorted((r.check_id, r.n) for r in rows) == [(f"c{i}", 2) for i in range(5)]
 
     bad = HistoryRecorder()
     for i in range(5):
         bad.observe(state(f"d{i}", system=None if i == 3 else "his"),  # type: ignore[arg-type]
                     0.1, start + 10)
-    service = HistoryService(sqlite_store, bad, lambda: SHANGHAI, lambda now: [])
+    service = HistoryService(store, bad, lambda: SHANGHAI, lambda now: [])
     with pytest.raises(Exception, match="NOT NULL"):
         await service.flush(start + 301)
-    written = {r.check_id for r in await sqlite_store.load_check_buckets(0.0)}
+    written = {r.check_id for r in await store.load_check_buckets(0.0)}
     assert {"d0", "d1"} <= written and not {"d2", "d3", "d4"} & written
     assert sorted(r.check_id for r in bad.take_finished(start + 302)) == ["d2", "d3", "d4"]
 
 
-async def test_a_real_outage_shows_as_down_in_its_slot_and_its_day(sqlite_store: Store) -> None:
+async def test_a_real_outage_shows_as_down_in_its_slot_and_its_day(store: Store) -> None:
     """Three hours of 30 s probes: OK, 20 minutes down, OK; written once per bucket."""
     rec = HistoryRecorder()
     windows: list[Window] = []
-    service = HistoryService(sqlite_store, rec, lambda: SHANGHAI, lambda now: windows)
-    reader = HistoryReader(sqlite_store, rec, lambda: SHANGHAI, lambda now: windows)
+    service = HistoryService(store, rec, lambda: SHANGHAI, lambda now: windows)
+    reader = HistoryReader(store, rec, lambda: SHANGHAI, lambda now: windows)
     begin = NOW - 3 * 3600
     outage = (NOW - 2 * 3600, NOW - 2 * 3600 + 1200)
     writes = 0
@@ -163,9 +155,9 @@ async def test_a_real_outage_shows_as_down_in_its_slot_and_its_day(sqlite_store:
         down = outage[0] <= t < outage[1]
         rec.observe(state("web", State.CRIT if down else State.OK), 0.5 if down else 0.1, t)
         rec.observe(state("db", system="his"), 0.01, t)
-        before = len(await sqlite_store.load_check_buckets(0.0))
+        before = len(await store.load_check_buckets(0.0))
         await service.tick(t, leading=True)
-        writes += len(await sqlite_store.load_check_buckets(0.0)) > before
+        writes += len(await store.load_check_buckets(0.0)) > before
         t += 30
     assert writes == 36  # one write per finished bucket, not per probe
     history = await reader.system("his", NOW, 3)
@@ -185,7 +177,7 @@ async def test_a_real_outage_shows_as_down_in_its_slot_and_its_day(sqlite_store:
     assert history.availability_24h == avail
     # The same after a restart: a fresh recorder and reader over the same store.
     await service.flush_all()
-    again = await HistoryReader(sqlite_store, HistoryRecorder(), lambda: SHANGHAI,
+    again = await HistoryReader(store, HistoryRecorder(), lambda: SHANGHAI,
                                 lambda now: []).system("his", NOW, 3)
     assert again.slots == history.slots and again.days == history.days
     overview = await reader.overview(["his", "pacs"], NOW)
@@ -195,11 +187,11 @@ async def test_a_real_outage_shows_as_down_in_its_slot_and_its_day(sqlite_store:
     assert {c for _, c in overview["pacs"].slots} == {None}
 
 
-async def test_maintenance_slot_is_left_out_of_availability(sqlite_store: Store) -> None:
+async def test_maintenance_slot_is_left_out_of_availability(store: Store) -> None:
     rec = HistoryRecorder()
     start = slot_starts(NOW, SHANGHAI)[-2]
     windows = [Window("w", ("his",), start, start + 1800, "patch")]
-    reader = HistoryReader(sqlite_store, rec, lambda: SHANGHAI, lambda now: windows)
+    reader = HistoryReader(store, rec, lambda: SHANGHAI, lambda now: windows)
     for i in range(90):
         rec.observe(state("web", State.CRIT), 0.1, start + 20 * i)  # down all through it
     for i in range(10):
