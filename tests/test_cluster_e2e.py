@@ -12,6 +12,7 @@ import re
 import signal
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -118,6 +119,26 @@ async def wait_sent(schema: str, kind: str, timeout: float = 10.0) -> None:
     raise AssertionError(f"no {kind} recorded as sent within {timeout:g}s")
 
 
+ClusterEnv = tuple[str, "LoggingTarget", list[Any]]
+
+
+@pytest.fixture
+async def cluster_env() -> AsyncIterator[ClusterEnv]:
+    """(store URL in a fresh schema, the logging target, the members to stop): the members
+    are stopped before the target and the schema go."""
+    schema = new_schema_name()
+    url = with_params(require_pg(), schema=schema)
+    target = await LoggingTarget().start()
+    daemons: list[Any] = []
+    try:
+        yield url, target, daemons
+    finally:
+        for daemon in daemons:
+            daemon.kill()
+        await target.stop()
+        await drop_schema(schema)
+
+
 def assert_one_outage_and_one_recovery(receiver: Receiver) -> None:
     """IT heard the outage and the recovery once each, and no message came twice."""
     keys = [m["idempotency_key"] for m in receiver.messages]
@@ -139,64 +160,55 @@ async def three_members(client: httpx.AsyncClient, daemons: list[Any], daemon_fa
 
 
 async def test_a_killed_member_s_checks_move_and_a_new_member_takes_a_share(
-    receiver: Receiver, daemon_factory
+    receiver: Receiver, daemon_factory, cluster_env: ClusterEnv
 ) -> None:
-    schema = new_schema_name()
-    url = with_params(require_pg(), schema=schema)
-    target = await LoggingTarget().start()
-    daemons = []
-    try:
-        ports = [free_port() for _ in range(3)]
-        async with httpx.AsyncClient(trust_env=False) as client:
-            owned = await three_members(client, daemons, daemon_factory, ports, url, target,
-                                        receiver)
-            urls = [d.url for d in daemons]
-            assert all(o and o > 0 for o in owned), owned
+    url, target, daemons = cluster_env
+    ports = [free_port() for _ in range(3)]
+    async with httpx.AsyncClient(trust_env=False) as client:
+        owned = await three_members(client, daemons, daemon_factory, ports, url, target,
+                                    receiver)
+        urls = [d.url for d in daemons]
+        assert all(o and o > 0 for o in owned), owned
 
-            # Each check is probed by one member, not three: about one hit per interval.
-            before = {n: len(target.hits[n]) for n in list(target.hits)}
-            await asyncio.sleep(3)
-            rates = [(len(target.hits[f"c{i:02d}"]) - before.get(f"c{i:02d}", 0)) / 3
-                     for i in range(CHECKS)]
-            assert max(rates) < 2.0, f"probed by several members: {rates}"
+        # Each check is probed by one member, not three: about one hit per interval.
+        before = {n: len(target.hits[n]) for n in list(target.hits)}
+        await asyncio.sleep(3)
+        rates = [(len(target.hits[f"c{i:02d}"]) - before.get(f"c{i:02d}", 0)) / 3
+                 for i in range(CHECKS)]
+        assert max(rates) < 2.0, f"probed by several members: {rates}"
 
-            # An incident on the leader's side while one member is killed.
-            target.failing.add("c00")
-            await receiver.wait_for(lambda: "outage_it" in receiver.kinds("it"), timeout=15)
-            leaders = [await gauge(client, u, "hismon_leader") for u in urls]
-            victim = next(i for i, lead in enumerate(leaders) if lead == 0.0)
-            daemons[victim].kill()
-            killed = time.monotonic()
-            survivors = [u for i, u in enumerate(urls) if i != victim]
-            await wait_gauges(client, survivors, "hismon_cluster_members",
-                              lambda v: v == [2.0, 2.0])
-            view = (await client.get(f"{survivors[0]}/api/v1/cluster")).json()
-            assert len(view["members"]) == 2 and view["term"] >= 1 and view["leader"]
-            assert f"member-{ports[victim]}" not in [m["id"] for m in view["members"]]
-            await asyncio.sleep(TTL + 2 * INTERVAL)
-            now = time.monotonic()
-            bound = TTL + INTERVAL + 1.0  # one interval of slack for the probe itself
-            gaps = {f"c{i:02d}": target.longest_gap(f"c{i:02d}", killed, now)
-                    for i in range(CHECKS)}
-            assert max(gaps.values()) <= bound, f"unprobed too long after the kill: {gaps}"
+        # An incident on the leader's side while one member is killed.
+        target.failing.add("c00")
+        await receiver.wait_for(lambda: "outage_it" in receiver.kinds("it"), timeout=15)
+        leaders = [await gauge(client, u, "hismon_leader") for u in urls]
+        victim = next(i for i, lead in enumerate(leaders) if lead == 0.0)
+        daemons[victim].kill()
+        killed = time.monotonic()
+        survivors = [u for i, u in enumerate(urls) if i != victim]
+        await wait_gauges(client, survivors, "hismon_cluster_members",
+                          lambda v: v == [2.0, 2.0])
+        view = (await client.get(f"{survivors[0]}/api/v1/cluster")).json()
+        assert len(view["members"]) == 2 and view["term"] >= 1 and view["leader"]
+        assert f"member-{ports[victim]}" not in [m["id"] for m in view["members"]]
+        await asyncio.sleep(TTL + 2 * INTERVAL)
+        now = time.monotonic()
+        bound = TTL + INTERVAL + 1.0  # one interval of slack for the probe itself
+        gaps = {f"c{i:02d}": target.longest_gap(f"c{i:02d}", killed, now)
+                for i in range(CHECKS)}
+        assert max(gaps.values()) <= bound, f"unprobed too long after the kill: {gaps}"
 
-            target.failing.clear()
-            await receiver.wait_for(lambda: "recovery" in receiver.kinds("it"), timeout=20)
+        target.failing.clear()
+        await receiver.wait_for(lambda: "recovery" in receiver.kinds("it"), timeout=20)
 
-            # A fourth member joins and takes a share from the others.
-            port = free_port()
-            fourth = await daemon_factory(config(url, port, target, receiver), port, "m4")
-            values = await wait_gauges(client, [*survivors, fourth.url], "hismon_checks_owned",
-                                       lambda v: None not in v and v[2] > 0
-                                       and sum(v) == CHECKS)
-            assert values[2] and values[2] > 0
-            fourth.kill()
-        assert_one_outage_and_one_recovery(receiver)
-    finally:
-        for daemon in daemons:
-            daemon.kill()
-        await target.stop()
-        await drop_schema(schema)
+        # A fourth member joins and takes a share from the others.
+        port = free_port()
+        fourth = await daemon_factory(config(url, port, target, receiver), port, "m4")
+        values = await wait_gauges(client, [*survivors, fourth.url], "hismon_checks_owned",
+                                   lambda v: None not in v and v[2] > 0
+                                   and sum(v) == CHECKS)
+        assert values[2] and values[2] > 0
+        fourth.kill()
+    assert_one_outage_and_one_recovery(receiver)
 
 
 async def test_a_paused_leader_sends_nothing_when_it_resumes(
@@ -247,46 +259,37 @@ async def test_a_paused_leader_sends_nothing_when_it_resumes(
 
 
 async def test_the_leader_killed_mid_incident_its_successor_keeps_the_incident(
-    receiver: Receiver, daemon_factory
+    receiver: Receiver, daemon_factory, cluster_env: ClusterEnv
 ) -> None:
     """SIGKILL the leader while a check probed by a surviving member keeps failing: the new
     leader takes every member's state before it decides (SPEC 9), so the incident stays
     open (no recovery, no second outage while it fails) and recovers once after the heal."""
     from monitor.cluster import assign
 
-    schema = new_schema_name()
-    url = with_params(require_pg(), schema=schema)
-    target = await LoggingTarget().start()
-    daemons = []
-    try:
-        ports = [free_port() for _ in range(3)]
-        async with httpx.AsyncClient(trust_env=False) as client:
-            await three_members(client, daemons, daemon_factory, ports, url, target, receiver)
-            urls = [d.url for d in daemons]
-            leaders = [await gauge(client, u, "hismon_leader") for u in urls]
-            leader = leaders.index(1.0)
-            ids = [f"member-{p}" for p in ports]
-            failing = next(f"c{i:02d}" for i in range(HIS_CHECKS)
-                           if assign.owners(f"c{i:02d}", ids)[0] != ids[leader])
-            target.failing.add(failing)
-            await receiver.wait_for(lambda: "outage_it" in receiver.kinds("it"), timeout=15)
+    url, target, daemons = cluster_env
+    ports = [free_port() for _ in range(3)]
+    async with httpx.AsyncClient(trust_env=False) as client:
+        await three_members(client, daemons, daemon_factory, ports, url, target, receiver)
+        urls = [d.url for d in daemons]
+        leaders = [await gauge(client, u, "hismon_leader") for u in urls]
+        leader = leaders.index(1.0)
+        ids = [f"member-{p}" for p in ports]
+        failing = next(f"c{i:02d}" for i in range(HIS_CHECKS)
+                       if assign.owners(f"c{i:02d}", ids)[0] != ids[leader])
+        target.failing.add(failing)
+        await receiver.wait_for(lambda: "outage_it" in receiver.kinds("it"), timeout=15)
 
-            daemons[leader].kill()
-            survivors = [u for i, u in enumerate(urls) if i != leader]
-            await wait_gauges(client, survivors, "hismon_leader",
-                              lambda v: sorted(v) == [0.0, 1.0], timeout=TTL * 3)
-            await asyncio.sleep(TTL + 3 * INTERVAL)  # the new leader has decided by now
-            assert receiver.kinds("it") == ["outage_it"], "the incident went on as it was"
-            incidents = (await client.get(f"{survivors[0]}/api/v1/incidents?status=open",
-                                          headers={"Authorization": "Bearer t"})).json()
-            assert [i["system"] for i in incidents["incidents"]] == ["his"], incidents
+        daemons[leader].kill()
+        survivors = [u for i, u in enumerate(urls) if i != leader]
+        await wait_gauges(client, survivors, "hismon_leader",
+                          lambda v: sorted(v) == [0.0, 1.0], timeout=TTL * 3)
+        await asyncio.sleep(TTL + 3 * INTERVAL)  # the new leader has decided by now
+        assert receiver.kinds("it") == ["outage_it"], "the incident went on as it was"
+        incidents = (await client.get(f"{survivors[0]}/api/v1/incidents?status=open",
+                                      headers={"Authorization": "Bearer t"})).json()
+        assert [i["system"] for i in incidents["incidents"]] == ["his"], incidents
 
-            target.failing.clear()
-            await receiver.wait_for(lambda: "recovery" in receiver.kinds("it"), timeout=20)
-            await asyncio.sleep(2)  # a doubled message would come now
-        assert_one_outage_and_one_recovery(receiver)
-    finally:
-        for daemon in daemons:
-            daemon.kill()
-        await target.stop()
-        await drop_schema(schema)
+        target.failing.clear()
+        await receiver.wait_for(lambda: "recovery" in receiver.kinds("it"), timeout=20)
+        await asyncio.sleep(2)  # a doubled message would come now
+    assert_one_outage_and_one_recovery(receiver)
