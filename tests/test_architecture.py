@@ -1,5 +1,6 @@
 """The house rules of the layout (issue 9), checked from the source: no import cycle anywhere,
-and `checks/` and `notifiers/` know nothing of `monitor/` but `monitor.core`.
+`checks/` and `notifiers/` know nothing of `monitor/` but `monitor.core`, and every module
+imports on its own in a fresh interpreter.
 
 Imports are read with `ast` from every module under `monitor/`, `checks/` and `notifiers/`,
 including imports inside functions (a lazy import is still a dependency); imports under
@@ -11,8 +12,11 @@ import Store` on the package `monitor.store`.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
@@ -186,3 +190,25 @@ def test_probes_and_channels_import_only_monitor_core(package: str) -> None:
         if target.split(".")[0] == "monitor" and not (
             target == "monitor.core" or target.startswith("monitor.core.")))
     assert not wrong, "\n".join(wrong)
+
+
+def import_alone(module: str) -> str | None:
+    """Import `module` in a new interpreter with nothing of ours loaded; the error, or None."""
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    if done.returncode == 0:
+        return None
+    return f"{module}:\n{done.stderr.strip()[-1500:]}"
+
+
+def test_every_module_imports_on_its_own() -> None:
+    """A module that works only when something else was imported first breaks the first
+    newcomer who imports it from a test or a script. The static walk above cannot see every
+    such case (`import monitor` then `monitor.core.text.scrub` at import time, an order that
+    only a partial import exposes), so each module is really imported, alone, in its own
+    interpreter (~30 s for the whole tree on two cores, one import per core at a time)."""
+    names = sorted(modules())
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+        failures = [f for f in pool.map(import_alone, names) if f is not None]
+    assert not failures, "\n\n".join(failures)
