@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -212,3 +213,69 @@ def test_every_module_imports_on_its_own() -> None:
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
         failures = [f for f in pool.map(import_alone, names) if f is not None]
     assert not failures, "\n\n".join(failures)
+
+
+# ---- the README's architecture diagram matches the tree ---------------------------------
+
+README = REPO / "README.md"
+PATH_MENTION = re.compile(r"\b(?:monitor|checks|notifiers|tests|bench|deploy|docs)/[\w./-]*\w")
+BLOCK_START = re.compile(r"^[\s│]*monitor/(\w+)\s")
+WORD = re.compile(r"(?<![\w/.<])[a-z_][a-z0-9_]*(?![\w/>])")
+"""A lower-case word of the diagram, not part of a path or a `<placeholder>`."""
+
+
+def architecture_section() -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("## Architecture\n")
+    end = text.index("\n## ", start + 1)
+    return text[start:end]
+
+
+def diagram_blocks() -> dict[str, str]:
+    """Subpackage -> its text in the diagram: the line naming `monitor/<pkg>` at its start
+    and the lines under it, up to the next package, an arrow line or a blank line."""
+    diagram = architecture_section().split("```\n")[1]
+    blocks: dict[str, str] = {}
+    current: str | None = None
+    for line in diagram.splitlines():
+        started = BLOCK_START.match(line + " ")
+        if started:
+            current = started.group(1)
+            assert current not in blocks, f"monitor/{current} drawn twice"
+            blocks[current] = line[started.end():]
+        elif current is not None and line.strip(" │▼") != "":
+            blocks[current] += " " + line
+        else:
+            current = None
+    return blocks
+
+
+def subpackages() -> dict[str, set[str]]:
+    """`monitor/` subpackage -> the names of its modules."""
+    found: dict[str, set[str]] = {}
+    for init in sorted((REPO / "monitor").glob("*/__init__.py")):
+        found[init.parent.name] = {p.stem for p in init.parent.glob("*.py")} - {"__init__"}
+    return found
+
+
+def test_the_architecture_diagram_draws_every_subpackage_and_module() -> None:
+    """Each subpackage has its place in the README's diagram, naming every module it holds,
+    and no name of another subpackage's module stands under it (a module moved but not its
+    line): a newcomer can trust the drawing. A new module means one more word there."""
+    blocks, packages = diagram_blocks(), subpackages()
+    assert sorted(blocks) == sorted(packages), "subpackages drawn vs. in monitor/"
+    problems = []
+    everywhere = set().union(*packages.values())
+    for package, text in blocks.items():
+        words = set(WORD.findall(PATH_MENTION.sub(" ", text)))
+        problems += [f"monitor/{package}/{m}.py is not named in its diagram line"
+                     for m in sorted(packages[package] - words)]
+        problems += [f"{w} is drawn under monitor/{package}, but is not one of its modules"
+                     for w in sorted((words & everywhere) - packages[package])]
+    assert not problems, "\n".join(problems)
+
+
+def test_every_path_the_readme_names_exists() -> None:
+    text = README.read_text(encoding="utf-8")
+    missing = sorted({p for p in PATH_MENTION.findall(text) if not (REPO / p).exists()})
+    assert not missing, missing
