@@ -141,7 +141,7 @@ async def test_pages_in_a_browser_during_an_outage_and_after_it(
     assert "DOWN" in card_text and "Outpatient doctor station" in card_text
     assert local_minute(incident["started_at"]) in card_text
     banner = await page.locator(".banner").first.inner_text()
-    assert "1 system(s) with problems" in banner
+    assert "1 system with problems" in banner
     maintenance = await page.locator("#maintenance + ul").inner_text()
     assert "PLANNED" in maintenance and "LIS database migration" in maintenance
     assert "2030-03-01 22:00" in maintenance
@@ -255,6 +255,26 @@ async def test_pages_answer_with_the_right_status_language_and_refresh(
             assert missing.status_code == 404, path
             assert "text/html" in missing.headers["content-type"]
             assert "Not found" in missing.text
+
+        # The footer tells the refresh the page really does (the system page: 60 s).
+        system = (await web.get("/systems/his")).text
+        assert '<meta http-equiv="refresh" content="60">' in system
+        assert "refreshes itself every 60 seconds" in system
+        assert "refreshes itself every 30 seconds" in status_html
+
+        # A reader who chose the other language stays in it from link to link; in the
+        # site's language links carry no ?lang= at all.
+        pages = ("/", "/departments/er", "/systems/his", f"/incidents/{incident['id']}",
+                 "/incidents/inc-999")
+        for path in pages:
+            plain = re.findall(r'href="(/[^"#]*)"', (await web.get(path)).text)
+            assert plain and not [h for h in plain if "lang=" in h], path
+            chosen = await web.get(path, params={"lang": "zh"})
+            assert '<html lang="zh-CN">' in chosen.text, path
+            links = re.findall(r'href="(/[^"#]*)"', chosen.text)
+            assert links and all(h.endswith("?lang=zh") for h in links), (path, links)
+            actions = re.findall(r'action="([^"]*)"', chosen.text)
+            assert all(a.endswith("?lang=zh") for a in actions), (path, actions)
 
 
 async def test_the_ack_form_checks_the_token_like_the_api(

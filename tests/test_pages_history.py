@@ -10,6 +10,7 @@ as in tests/test_pages.py. Accessibility: axe-core (npm, installed into .ci/axe 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import importlib.util
 import json
 from collections.abc import AsyncIterator
@@ -89,6 +90,16 @@ async def open_incidents(url: str, count: int) -> list[dict[str, Any]]:
     raise AssertionError(f"expected {count} incidents, one root: {found}")
 
 
+async def no_open_incidents(url: str) -> None:
+    async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=5) as api:
+        for _ in range(300):  # 30 s
+            found = (await api.get("/api/v1/incidents", params={"status": "open"})).json()
+            if not found["incidents"]:
+                return
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"still open: {found}")
+
+
 @pytest.fixture
 async def outage(http_target: HttpTarget,
                  daemon_factory: Any) -> AsyncIterator[tuple[DaemonProcess, dict[str, Any]]]:
@@ -137,7 +148,7 @@ async def axe_violations(page: Any) -> list[dict[str, Any]]:
 
 @needs_browser
 async def test_front_page_during_a_live_outage_says_what_to_do(
-    browser: Any, outage: tuple[DaemonProcess, dict[str, Any]]
+    browser: Any, outage: tuple[DaemonProcess, dict[str, Any]], http_target: HttpTarget
 ) -> None:
     daemon, root = outage
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
@@ -147,7 +158,7 @@ async def test_front_page_during_a_live_outage_says_what_to_do(
 
     # The banner names the root cause first, not a list of every dependent.
     first_line = await page.locator(".banner .root").first.inner_text()
-    assert first_line == "Core network down: 3 system(s) affected"
+    assert first_line == "Core network down: 3 systems affected"
     # The root incident comes first and carries its dependents' procedures and departments.
     cards = page.locator("ul.incidents > li")
     assert await cards.count() == 3
@@ -226,6 +237,24 @@ async def test_front_page_during_a_live_outage_says_what_to_do(
     assert history["days"][-1]["worst"] == "down"
     assert len(history["days"]) == 3
 
+    # After the outage: the system is OK again and the bar keeps the outage's slot down
+    # (found by its time, so a slot boundary passing during the test changes nothing).
+    http_target.status = 200
+    await no_open_incidents(daemon.url)
+    await page.goto(f"{daemon.url}/")
+    card = page.locator("li.system-his")
+    assert (await card.locator(".badge").inner_text()) == "OK"
+    started = dt.datetime.fromisoformat(root["started_at"])
+    slot = started.replace(minute=started.minute - started.minute % 30)
+    title = f"{slot:%m-%d %H:%M}–"
+    cell = card.locator("svg.bar24 g.cell", has=page.locator(f"title:text-matches('^{title}')"))
+    assert await cell.count() == 1
+    assert "down" in (await cell.get_attribute("class") or "")
+    assert (await cell.locator("title").text_content() or "").endswith(": down")
+    assert "down" in (await card.locator("svg.bar24").get_attribute("aria-label") or "")
+    await page.screenshot(path=str(ARTIFACTS / "history-status-after-desktop.png"),
+                          full_page=True)
+
 
 @needs_browser
 async def test_both_languages_on_the_pages(
@@ -240,6 +269,17 @@ async def test_both_languages_on_the_pages(
     assert HIS_ZH in first and "急诊科" in first
     assert await page.locator("h2", has_text="本部院区").count() == 1
     await page.screenshot(path=str(ARTIFACTS / "history-status-zh.png"), full_page=True)
+    phone = await browser.new_page(viewport={"width": 375, "height": 740},
+                                   device_scale_factor=2, is_mobile=True)
+    await phone.goto(f"{daemon.url}/?lang=zh")
+    await phone.screenshot(path=str(ARTIFACTS / "history-status-zh-phone.png"), full_page=True)
+    await phone.goto(f"{daemon.url}/departments/er")
+    assert HIS_ZH in await phone.locator("#procedure-his .text").inner_text()
+    await phone.screenshot(path=str(ARTIFACTS / "history-department-zh-phone.png"),
+                           full_page=True)
+    await phone.goto(f"{daemon.url}/systems/his?lang=zh")
+    await phone.screenshot(path=str(ARTIFACTS / "history-system-zh-phone.png"),
+                           full_page=True)
     # The emergency department reads Chinese (its `language`), the lab the site's English.
     await page.goto(f"{daemon.url}/departments/er")
     assert HIS_ZH in await page.locator("#procedure-his .text").inner_text()

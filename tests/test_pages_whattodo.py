@@ -51,7 +51,7 @@ def test_root_first_then_by_start_with_the_dependents_procedures_and_departments
     zh = whattodo.incident_cards([his, net, lis], c, "zh")
     assert zh[0].procedures[0].text == "纸质处方" and zh[0].departments[0][1] == "急诊科"
     lines = whattodo.banner_lines(cards, c, "en", STRINGS["en"])
-    assert lines == ["PACS down: 1 system(s) affected", "Core network down: 3 system(s) affected"]
+    assert lines == ["PACS down: 1 system affected", "Core network down: 3 systems affected"]
     assert whattodo.banner_lines(zh, c, "zh", STRINGS["zh"]) == ["核心网络故障：影响 3 个系统"]
 
 

@@ -34,15 +34,21 @@ def cell(state: str, x: float, width: float, height: float, title: str = "") -> 
         body = (f'<rect x="{x:g}" y="0.5" width="{width:g}" height="{height - 1:g}" '
                 f'fill="{_FILL[state]}"/>')
     mid, cx = height / 2, x + width / 2
-    if state == "degraded":
-        body += f'<circle cx="{cx:g}" cy="{mid:g}" r="{min(width, height) / 4:g}" fill="#000"/>'
-    elif state == "down":
-        body += (f'<path d="M{x + 1:g} {mid - width / 2 + 1:g}L{x + width - 1:g} '
-                 f'{mid + width / 2 - 1:g}M{x + width - 1:g} {mid - width / 2 + 1:g}'
-                 f'L{x + 1:g} {mid + width / 2 - 1:g}" stroke="#fff" stroke-width="1.2"/>')
-    elif state == "maintenance":
+    # Lines keep their width however far the bar is stretched (vector-effect); a browser
+    # without it draws them scaled, still visible.
+    line = 'vector-effect="non-scaling-stroke"'
+    if state == "degraded":  # a black dot in the middle third
+        r = min(width, height) / 3
+        body += (f'<rect x="{cx - r:g}" y="{mid - r:g}" width="{2 * r:g}" height="{2 * r:g}" '
+                 f'fill="#000"/>')
+    elif state == "down":  # a cross from corner to corner: seen even at a few pixels wide
+        top, bottom = height * 0.25, height * 0.75
+        body += (f'<path d="M{x + width * 0.2:g} {top:g}L{x + width * 0.8:g} {bottom:g}'
+                 f'M{x + width * 0.8:g} {top:g}L{x + width * 0.2:g} {bottom:g}" '
+                 f'stroke="#fff" stroke-width="1.5" {line}/>')
+    elif state == "maintenance":  # a white bar across the middle
         body += (f'<path d="M{x:g} {mid:g}H{x + width:g}" stroke="#fff" '
-                 f'stroke-width="{max(height / 8, 1.5):g}"/>')
+                 f'stroke-width="4" {line}/>')
     return f'<g class="cell {state}">{tip}{body}</g>'
 
 

@@ -60,12 +60,13 @@ STRINGS: dict[str, dict[str, str]] = {
         "html_lang": "en",
         "status_title": "System status",
         "updated": "Updated",
-        "refresh_note": "This page refreshes itself every 30 seconds.",
+        "refresh_note": "This page refreshes itself every {n} seconds.",
         "summary_all_ok": "All systems are working.",
         "cannot_record": "hismon cannot record since {since}: the state store refuses writes.",
         "cannot_record_detail": ("Incidents and messages go on from memory ({n} changes wait "
                                  "to be written); IT has been told."),
-        "summary_problems": "{n} system(s) with problems",
+        "summary_problems": "{n} systems with problems",
+        "summary_problems_one": "1 system with problems",
         "campus": "Campus",
         "no_campus": "Shared systems (no campus)",
         "state_ok": "OK",
@@ -175,11 +176,12 @@ STRINGS: dict[str, dict[str, str]] = {
         "html_lang": "zh-CN",
         "status_title": "系统运行状态",
         "updated": "更新时间",
-        "refresh_note": "本页每 30 秒自动刷新。",
+        "refresh_note": "本页每 {n} 秒自动刷新。",
         "summary_all_ok": "所有系统运行正常。",
         "cannot_record": "自 {since} 起 hismon 无法记录：状态库拒绝写入。",
         "cannot_record_detail": "事件与消息暂存内存继续处理（{n} 项变更待写入），已通知信息科。",
         "summary_problems": "{n} 个系统存在问题",
+        "summary_problems_one": "1 个系统存在问题",
         "campus": "院区",
         "no_campus": "共用系统（不分院区）",
         "state_ok": "正常",
@@ -481,13 +483,20 @@ def language_of(request: Request, default: str | None = None) -> str:
     return default or side_of(request).config.site.language
 
 
+def lang_query(language: str, config: Config) -> str:
+    """`?lang=xx` for links when the page is not in the site's language, so a reader who
+    chose English stays in English from page to page; "" otherwise (links stay short)."""
+    return "" if language == config.site.language else f"?lang={language}"
+
+
 def render(request: Request, name: str, language: str, status: int = 200,
            **context: Any) -> HTMLResponse:
     view = side_of(request)
     config = view.config
     now = view.clock()
     html = environment().get_template(name).render(
-        s=strings(language), lang=language, site=config.site, now=now,
+        s=strings(language), lang=language, lq=lang_query(language, config), site=config.site,
+        now=now,
         updated=local_time(now, config.site.tz, seconds=True),
         recording=view.recording(),
         t_since=lambda ts: local_time(ts, config.site.tz, True),
@@ -692,7 +701,7 @@ async def ack_form(request: Request, side: WebSide, body: AckForm) -> Response:
         text = s["not_open_incident"] if known else s["not_found_incident"]
         return error_page(request, language, 404, s["not_found_title"],
                           text.format(id=incident_id), back if known else "/")
-    return RedirectResponse(back, status_code=303)
+    return RedirectResponse(back + lang_query(language, side.config), status_code=303)
 
 
 ROUTES = [

@@ -30,7 +30,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "what_to_do": "What to do now",
         "procedure_of": "{system}: downtime procedure",
         "no_procedure_on_file": "No downtime procedure is on file. Call IT.",
-        "banner_root": "{system} {state}: {n} system(s) affected",
+        "banner_root": "{system} {state}: {n} systems affected",
+        "banner_root_one": "{system} {state}: 1 system affected",
         "state_word_down": "down",
         "state_word_degraded": "degraded",
         "state_word_unseen": "not probed since {since}",
@@ -43,6 +44,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "availability_30d": "30 days",
         "no_data_yet": "no data",
         "legend": "Legend",
+        "axis_24h_ago": "24 h ago",
+        "axis_now": "now",
+        "axis_90d_ago": "90 days ago",
+        "axis_today": "today",
         "worst_ok": "OK",
         "worst_degraded": "degraded",
         "worst_down": "down",
@@ -68,6 +73,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "procedure_of": "{system}：应急预案",
         "no_procedure_on_file": "没有登记应急预案，请联系信息科。",
         "banner_root": "{system}{state}：影响 {n} 个系统",
+        "banner_root_one": "{system}{state}：影响 1 个系统",
         "state_word_down": "故障",
         "state_word_degraded": "性能下降",
         "state_word_unseen": "自 {since} 起未能检测",
@@ -80,6 +86,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "availability_30d": "30 天",
         "no_data_yet": "暂无数据",
         "legend": "图例",
+        "axis_24h_ago": "24 小时前",
+        "axis_now": "现在",
+        "axis_90d_ago": "90 天前",
+        "axis_today": "今天",
         "worst_ok": "正常",
         "worst_degraded": "性能下降",
         "worst_down": "故障",
@@ -197,9 +207,9 @@ def banner_lines(cards: Sequence[IncidentCard], config: Config, language: str,
         word = s[f"state_word_{state}"]
         if unseen and card.incident.system in unseen:
             word = s["state_word_unseen"].format(since=unseen[card.incident.system])
-        lines.append(s["banner_root"].format(
-            system=system_name(config, card.incident.system, language),
-            state=word, n=1 + len({d.system for d in card.dependents})))
+        n = 1 + len({d.system for d in card.dependents})
+        lines.append(s["banner_root" if n != 1 else "banner_root_one"].format(
+            system=system_name(config, card.incident.system, language), state=word, n=n))
     return lines
 
 
