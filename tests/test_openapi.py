@@ -19,7 +19,9 @@ import httpx
 import pytest
 from starlette.routing import Route
 
-from monitor.web.app import build_app
+from monitor.web.app import ROUTE_MODULES, build_app
+from monitor.web.bodies import body_schema
+from monitor.web.guard import WRITE_BODIES
 from monitor.web.openapi import OPENAPI
 from tests.conftest import HttpTarget, free_port
 
@@ -108,6 +110,75 @@ def test_every_reference_resolves() -> None:
                 walk(value)
 
     walk(OPENAPI)
+
+
+LINK_PAGES = {"/a/{token}", "/d/{token}", "/v/{token}"}
+"""SPEC 13.2: the signed link is the credential and any instance takes the POST (a standby
+queues it for the leader), so these pages do not pass the operator gate."""
+
+
+def write_routes() -> list[tuple[str, str, object]]:
+    """(method, path, endpoint) of every route that can change something, before merging."""
+    return [(method, route.path, route.endpoint)
+            for module in ROUTE_MODULES for route in module.ROUTES
+            for method in sorted((route.methods or set()) - {"GET", "HEAD"})]
+
+
+def test_every_write_passes_the_one_gate() -> None:
+    """Issue 9 item 2: token, standby and body checks are one decorator for the API and the
+    page forms alike; a write endpoint written without it would skip one of them."""
+    ungated = [f"{method} {path}" for method, path, endpoint in write_routes()
+               if endpoint not in WRITE_BODIES and path not in LINK_PAGES]
+    assert not ungated, ungated
+    assert ("POST", "/incidents/{id}/ack") in {(m, p) for m, p, e in write_routes()
+                                               if e in WRITE_BODIES}
+
+
+def test_every_request_body_is_generated_from_the_model_that_validates_it() -> None:
+    """Issue 9 item 3: a body rule is written once, in its pydantic model. The document's
+    body of each write is exactly the schema generated from the model its endpoint validates
+    with (a description may be added); an endpoint that takes no body documents none."""
+    schemas = OPENAPI["components"]["schemas"]
+
+    def resolved(schema: dict[str, object]) -> dict[str, object]:
+        while isinstance(ref := schema.get("$ref"), str):
+            schema = schemas[ref.rsplit("/", 1)[1]]
+        return {k: v for k, v in schema.items() if k != "description"}
+
+    compared = []
+    for method, path, endpoint in write_routes():
+        operation = OPENAPI["paths"].get(path, {}).get(method.lower())
+        if operation is None:  # a page form or a link page: not part of the API document
+            continue
+        model = WRITE_BODIES[endpoint]  # type: ignore[index]
+        if model is None:
+            assert "requestBody" not in operation, (method, path)
+            continue
+        documented = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert resolved(documented) == resolved(body_schema(model)), (method, path)
+        compared.append(path)
+    assert len(compared) >= 9, compared
+    assert "/api/v1/checks/{id}/result" in compared and "/api/v1/alertmanager" in compared
+
+
+def test_the_generated_body_schemas_are_openapi_3_0() -> None:
+    """3.0 knows no `$defs` and no `const`: nested models are inlined, a constant is an enum."""
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            assert "$defs" not in node and "const" not in node, node
+            ref = node.get("$ref")
+            assert ref is None or ref.startswith("#/components/schemas/"), ref
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(OPENAPI)
+    alertmanager = OPENAPI["paths"]["/api/v1/alertmanager"]["post"]["requestBody"]
+    body = alertmanager["content"]["application/json"]["schema"]
+    assert body["properties"]["version"]["enum"] == ["4"]
+    assert body["properties"]["alerts"]["items"]["required"] == ["status"]
 
 
 @pytest.mark.slow

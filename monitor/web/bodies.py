@@ -197,9 +197,33 @@ class SilenceBody(Body):
 
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """A pydantic model's JSON Schema as OpenAPI 3.0 reads it (`nullable`, one `example`)."""
-    schema: dict[str, Any] = _openapi30(model.model_json_schema(mode="validation"))
+    """A pydantic model's JSON Schema as OpenAPI 3.0 reads it (`nullable`, one `example`,
+    `enum` for `const`, nested models inlined: 3.0 knows no `$defs`)."""
+    raw = model.model_json_schema(mode="validation")
+    defs = raw.pop("$defs", {})
+    schema: dict[str, Any] = _openapi30(_inline(raw, defs, ()))
     return schema
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """An OpenAPI `requestBody` (JSON) whose schema is the model's own, inline."""
+    return {"required": True, "content": {"application/json": {"schema": body_schema(model)}}}
+
+
+def _inline(node: Any, defs: dict[str, Any], seen: tuple[str, ...]) -> Any:
+    """Each `{"$ref": "#/$defs/X"}` replaced by X itself (a body model is never recursive)."""
+    if isinstance(node, list):
+        return [_inline(item, defs, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        name = ref.removeprefix("#/$defs/")
+        if name in seen:
+            raise ValueError(f"a request body cannot be recursive ({name})")
+        rest = {k: v for k, v in node.items() if k != "$ref"}
+        return {**_inline(defs[name], defs, (*seen, name)), **_inline(rest, defs, seen)}
+    return {k: _inline(v, defs, seen) for k, v in node.items()}
 
 
 def _openapi30(node: Any) -> Any:
@@ -208,6 +232,8 @@ def _openapi30(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     node = {k: _openapi30(v) for k, v in node.items() if k != "title"}
+    if "const" in node:
+        node["enum"] = [node.pop("const")]
     options = node.get("anyOf")
     if isinstance(options, list) and {"type": "null"} in options:
         rest = [o for o in options if o != {"type": "null"}]

@@ -36,6 +36,13 @@ TokenPolicy = Callable[[Request, ReadView], "Sequence[str] | None"]
 """The tokens that may call an endpoint; None: no token needed. May raise a `Refusal`."""
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+WRITE_BODIES: dict[Endpoint, type[BaseModel] | None] = {}
+"""Every endpoint made by `write`, with the model of its body (None: it takes none). The
+OpenAPI test reads it: each documented request body must be the model's generated schema."""
+
+
 class Refusal(Exception):
     """Why a request changed nothing; `code` lets a page say it in the reader's language."""
 
@@ -119,7 +126,7 @@ def write(
     leader_only: bool = True,
     refuse: Callable[[Request, Refusal], Response] = api_refusal,
     limit: int | None = None,
-) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+) -> Callable[[Handler], Endpoint]:
     """Make `handler(request, side, body)` a guarded Starlette endpoint.
 
     `body`: the pydantic model of the JSON body (or of the form with `form=True`; the form's
@@ -130,7 +137,7 @@ def write(
     """
     size = limit or (MAX_FORM_BODY if form else MAX_JSON_BODY)
 
-    def decorate(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    def decorate(handler: Handler) -> Endpoint:
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
             side = side_of(request)
@@ -149,6 +156,7 @@ def write(
                 return refuse(request, refusal)
             return await handler(request, side, parsed)
 
+        WRITE_BODIES[endpoint] = body
         return endpoint
 
     return decorate

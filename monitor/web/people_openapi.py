@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
-from monitor.web.bodies import body_schema
+from monitor.web.bodies import ID_PATTERN, request_body
 from monitor.web.guard import MAX_JSON_BODY
 from monitor.web.people import ConfirmBody, DeclareBody, PatchBody, ResolveBody, VendorBody
 
@@ -24,14 +22,9 @@ def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
-def _body(model: type[BaseModel]) -> dict[str, Any]:
-    """The request body, generated from the model that validates it."""
-    return {"required": True, "content": {"application/json": {"schema": body_schema(model)}}}
-
-
 def _id(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "description": description,
-            "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]+$", "minLength": 1}}
+            "schema": {"type": "string", "pattern": ID_PATTERN, "minLength": 1}}
 
 
 TEXT = {"type": "string", "minLength": 1}
@@ -105,26 +98,26 @@ PATHS: dict[str, Any] = {
     }},
     "/api/v1/incidents": {"post": _write(
         "declareIncident", "Declare an incident by hand (a help-desk call)",
-        _body(DeclareBody), [],
+        request_body(DeclareBody), [],
         {"201": _json(_ref("IncidentDetail"), "Declared; the system's plan runs"),
          "409": _json(_ref("IncidentConflict"), "The system already has an open incident")})},
     "/api/v1/incidents/{id}": {"patch": _write(
         "patchIncident", "Record the confirmed cause, root cause and actions",
-        _body(PatchBody),
+        request_body(PatchBody),
         [INCIDENT_ID], {"200": DETAIL, "404": _error("No such incident")})},
     "/api/v1/incidents/{id}/resolve": {"post": _write(
         "resolveIncident", "Resolve by hand (an automatic one only once no check fails)",
-        _body(ResolveBody), [INCIDENT_ID],
+        request_body(ResolveBody), [INCIDENT_ID],
         {"200": DETAIL, "404": _error("No such incident"),
          "409": _json(_ref("IncidentConflict"), "Already resolved")})},
     "/api/v1/incidents/{id}/departments/{dept}/confirm": {"post": _write(
         "confirmDepartment", "A department is on paper / done with back-entry (by phone)",
-        _body(ConfirmBody),
+        request_body(ConfirmBody),
         [INCIDENT_ID, _id("dept", "Department id")],
         {"200": DETAIL, "404": _error("No such incident")})},
     "/api/v1/incidents/{id}/vendor-response": {"post": _write(
         "vendorResponse", "The vendor's engineer is responding (taken by phone)",
-        _body(VendorBody), [INCIDENT_ID],
+        request_body(VendorBody), [INCIDENT_ID],
         {"200": DETAIL, "404": _error("No such incident")})},
     "/api/v1/incidents/{id}/review": {"get": {
         "operationId": "incidentReview", "tags": ["read"],

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from monitor.core.models import iso
 from monitor.probing.pushed import AlertmanagerPayload, PushedResult
+from monitor.web.bodies import ID_PATTERN, request_body
 from monitor.web.guard import Refusal, bearer_token, error, token_valid, write
 from monitor.web.interfaces import ReadView, WebSide
 
@@ -65,7 +66,7 @@ ROUTES = [
 
 
 _STATES = ["OK", "WARN", "CRIT", "UNKNOWN"]
-_ID = {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]+$"}
+_ID = {"type": "string", "pattern": ID_PATTERN}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -93,14 +94,7 @@ OPENAPI_PATHS: dict[str, Any] = {
         "security": [{"bearer": []}],
         "parameters": [{"name": "id", "in": "path", "required": True, "schema": _ID,
                         "description": "Id of a check of type passive"}],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["state"], "additionalProperties": False,
-            "properties": {
-                "state": {"type": "string", "enum": _STATES},
-                "message": {"type": "string", "maxLength": 2000},
-                "numbers": {"type": "object", "maxProperties": 64,
-                            "additionalProperties": {"type": "number"}},
-            }}}}},
+        "requestBody": request_body(PushedResult),
         "responses": {
             "200": _json({"type": "object",
                           "required": ["check", "state", "hard_state", "hard", "received_at"],
@@ -123,24 +117,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                        "check is the worst of its alerts firing now. Bearer token of "
                        "`server.api_tokens`.",
         "security": [{"bearer": []}],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["version", "alerts"],
-            "properties": {
-                "version": {"type": "string", "enum": ["4"]},
-                "status": {"type": "string", "enum": ["firing", "resolved"]},
-                "receiver": {"type": "string"},
-                "alerts": {"type": "array", "maxItems": 5000, "items": {
-                    "type": "object", "required": ["status"],
-                    "properties": {
-                        "status": {"type": "string", "enum": ["firing", "resolved"]},
-                        "labels": {"type": "object",
-                                   "additionalProperties": {"type": "string"}},
-                        "annotations": {"type": "object",
-                                        "additionalProperties": {"type": "string"}},
-                        "startsAt": {"type": "string"},
-                        "fingerprint": {"type": "string"},
-                    }}},
-            }}}}},
+        "requestBody": request_body(AlertmanagerPayload),
         "responses": {
             "200": _json({"type": "object", "required": ["applied", "unknown_check"],
                           "properties": {"applied": {"type": "integer", "minimum": 0},
