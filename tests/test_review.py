@@ -4,6 +4,7 @@ HTML prints to PDF in headless Chromium, and page 1 as printed is saved as a PNG
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,21 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "tests" / "artifacts"
 
 
+async def _delivered(daemon: Any) -> None:
+    """Let the real outbox deliver what is due (console channels) and the engine hear of it."""
+    for _ in range(200):
+        if not [m for m in await daemon.store.list_messages() if m.status == "pending"]:
+            break
+        await asyncio.sleep(0.02)
+    await daemon.engine.tick()
+
+
 async def _incident_with_everything(daemon: Any, clock: Any) -> None:
     engine = daemon.engine
     inc = first(daemon)
+    clock.now = T0 + 3  # the channels take the first messages 3 s after they fell due
+    daemon.outbox.start()
+    await _delivered(daemon)
     clock.now = T0 + 120
     await engine.acknowledge(inc, "李娜", "on it", via="link")
     await engine.confirm_department(inc, "er", "on_paper", "护士长 吴")
@@ -36,6 +49,8 @@ async def _incident_with_everything(daemon: Any, clock: Any) -> None:
     await engine.patch(inc, "王主任", {"confirmed_cause": "database",
                                           "root_cause": "主库磁盘写满",
                                           "actions": ["磁盘容量告警阈值改为 80%"]})
+    await _delivered(daemon)
+    await daemon.outbox.stop()
 
 
 async def test_the_review_as_json_and_html(app) -> None:  # noqa: F811
@@ -56,6 +71,11 @@ async def test_the_review_as_json_and_html(app) -> None:  # noqa: F811
     kinds = {m["kind"] for m in review["messages"]}
     assert {"outage_it", "department_outage", "vendor_escalation"} <= kinds
     assert all(m["due"] for m in review["messages"])
+    assert all(m["status"] == "sent" and m["delivered"] for m in review["messages"]), \
+        review["messages"]
+    assert review["detection"]["seconds"] == 3.0, "first failed probe -> first IT delivery"
+    assert review["vendor"]["escalated_at"] == review["window"]["start"].replace(
+        ":00+08:00", ":03+08:00"), "the vendor's clock starts at the delivery (SPEC 13.4)"
     page = await client.get(f"/incidents/{first(daemon)}/review")
     assert page.status_code == 200
     for text in ("故障复盘报告", "李娜", "护士长 吴", "Engineer Wu", "主库磁盘写满",

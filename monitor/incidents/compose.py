@@ -52,6 +52,8 @@ def step_messages(facts: Facts, incident: Incident, due: plans.DueStep, now: flo
                 if group and pair[0] not in {n for n, _ in pairs}:
                     pairs.append(pair)
         recipients = [plans.Recipient(n, d) for n, d in pairs]
+    system = config.system(incident.system) if config.has_system(incident.system) else None
+    vendor_notifiers = set(system.vendor.notify) if system and system.vendor else set()
     asked = set()
     if note_missing and (plan_ := facts.plan_of(incident)) is not None:
         asked = {r.key for r in plans.resolve_targets(plans.it_targets(plan_), config, incident,
@@ -75,6 +77,9 @@ def step_messages(facts: Facts, incident: Incident, due: plans.DueStep, now: flo
         if department:
             # For the review (SPEC 13.6), a fallback copy (per department) and grouping (6).
             payload["department"] = department
+        elif recipient.vendor or notifier in vendor_notifiers:
+            # Its delivery starts the vendor's response clock (SPEC 13.4).
+            payload["vendor"] = True
         payload[GROUP_ITEM] = group_item(context)
         if recipient.person:
             for_person(payload, person_card(config, recipient.person), config.notifier(notifier))

@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from monitor.config.model import Config, Plan
-from monitor.core.models import Incident, Silence
+from monitor.core.models import Incident, OutboxMessage, Silence
 from monitor.delivery.messages import MessageRenderer
 from monitor.incidents import maintenance, rules
 from monitor.incidents.applier import Applier, StepCounter
@@ -82,6 +82,9 @@ class Engine:
         self.link_key: bytes | None = None
         self._backfill_checked = float("-inf")
         """Set by the daemon from the store (SPEC 13.2): messages then carry signed links."""
+        self._escalations: list[tuple[str, float, str]] = []
+        """(incident, delivered at, notifier) of vendor escalations the outbox delivered, for
+        the next tick to record as the start of the vendor's response clock (SPEC 13.4)."""
 
     def _enqueued(self) -> None:
         self.on_enqueued()
@@ -162,6 +165,7 @@ class Engine:
         now = self.clock()
         await self.save_states()
         await self._standby_link_actions()
+        await self._vendor_escalations()
         dirty, self._dirty = self._dirty, set()
         try:
             apply = self.applier.apply
@@ -308,6 +312,37 @@ class Engine:
             told = {m.notifier for m in await self.store.list_messages(incident_id=incident.id)}
             await self.applier.apply(
                 backfill.reminder(self.facts(now), incident, recorded, told, now), now)
+
+    def delivered(self, message: OutboxMessage) -> None:
+        """The outbox delivered `message` (called from its sender, so only noted here)."""
+        if message.kind == "vendor_escalation" and message.incident_id \
+                and message.sent_at is not None and message.payload.get("vendor"):
+            self._escalations.append((message.incident_id, message.sent_at, message.notifier))
+            self.wake()
+
+    async def restore_escalations(self) -> None:
+        """After a restart: an escalation delivered just before the crash, not yet recorded."""
+        for incident in self.open.values():
+            if incident.vendor_escalated_at is None:
+                for message in await self.store.list_messages(incident_id=incident.id):
+                    if message.status == "sent":
+                        self.delivered(message)
+
+    async def _vendor_escalations(self) -> None:
+        pending, self._escalations = self._escalations, []
+        try:
+            while pending:
+                incident_id, at, notifier = pending[0]
+                incident = self._find_open(incident_id) or \
+                    await self.store.get_incident(incident_id)
+                effect = None if incident is None else \
+                    actions.vendor_escalated(incident, at, notifier)
+                if incident is not None and effect is not None:
+                    await self.applier.apply([effect], at)
+                    _assign_fields(incident, effect.incident)
+                pending.pop(0)
+        finally:
+            self._escalations[:0] = pending  # a store that failed: the next tick retries
 
     async def _standby_link_actions(self) -> None:
         """Link POSTs a standby recorded in the shared store (SPEC 13.2), oldest first."""

@@ -373,9 +373,6 @@ def step(facts: Facts, incident: Incident, due: plans.DueStep, now: float) -> Ef
     if due.kind == "progress_update":
         after = _copy(incident)
         after.last_update_sent_at = now
-    elif due.kind == "vendor_escalation" and incident.vendor_escalated_at is None:
-        after = _copy(incident)
-        after.vendor_escalated_at = now
     return SendStep(incident.id, due, tuple(step_messages(facts, incident, due, now)), after)
 
 

@@ -153,5 +153,19 @@ def vendor_response(incident: Incident, by: str | None, eta: str | None, now: fl
         "vendor_responded", text, {"by": by, "eta": eta, "via": via}),))
 
 
+def vendor_escalated(incident: Incident, delivered_at: float,
+                     notifier: str) -> UpdateIncident | None:
+    """The first `vendor_escalation` the vendor received: `response_sla` counts from here
+    (SPEC 13.4), not from when the step fell due (a slow mail server is not the vendor's
+    delay). None when an earlier delivery already started the clock."""
+    if incident.vendor_escalated_at is not None and incident.vendor_escalated_at <= delivered_at:
+        return None
+    changed = _copy(incident)
+    changed.vendor_escalated_at = delivered_at
+    return UpdateIncident(changed, Change.NOTE, (Note(
+        "vendor_escalated", f"vendor escalation delivered ({notifier})",
+        {"notifier": notifier, "delivered_at": delivered_at}),))
+
+
 __all__ = ["CAUSES", "Effect", "Refused", "confirm_department", "declare", "patch",
-           "resolve_by_hand", "vendor_response"]
+           "resolve_by_hand", "vendor_escalated", "vendor_response"]

@@ -75,6 +75,7 @@ class Daemon:
                              on_incident_error=self.metrics.count_incident_error)
         # Quorum checks count only once the votes of other instances were read.
         self.engine.unconfirmed = {c.id for c in config.checks if c.vantage_quorum > 1}
+        self.outbox.on_sent = self.engine.delivered
         self.scheduler = Scheduler(config, self.ctx, self.states, self.metrics,
                                    self._check_changed, clock, shard)
         self.alerts = AlertBook()
@@ -316,6 +317,8 @@ class Daemon:
                             error=f"{type(exc).__name__}: {exc}"[:300])
             await engine.load()
             await engine.restore_notes()
+            await engine.restore_escalations()
+            outbox.on_sent = engine.delivered
             engine.apply_config(self.config)
             await self.outbox.stop()
             self.engine, self.outbox = engine, outbox
