@@ -152,8 +152,14 @@ def test_a_length_limit_cuts_the_text_before_the_links() -> None:
 
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[tuple[Daemon, AsyncClient, Clock]]:
+    async for found in _app(tmp_path):
+        yield found
+
+
+async def _app(tmp_path: Path, **replace: str) -> AsyncIterator[tuple[Daemon, AsyncClient,
+                                                                     Clock]]:
     clock = Clock(T0)
-    cfg = config(f'state: {{url: "sqlite:///{tmp_path}/s.db"}}\n')
+    cfg = config(f'state: {{url: "sqlite:///{tmp_path}/s.db"}}\n', **replace)
     daemon = Daemon(cfg, clock=clock, serve_http=False)
     await daemon.store.open()
     daemon.link_key = await daemon.store.link_key()
@@ -265,3 +271,18 @@ async def test_a_standby_records_the_post_for_the_leader(app) -> None:
     await daemon.engine.tick()  # the leader acts on what the standby recorded
     assert (await daemon.store.get_incident(first(daemon))).acknowledged_by == "李娜"
     assert await daemon.store.link_actions() == []
+
+
+async def test_the_department_page_speaks_the_departments_language(tmp_path: Path) -> None:
+    """A zh site, a department that reads English (SPEC 7: the reader's language)."""
+    async for daemon, client, _ in _app(tmp_path, **{
+            "{id: er, name: 急诊科, notify: [er-hook]}":
+            "{id: er, name: {zh: 急诊科, en: Emergency}, language: en, notify: [er-hook]}"}):
+        dept = link(await daemon.store.list_messages(), "department")
+        page = await client.get(dept)
+        assert page.status_code == 200 and 'lang="en"' in page.text
+        assert "We are on paper" in page.text and "Emergency" in page.text
+        assert "我们已启用纸质流程" not in page.text
+        assert "我们已启用纸质流程" in (await client.get(dept + "?lang=zh")).text
+        done = await client.post(dept, data={"what": "on_paper"})
+        assert "Recorded: Emergency is on paper." in done.text

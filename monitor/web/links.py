@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from monitor.config.i18n import text
 from monitor.core.models import Incident
 from monitor.links.tokens import BadToken, Claim, verify
 from monitor.web.guard import side_of
@@ -94,15 +95,17 @@ border:0;background:#0a58ca;color:#fff}.msg{background:#e8f5e9;padding:.8em;bord
 _TEMPLATE = Environment(autoescape=True).from_string(PAGE)
 
 
-def _language(request: Request, view: ReadView) -> str:
-    lang = request.query_params.get("lang") or view.config.site.language
+def _language(request: Request, view: ReadView, reader: str | None = None) -> str:
+    """`?lang=`, else the reader's (a department's `language`), else the site's (SPEC 7)."""
+    lang = request.query_params.get("lang") or reader or view.config.site.language
     return lang if lang in TEXT else "en"
 
 
-def _name(value: Any, language: str) -> str:
-    if isinstance(value, dict):
-        return str(value.get(language) or next(iter(value.values()), ""))
-    return str(value)
+def _department_language(view: ReadView, department: str) -> str | None:
+    try:
+        return view.config.department(department).language
+    except KeyError:
+        return None
 
 
 def _form(raw: bytes) -> dict[str, str]:
@@ -112,9 +115,9 @@ def _form(raw: bytes) -> dict[str, str]:
 
 def page(request: Request, title: str, *, message: str = "", bad: bool = False,
          incident: Incident | None = None, forms: list[dict[str, Any]] | None = None,
-         status: int = 200) -> HTMLResponse:
+         status: int = 200, reader: str | None = None) -> HTMLResponse:
     view = side_of(request)
-    lang = _language(request, side_of(request))
+    lang = _language(request, view, reader)
     shown = None
     if incident is not None:
         tz = view.config.site.tz
@@ -126,13 +129,15 @@ def page(request: Request, title: str, *, message: str = "", bad: bool = False,
             return dt.datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M") \
                 if ts is not None else None
 
+        site = view.config.site.language
         shown = {"id": incident.id, "severity": incident.severity,
-                 "system_name": _name(system.name, lang) if system else incident.system,
+                 "system_name": text(system, "name", lang, site) if system
+                 else incident.system,
                  "since": when(incident.started_at), "ended": when(incident.resolved_at),
                  "resolved": not incident.is_open,
                  "checks": [f"{c.get('id')}: {c.get('message')}"
                             for c in incident.failing_checks],
-                 "procedure": _name(system.downtime_procedure, lang)
+                 "procedure": text(system, "downtime_procedure", lang, site)
                  if system and system.downtime_procedure else None}
     html = _TEMPLATE.render(lang=lang, t=TEXT[lang], title=title, message=message, bad=bad,
                             incident=shown, forms=forms or [])
@@ -230,11 +235,13 @@ async def department_link(request: Request) -> Response:
     if isinstance(found, HTMLResponse):
         return found
     claim, incident = found
-    lang = _language(request, side_of(request))
-    t = TEXT[lang]
     dept = claim.recipient
+    reader = _department_language(view, dept)
+    lang = _language(request, view, reader)
+    t = TEXT[lang]
     try:
-        dept_name = _name(view.config.department(dept).name, lang)
+        dept_name = text(view.config.department(dept), "name", lang,
+                         view.config.site.language)
     except KeyError:
         dept_name = dept
     title = f"{dept_name} · {incident.id}"
@@ -243,16 +250,16 @@ async def department_link(request: Request) -> Response:
     if request.method == "GET":
         forms = [] if confirmed.get(f"{what}_at") else [
             {"what": what, "label": t[what], "fields": ["by"]}]
-        return page(request, title, incident=incident, forms=forms,
+        return page(request, title, incident=incident, forms=forms, reader=reader,
                     message=t["already"] if confirmed.get(f"{what}_at") else "")
     form = _form(await request.body())
     asked = form.get("what", what)
     if asked not in ("on_paper", "backfill_done") or (
             asked == "on_paper" and not incident.is_open):
         return page(request, title, incident=incident, status=422, bad=True,
-                    message=t["invalid"])
+                    message=t["invalid"], reader=reader)
     if confirmed.get(f"{asked}_at"):
-        return page(request, title, incident=incident, message=t["already"])
+        return page(request, title, incident=incident, message=t["already"], reader=reader)
     log.info("link_used", kind="department", incident=incident.id, recipient=dept,
              what=asked)
     done = await act(request, {"kind": "department", "incident": incident.id, "department": dept,
@@ -260,7 +267,7 @@ async def department_link(request: Request) -> Response:
     if done is None and view.leading:
         return invalid(request, claim, "refused by the engine")
     message = t["queued"] if done is None else t[f"{asked}_done"].format(dept=dept_name)
-    return page(request, title, incident=done or incident, message=message)
+    return page(request, title, incident=done or incident, message=message, reader=reader)
 
 
 async def vendor_link(request: Request) -> Response:
