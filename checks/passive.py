@@ -24,6 +24,7 @@ from checks.base import CheckBase, ProbeContext
 from checks.heartbeat import span
 from monitor.core.durations import Duration
 from monitor.core.result import Result, State
+from monitor.core.timefmt import local_time
 from monitor.core.types import Cause
 
 
@@ -71,9 +72,8 @@ class PassiveCheck(CheckBase):
         reference = float(reference)
         if now - reference <= self.expect_every + self.grace_seconds:
             return None
-        when = dt.datetime.fromtimestamp(reference, tz or dt.UTC)
-        text = when.strftime("%Y-%m-%d %H:%M") if now - reference >= 86400 else \
-            when.strftime("%H:%M:%S")
+        text = local_time(reference, tz or dt.UTC) if now - reference >= 86400 else \
+            dt.datetime.fromtimestamp(reference, tz or dt.UTC).strftime("%H:%M:%S")
         since = f"since {text}" if last is not None else f"since hismon started at {text}"
         message = (f"no result {since} ({span(now - reference)} ago; expected every "
                    f"{span(self.expect_every)} + {span(self.grace_seconds)} grace)")

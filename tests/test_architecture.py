@@ -279,3 +279,36 @@ def test_every_path_the_readme_names_exists() -> None:
     text = README.read_text(encoding="utf-8")
     missing = sorted({p for p in PATH_MENTION.findall(text) if not (REPO / p).exists()})
     assert not missing, missing
+
+
+# ---- one helper, one home (issue 9 item 6) -----------------------------------------------
+
+HOMES = {
+    "first_line": "monitor.core.text", "one_line": "monitor.core.text",
+    "scrub": "monitor.core.text", "host_port": "monitor.core.text",
+    "iso": "monitor.core.timefmt", "token_valid": "monitor.web.guard",
+}
+"""Shared helpers and the one module that defines them (anyone else imports it)."""
+WALL_CLOCK = re.compile(r"""strftime\(\s*["']%Y-%m-%d %H:%M""")
+"""A site-local date and time written out by hand instead of `timefmt.local_time`."""
+COMPARE_DIGEST_HOMES = {"monitor.web.guard", "monitor.links.tokens"}
+"""The API token check and the signed link's MAC check: the only constant-time compares."""
+
+
+def test_each_shared_helper_has_one_home() -> None:
+    """A second `first_line` or time formatter drifts from the first (issue 9 found four
+    `first_line`s and three time formatters): a module-level function of one of these names
+    is defined only in its home, a wall-clock time is written only by `timefmt`, and tokens
+    are compared in constant time only by the two checks that exist."""
+    problems = []
+    for module, path in modules().items():
+        source = path.read_text(encoding="utf-8")
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and \
+                    HOMES.get(node.name, module) != module:
+                problems.append(f"{module} defines {node.name}; its home is {HOMES[node.name]}")
+        if module != "monitor.core.timefmt" and WALL_CLOCK.search(source):
+            problems.append(f"{module} formats a wall-clock time: use timefmt.local_time")
+        if module not in COMPARE_DIGEST_HOMES and "compare_digest" in source:
+            problems.append(f"{module} compares a secret itself: use guard.token_valid")
+    assert not problems, "\n".join(problems)

@@ -24,6 +24,7 @@ import structlog
 from monitor.config.loader import ConfigError, load_config
 from monitor.config.model import Config
 from monitor.core.collector import collector_paused
+from monitor.core.text import first_line
 
 log = structlog.get_logger("hismon.reload")
 
@@ -202,7 +203,7 @@ _PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@/\s]+@")
 
 def startup_failure(exc: BaseException, config: Config | None = None) -> str:
     """One line for a failure of `run` at start-up; no traceback, no password."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(str(exc), limit=None) or type(exc).__name__
     store = ""
     if config is not None and not isinstance(exc, OSError | ConfigError):
         url = _PASSWORD.sub(r"\1***@", config.state.url)

@@ -118,13 +118,15 @@ def host_port(host: str | None, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def first_line(text: str, limit: int = 200) -> str:
-    """The first non-blank line, stripped, at most `limit` characters: a plugin's or a
-    driver's message as one result line."""
+def first_line(text: str, limit: int | None = 200) -> str:
+    """The first non-blank line, stripped, at most `limit` characters (None: all of it): a
+    plugin's or a driver's message as one result line."""
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
-    return line[:limit]
+    return line if limit is None else line[:limit]
 
 
-def one_line(text: str, limit: int = 160) -> str:
-    """All of a multi-line text on one line (aiohttp's parser errors draw a caret below)."""
-    return " ".join(text.split())[:limit]
+def one_line(text: str, limit: int = 160, mark: str = "") -> str:
+    """All of a multi-line text on one line (aiohttp's parser errors draw a caret below),
+    at most `limit` characters; a cut one ends with `mark` (e.g. `...`) within the limit."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit - len(mark)] + mark

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.core.result import Result, State
+from monitor.core.text import one_line
 from monitor.core.types import Cause
 
 CHECK_LABEL = "hismon_check"
@@ -48,7 +49,8 @@ class PushedResult(BaseModel):
         return numbers
 
     def result(self) -> Result:
-        message = one_line(self.message) or f"{self.state} (pushed without a message)"
+        message = one_line(self.message, MAX_MESSAGE, "...") or \
+            f"{self.state} (pushed without a message)"
         state = State[self.state]
         return Result(state, message, numbers=dict(self.numbers),
                       cause=Cause.APPLICATION if state is not State.OK else None)
@@ -101,12 +103,7 @@ def alert_message(alert: AmAlert) -> str:
     text = alert.annotations.get("summary") or alert.annotations.get("description")
     if not text:
         text = f"alert {alert.labels.get('alertname', '(unnamed)')} firing"
-    return one_line(text)
-
-
-def one_line(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= MAX_MESSAGE else line[:MAX_MESSAGE - 3] + "..."
+    return one_line(text, MAX_MESSAGE, "...")
 
 
 @dataclass(frozen=True, slots=True)

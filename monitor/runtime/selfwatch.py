@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from monitor.core.models import OutboxMessage
+from monitor.core.timefmt import local_time
 from monitor.core.types import MessageKind
 from monitor.delivery.messages import MessageRenderer
 from monitor.store.buffered import Unrecorded
@@ -221,7 +222,7 @@ class SelfWatch:
             "site": {"name": site.name},
             "instance": self.instance,
             "problems": [getattr(p, lang) for p in alert.problems],
-            "since_local": _local(alert.started_at, site.tz),
+            "since_local": local_time(alert.started_at, site.tz, seconds=True),
             "duration": format_duration(max(now - alert.started_at, 0.0), lang),
             "recovered": alert.kind == "monitor_ok",
         }
@@ -265,9 +266,3 @@ def self_alert_notifiers(config: Any) -> list[NotifierBase]:
         names = config.roles.get(target[5:], []) if target.startswith("role:") else [target]
         ids.extend(n for n in names if n not in ids)
     return [config.notifier(n) for n in ids]
-
-
-def _local(ts: float, tz: Any) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M:%S")

@@ -10,7 +10,6 @@ incident and the recipient. The pages need no JavaScript and work on a phone.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -22,6 +21,7 @@ from starlette.routing import Route
 
 from monitor.config.i18n import text
 from monitor.core.models import Incident
+from monitor.core.timefmt import local_time
 from monitor.links.tokens import BadToken, Claim, verify
 from monitor.web.guard import side_of
 from monitor.web.interfaces import ReadView
@@ -126,8 +126,7 @@ def page(request: Request, title: str, *, message: str = "", bad: bool = False,
             else None
 
         def when(ts: float | None) -> str | None:
-            return dt.datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M") \
-                if ts is not None else None
+            return local_time(ts, tz)
 
         site = view.config.site.language
         shown = {"id": incident.id, "severity": incident.severity,
@@ -194,8 +193,7 @@ def ack_name(view: ReadView, claim: Claim, form: dict[str, str]) -> str:
 
 def _acked(view: ReadView, t: dict[str, str], incident: Incident) -> str:
     """"Already acknowledged by X at T", in the site's time zone."""
-    at = dt.datetime.fromtimestamp(incident.acknowledged_at or 0,
-                                   view.config.site.tz).strftime("%Y-%m-%d %H:%M")
+    at = local_time(incident.acknowledged_at or 0, view.config.site.tz)
     return t["acked"].format(by=incident.acknowledged_by, at=at)
 
 

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from monitor.core.timefmt import local_time
 from monitor.people.review import build_review
 from monitor.web.guard import side_of
 from monitor.web.interfaces import ReadView
@@ -66,8 +67,6 @@ async def as_json(request: Request) -> Response:
 
 
 async def as_html(request: Request) -> Response:
-    import datetime as dt
-
     view = side_of(request)
     found = await review_of(view, request.path_params["id"])
     lang = request.query_params.get("lang") or view.config.site.language
@@ -75,8 +74,7 @@ async def as_html(request: Request) -> Response:
     if found is None:
         return HTMLResponse("<!doctype html><title>404</title><p>no such incident</p>",
                             status_code=404)
-    printed = dt.datetime.fromtimestamp(view.clock(), view.config.site.tz).strftime(
-        "%Y-%m-%d %H:%M")
+    printed = local_time(view.clock(), view.config.site.tz)
     return HTMLResponse(_TEMPLATE.render(r=found, t=TEXT[lang], lang=lang,
                                          site=view.config.site.name, printed=printed))
 
