@@ -194,6 +194,16 @@ async def test_declare_patch_resolve_through_the_api_and_cli(
         assert patched.json()["confirmed_cause"] == "network"
         assert (await api.patch(f"/api/v1/incidents/{incident['id']}", headers=auth,
                                 json={"by": "李", "confirmed_cause": "bad"})).status_code == 422
+        # SPEC 7's name for the same field: recorded as the confirmed cause, not ignored.
+        named = await api.patch(f"/api/v1/incidents/{incident['id']}", headers=auth,
+                                json={"by": "李", "suspected_cause": "database"})
+        assert named.status_code == 200 and named.json()["confirmed_cause"] == "database"
+        assert any(e["kind"] == "cause_confirmed" and e["data"]["confirmed_cause"] == "database"
+                   for e in named.json()["timeline"])
+        both = await api.patch(f"/api/v1/incidents/{incident['id']}", headers=auth,
+                               json={"by": "李", "suspected_cause": "database",
+                                     "confirmed_cause": "network"})
+        assert both.status_code == 422
     done = await hismon("resolve", incident["id"], "--by", "王工", "--note", "fixed",
                         "--url", daemon.url)
     assert done.returncode == 0, done.stderr

@@ -62,6 +62,9 @@ class PatchBody(Body):
 
     by: RequiredName
     confirmed_cause: Name | None = None
+    suspected_cause: Name | None = Field(default=None, description=(
+        "the name SPEC 7 gives the person's verdict on the cause: recorded as "
+        "confirmed_cause (the engine keeps its own suspected_cause)"))
     root_cause: Note | None = None
     actions: list[Action] | None = Field(default=None, max_length=MAX_ACTIONS)
 
@@ -139,6 +142,12 @@ async def resolve(request: Request, side: WebSide, body: ResolveBody) -> Respons
 async def patch(request: Request, side: WebSide, body: PatchBody) -> Response:
     changes: dict[str, Any] = {k: getattr(body, k) for k in (
         "confirmed_cause", "root_cause", "actions") if k in body.model_fields_set}
+    if "suspected_cause" in body.model_fields_set:
+        # SPEC 7 names the field `suspected_cause`, 13.5 `confirmed_cause`: both record what a
+        # person found; silently ignoring one of them would answer 200 and change nothing.
+        if "confirmed_cause" in changes and changes["confirmed_cause"] != body.suspected_cause:
+            return _error(422, "suspected_cause and confirmed_cause differ: give one")
+        changes["confirmed_cause"] = body.suspected_cause
     if "actions" in changes and changes["actions"] is None:
         return _error(422, "actions must be a list of texts")
     return await answer(side, side.patch(request.path_params["id"], body.by, changes))
