@@ -190,6 +190,21 @@ async def test_list_incidents_by_status_since_and_order(store: Store) -> None:
     assert [i.id for i in await store.list_incidents(limit=2)] == ["inc-3", "inc-2"]
 
 
+async def test_list_incidents_of_one_system_before_the_limit(store: Store) -> None:
+    """The system page asks for one system's incidents: newer ones of other systems must
+    not push its own past the limit (a hospital-wide list cut at 500 did)."""
+    for n in (1, 2):
+        await store.save_incident(incident(n, system="his", status="resolved",
+                                           resolved_at=2000.0 + n))
+    for n in range(3, 9):
+        await store.save_incident(incident(n, system="lis"))
+    assert [i.id for i in await store.list_incidents(limit=2, system="his")] == [
+        "inc-2", "inc-1"]
+    assert [i.id for i in await store.list_incidents(since=2001.5, system="his")] == ["inc-2"]
+    assert [i.id for i in await store.list_incidents(status="open", system="his")] == []
+    assert len(await store.list_incidents(system="lis")) == 6
+
+
 async def test_next_incident_number_counts_up(store: Store) -> None:
     assert [await store.next_incident_number() for _ in range(3)] == [1, 2, 3]
 

@@ -97,8 +97,9 @@ class DaemonWeb:
         return await self._daemon.store.get_incident(incident_id)
 
     async def list_incidents(self, status: str | None = None, since: float | None = None,
-                             limit: int = 500) -> list[Incident]:
-        return await self._daemon.store.list_incidents(status=status, since=since, limit=limit)
+                             limit: int = 500, system: str | None = None) -> list[Incident]:
+        return await self._daemon.store.list_incidents(status=status, since=since, limit=limit,
+                                                       system=system)
 
     async def timeline(self, incident_id: str) -> list[TimelineEntry]:
         return await self._daemon.store.timeline(incident_id)

@@ -81,8 +81,10 @@ class Store(ABC):
 
     @abstractmethod
     async def list_incidents(
-        self, status: str | None = None, since: float | None = None, limit: int = 500
-    ) -> list[Incident]: ...
+        self, status: str | None = None, since: float | None = None, limit: int = 500,
+        system: str | None = None,
+    ) -> list[Incident]:
+        """Newest first; `since`: open, or resolved at or after it; `system`: only its own."""
 
     @abstractmethod
     async def add_timeline(self, entry: TimelineEntry) -> None: ...

@@ -502,14 +502,17 @@ class BufferedStore(Store):
         return await self.inner.get_incident(incident_id)
 
     async def list_incidents(
-        self, status: str | None = None, since: float | None = None, limit: int = 500
+        self, status: str | None = None, since: float | None = None, limit: int = 500,
+        system: str | None = None,
     ) -> list[Incident]:
-        found = await self.inner.list_incidents(status=status, since=since, limit=limit)
+        found = await self.inner.list_incidents(status=status, since=since, limit=limit,
+                                                system=system)
         if not self._incidents:
             return found
         merged = {i.id: i for i in found if i.id not in self._incidents}
         for incident in self._incidents.values():
             if (status is None or incident.status == status) and (
+                    system is None or incident.system == system) and (
                     since is None or incident.resolved_at is None
                     or incident.resolved_at >= since):
                 merged[incident.id] = copy.deepcopy(incident)

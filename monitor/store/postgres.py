@@ -436,9 +436,10 @@ class PostgresStore(StoreIdentity, Store):
         return await self._run(op)
 
     async def list_incidents(
-        self, status: str | None = None, since: float | None = None, limit: int = 500
+        self, status: str | None = None, since: float | None = None, limit: int = 500,
+        system: str | None = None,
     ) -> list[Incident]:
-        query, args = shared.list_incidents(status, since, limit, "%s")
+        query, args = shared.list_incidents(status, since, limit, "%s", system)
 
         async def op(conn: Conn) -> list[Incident]:
             cur = await conn.execute(query, args)

@@ -93,8 +93,12 @@ def update_payload(mark: str) -> str:
     return f"UPDATE outbox SET payload = {mark} WHERE id = {mark} AND status = 'pending'"
 
 
-def list_incidents(status: str | None, since: float | None, limit: int, mark: str) -> Query:
+def list_incidents(status: str | None, since: float | None, limit: int, mark: str,
+                   system: str | None = None) -> Query:
     sql, args = "SELECT record FROM incidents WHERE 1=1", list[Any]()
+    if system is not None:
+        sql += f" AND system = {mark}"
+        args.append(system)
     if status:
         sql += f" AND status = {mark}"
         args.append(status)

@@ -223,9 +223,10 @@ class SqliteStore(StoreIdentity, Store):
         return Incident.from_record(json.loads(row[0])) if row else None
 
     async def list_incidents(
-        self, status: str | None = None, since: float | None = None, limit: int = 500
+        self, status: str | None = None, since: float | None = None, limit: int = 500,
+        system: str | None = None,
     ) -> list[Incident]:
-        sql, args = shared.list_incidents(status, since, limit, "?")
+        sql, args = shared.list_incidents(status, since, limit, "?", system)
         async with self.db.execute(sql, args) as cursor:
             rows = await cursor.fetchall()
         return [Incident.from_record(json.loads(r[0])) for r in rows]

@@ -62,8 +62,9 @@ class MemoryStore(Store):
         return copy.deepcopy(found) if found else None
 
     async def list_incidents(self, status: str | None = None, since: float | None = None,
-                             limit: int = 500) -> list[Incident]:
-        found = [i for i in self.incidents.values() if status is None or i.status == status]
+                             limit: int = 500, system: str | None = None) -> list[Incident]:
+        found = [i for i in self.incidents.values() if (status is None or i.status == status)
+                 and (system is None or i.system == system)]
         return copy.deepcopy(found[-limit:])
 
     async def add_timeline(self, entry: TimelineEntry) -> None:
