@@ -114,3 +114,22 @@ def test_maintenance_notice_reason_and_names_in_the_readers_language() -> None:
     assert context["maintenance"]["systems"][0]["name"] == "Outpatient doctor station"
     title, body = MessageRenderer().render("maintenance_notice", "en", context)
     assert "database migration" in title + body and "数据库迁移" not in title + body
+
+
+def test_the_review_names_campuses_and_departments_in_the_readers_language() -> None:
+    """The printed review (/incidents/{id}/review?lang=) showed campus ids ("main") and the
+    site's names whatever the reader asked for."""
+    from monitor.people.review import build_review, review_markdown
+
+    c = config()
+    incident = Incident(id="inc-1", system="his", severity="critical", started_at=1.9e9,
+                        opened_at=1.9e9, affected_departments=["er", "lab"])
+    english = build_review(c, incident, [], [], 1.9e9 + 600, "en")
+    assert [(d["name"], d["campus"], d["campus_name"]) for d in english["departments"]] == [
+        ("Emergency", "main", "Main campus"), ("检验科", "north", "north")]
+    assert english["systems"][0]["name"] == "Outpatient doctor station"
+    assert english["vendor"]["name"] == "Vendor A"
+    assert "- Emergency (Main campus): on paper" in review_markdown(english)
+    site = build_review(c, incident, [], [], 1.9e9 + 600)  # the API: the site's language
+    assert [d["campus_name"] for d in site["departments"]] == ["本部院区", "north"]
+    assert site["systems"][0]["name"] == "门诊医生站"

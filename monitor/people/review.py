@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitor.config.i18n import text
 from monitor.core.durations import format_duration
 from monitor.core.models import Incident, OutboxMessage, TimelineEntry, iso
 from monitor.delivery.context import vendor_sla_status
@@ -18,16 +19,22 @@ from monitor.delivery.context import vendor_sla_status
 IT_KINDS = ("early_warning", "outage_it")
 
 
-def _name(value: Any, language: str) -> str:
-    if isinstance(value, dict):
-        return str(value.get(language) or next(iter(value.values()), ""))
-    return str(value) if value is not None else ""
+def _campus_name(config: Any, campus: str | None, language: str) -> str:
+    """The campus as the reader calls it (SPEC 7: never its id where a name exists)."""
+    found = next((c for c in config.site.campuses if c.id == campus), None)
+    if found is None:
+        return campus or "-"
+    return str(text(found, "name", language, config.site.language))
 
 
 def build_review(config: Any, incident: Incident, timeline: list[TimelineEntry],
-                 messages: list[OutboxMessage], now: float) -> dict[str, Any]:
+                 messages: list[OutboxMessage], now: float,
+                 language: str | None = None) -> dict[str, Any]:
+    """`language`: the reader's (the printed page's `?lang=`); names fall back to the site's.
+    The JSON keeps ids (`campus`) beside the names (`campus_name`)."""
     tz = config.site.tz
-    language = config.site.language
+    site = config.site.language
+    language = language or site
     known = config.has_system(incident.system)
     system = config.system(incident.system) if known else None
     departments = []
@@ -35,12 +42,14 @@ def build_review(config: Any, incident: Incident, timeline: list[TimelineEntry],
     for dept_id in incident.affected_departments:
         try:
             dept = config.department(dept_id)
-            name, campus = _name(dept.name, language), dept.campus or "-"
+            name, campus = str(text(dept, "name", language, site)), dept.campus or "-"
+            campus_name = _campus_name(config, dept.campus, language)
         except KeyError:
-            name, campus = dept_id, "-"
+            name, campus, campus_name = dept_id, "-", "-"
         confirmed = incident.departments_confirmed.get(dept_id) or {}
         departments.append({
             "id": dept_id, "name": name, "campus": campus,
+            "campus_name": campus_name,
             "on_paper_at": iso(confirmed.get("on_paper_at"), tz),
             "on_paper_by": confirmed.get("on_paper_by"),
             "backfill_done_at": iso(confirmed.get("backfill_done_at"), tz),
@@ -60,7 +69,8 @@ def build_review(config: Any, incident: Incident, timeline: list[TimelineEntry],
                      "severity": incident.severity, "status": incident.status,
                      "drill": incident.drill},
         "systems": [{"id": incident.system,
-                     "name": _name(system.name, language) if system else incident.system}],
+                     "name": str(text(system, "name", language, site)) if system
+                     else incident.system}],
         "departments": departments,
         "departments_by_campus": by_campus,
         "departments_unanswered": [d["name"] for d in departments if not d["on_paper_at"]],
@@ -88,7 +98,7 @@ def build_review(config: Any, incident: Incident, timeline: list[TimelineEntry],
                             if incident.acknowledged_at is not None else None,
                             "note": incident.ack_note},
         "vendor": None if vendor is None else {
-            "name": _name(vendor.name, language),
+            "name": str(text(vendor, "name", language, site)),
             "escalated_at": iso(incident.vendor_escalated_at, tz),
             "responded_at": iso(incident.vendor_responded_at, tz),
             "responded_by": incident.vendor_responded_by, "eta": incident.vendor_eta,
@@ -121,7 +131,7 @@ def review_markdown(review: dict[str, Any]) -> str:
                  else ""), ""]
     lines += ["## Departments", ""]
     for d in review["departments"]:
-        lines.append(f"- {d['name']} ({d['campus']}): on paper {d['on_paper_at'] or '—'}"
+        lines.append(f"- {d['name']} ({d['campus_name']}): on paper {d['on_paper_at'] or '—'}"
                      f"{' by ' + d['on_paper_by'] if d['on_paper_by'] else ''}; back-entry "
                      f"{d['backfill_done_at'] or '—'}")
     if review["departments_unanswered"]:

@@ -49,13 +49,14 @@ TEXT = {
 _TEMPLATE = Environment(autoescape=True).from_string(PAGE)
 
 
-async def review_of(view: ReadView, incident_id: str) -> dict[str, Any] | None:
+async def review_of(view: ReadView, incident_id: str,
+                    language: str | None = None) -> dict[str, Any] | None:
     incident = await view.get_incident(incident_id)
     if incident is None:
         return None
     return build_review(view.config, incident, await view.timeline(incident.id),
                         await view.list_messages(incident_id=incident.id, limit=5000),
-                        view.clock())
+                        view.clock(), language)
 
 
 async def as_json(request: Request) -> Response:
@@ -68,9 +69,9 @@ async def as_json(request: Request) -> Response:
 
 async def as_html(request: Request) -> Response:
     view = side_of(request)
-    found = await review_of(view, request.path_params["id"])
     lang = request.query_params.get("lang") or view.config.site.language
     lang = lang if lang in TEXT else "en"
+    found = await review_of(view, request.path_params["id"], lang)
     if found is None:
         return HTMLResponse("<!doctype html><title>404</title><p>no such incident</p>",
                             status_code=404)
