@@ -389,3 +389,52 @@ def test_oncall_endpoint(tmp_path: Path) -> None:
         "id": "it-oncall", "on_duty": {"id": "li", "name": "李娜"},
         "next": {"id": "wang", "name": "王芳"}, "until": "2026-12-14T08:30:00+08:00",
         "override": False}]}
+
+
+@pytest.mark.parametrize("written", ["2026-11-30T08:30:00+08:00", "2026-11-30T00:30:00+00:00",
+                                     "2026-11-29T19:30:00-05:00"])
+def test_a_start_in_any_offset_is_the_same_rotation_shown_in_site_time(written: str) -> None:
+    """The instant counts, not how it is written; `oncall` shows the site's time zone."""
+    config = load_config_text(BASE.replace('start: "2026-11-30T08:30:00+08:00"',
+                                           f'start: "{written}"'), "p.yaml", {})
+    entry = oncall(config, WEEK2, days=7)[0]
+    assert entry["on_duty"]["id"] == "li" and entry["next"]["id"] == "wang"
+    assert entry["until"] == "2026-12-14T08:30:00+08:00"
+    assert [h["at"] for h in entry["handovers"]] == ["2026-12-14T08:30:00+08:00"]
+
+
+async def test_a_restart_across_a_handover_pages_whoever_is_on_duty_then(tmp_path: Path) -> None:
+    """An outage 8 minutes before li hands over to wang: li gets the page and the first
+    reminder, the daemon restarts, the next reminders go to wang (the rotation when they
+    fire), nothing is sent twice, and the backup at 20 minutes is wang's (zhang)."""
+    handover = dt.datetime(2026, 12, 14, 8, 30, tzinfo=CST).timestamp()
+    t0 = handover - 8 * 60
+    clock = Clock(t0)
+    store = SqliteStore(f"sqlite:///{tmp_path}/state.db")
+    await store.open()
+    try:
+        states = {c.id: CheckState(c.id, c.system, c.type, probed=True) for c in CONFIG.checks}
+        first = Engine(CONFIG, store, states, clock)
+        for _ in range(3):
+            advance(states["his-web"], Result(State.CRIT, "down"), clock.now, 3, 2)
+        first.system_changed("his")
+        await first.tick()
+        clock.now = t0 + 5 * 60
+        await first.tick()
+        del first  # the process dies here; nothing of it survives but the store
+        restarted = Engine(CONFIG, store, states, clock)
+        await restarted.load()
+        for minute in (6, 10, 15, 20):
+            clock.now = t0 + minute * 60
+            await restarted.tick()
+        sent = [(m.idempotency_key.split(":", 1)[1], m.payload.get("recipient"))
+                for m in reversed(await store.list_messages()) if m.notifier == "sms"]
+        assert sent == [
+            ("step-0:person:li/sms:0", "person:li"),
+            ("step-1:person:li/sms:0", "person:li"),
+            ("step-1:person:wang/sms:1", "person:wang"),
+            ("step-1:person:wang/sms:2", "person:wang"),
+            ("step-2:person:zhang/sms:0", "person:zhang"),
+        ]
+    finally:
+        await store.close()
