@@ -212,3 +212,20 @@ def test_validate_names_every_file_it_read_and_expand_prints_the_checks() -> Non
     assert by_id["his-app-01-node-exporter"]["system"] == "his-outpatient"
     assert len(checks) == len(load_config(EXAMPLE, env=_clean_env()).checks)
     assert "pw-in-url" not in expanded.stdout
+
+
+def test_the_example_rotation_has_four_people_a_backup_step_and_links(config: Config) -> None:
+    """Issue 12: a realistic four-person IT rotation, a backup step, links (public_url)."""
+    import datetime as dt
+
+    from monitor.people.oncall import oncall
+
+    schedule = config.schedule("it-oncall")
+    assert len(schedule.members) == 4 and config.server.public_url
+    steps = config.plan("standard-outage").steps
+    assert any("schedule:it-oncall:next" in s.notify and s.unless == "acknowledged"
+               for s in steps)
+    new_year = dt.datetime(2027, 1, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    entry = oncall(config, new_year.timestamp())[0]
+    assert entry["override"] and entry["on_duty"]["id"] != entry["next"]["id"], \
+        "the stand-in and the backup are two people"
