@@ -113,3 +113,68 @@ async def test_the_review_prints_to_pdf(app) -> None:  # noqa: F811
     (ARTIFACTS / "review.pdf").write_bytes(pdf)
     assert width <= 794, "nothing wider than the printed page"
     assert (ARTIFACTS / "review-page1.png").stat().st_size > 10_000
+
+
+DEPENDENT = """\
+site: {name: H, timezone: Asia/Shanghai, language: en}
+defaults: {dependency_settle: 0s}
+departments:
+  - {id: er, name: Emergency, notify: [it]}
+  - {id: opd, name: Outpatient, notify: [it]}
+systems:
+  - {id: his-db, name: HIS database, departments: [er], plan: p}
+  - {id: his, name: Outpatient doctor station, departments: [opd], depends_on: [his-db], plan: p}
+checks:
+  - {id: db-tcp, system: his-db, type: tcp, host: 127.0.0.1, port: 1}
+  - {id: his-web, system: his, type: http, url: "http://127.0.0.1:1/"}
+notifiers:
+  - {id: it, type: console}
+plans:
+  - id: p
+    steps:
+      - {after: 0s, notify: [it], message: outage_it}
+"""
+
+
+async def test_the_review_lists_the_systems_that_went_down_with_the_root(tmp_path: Path) -> None:
+    """SPEC 13.6 "the systems ... affected": a root incident's review names the systems whose
+    incidents were `caused_by` it, not only its own (their departments joined it already)."""
+    from httpx import ASGITransport, AsyncClient
+
+    from monitor.config.loader import load_config_text
+    from monitor.probing.state import CheckState
+    from monitor.runtime.daemon import Daemon
+    from monitor.runtime.webside import DaemonWeb
+    from monitor.web.app import build_app
+    from tests.conftest import Clock
+
+    clock = Clock(T0)
+    cfg = load_config_text(DEPENDENT + f'state: {{url: "sqlite:///{tmp_path}/s.db"}}\n',
+                           "d.yaml", {})
+    daemon = Daemon(cfg, clock=clock, serve_http=False)
+    await daemon.store.open()
+    try:
+        daemon.leading = True
+        engine = daemon.engine
+        for check in cfg.checks:
+            engine.states[check.id] = CheckState(check.id, check.system, check.type,
+                                                 probed=True)
+        for check_id in ("db-tcp", "his-web"):
+            for _ in range(3):
+                advance(engine.states[check_id], Result(State.CRIT, "down"), clock.now, 3, 2)
+            engine.system_changed(engine.states[check_id].system)
+        await engine.tick()
+        await engine.tick()
+        root = engine.open["his-db"]
+        assert engine.open["his"].caused_by == root.id
+        client = AsyncClient(transport=ASGITransport(app=build_app(DaemonWeb(daemon))),
+                             base_url="http://test")
+        review = (await client.get(f"/api/v1/incidents/{root.id}/review")).json()
+        assert [(s["id"], s["caused_by"]) for s in review["systems"]] == [
+            ("his-db", None), ("his", root.id)]
+        assert {d["id"] for d in review["departments"]} == {"er", "opd"}
+        page = await client.get(f"/incidents/{root.id}/review")
+        assert "HIS database, Outpatient doctor station" in page.text
+        await client.aclose()
+    finally:
+        await daemon.store.close()

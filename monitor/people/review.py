@@ -9,6 +9,7 @@ cause with evidence, progress notes, root cause and actions, and the whole timel
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from monitor.config.i18n import text
@@ -27,11 +28,30 @@ def _campus_name(config: Any, campus: str | None, language: str) -> str:
     return str(text(found, "name", language, config.site.language))
 
 
+def _dependent_systems(config: Any, root: Incident, dependents: Sequence[Incident],
+                       language: str) -> list[dict[str, Any]]:
+    """Each system whose incident was caused by `root`, once, in the order they opened."""
+    found: list[dict[str, Any]] = []
+    seen = {root.system}
+    for dependent in sorted(dependents, key=lambda i: i.started_at):
+        if dependent.caused_by != root.id or dependent.system in seen:
+            continue
+        seen.add(dependent.system)
+        name = str(text(config.system(dependent.system), "name", language,
+                        config.site.language)) if config.has_system(dependent.system) \
+            else dependent.system
+        found.append({"id": dependent.system, "name": name, "incident": dependent.id,
+                      "caused_by": root.id})
+    return found
+
+
 def build_review(config: Any, incident: Incident, timeline: list[TimelineEntry],
                  messages: list[OutboxMessage], now: float,
-                 language: str | None = None) -> dict[str, Any]:
+                 language: str | None = None,
+                 dependents: Sequence[Incident] = ()) -> dict[str, Any]:
     """`language`: the reader's (the printed page's `?lang=`); names fall back to the site's.
-    The JSON keeps ids (`campus`) beside the names (`campus_name`)."""
+    The JSON keeps ids (`campus`) beside the names (`campus_name`). `dependents`: the
+    incidents `caused_by` this one, whose systems were down with it (SPEC 4, 13.6)."""
     tz = config.site.tz
     site = config.site.language
     language = language or site
@@ -70,7 +90,8 @@ def build_review(config: Any, incident: Incident, timeline: list[TimelineEntry],
                      "drill": incident.drill},
         "systems": [{"id": incident.system,
                      "name": str(text(system, "name", language, site)) if system
-                     else incident.system}],
+                     else incident.system, "incident": incident.id, "caused_by": None},
+                    *_dependent_systems(config, incident, dependents, language)],
         "departments": departments,
         "departments_by_campus": by_campus,
         "departments_unanswered": [d["name"] for d in departments if not d["on_paper_at"]],

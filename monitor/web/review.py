@@ -54,9 +54,11 @@ async def review_of(view: ReadView, incident_id: str,
     incident = await view.get_incident(incident_id)
     if incident is None:
         return None
+    dependents = [i for i in await view.list_incidents(since=incident.started_at, limit=5000)
+                  if i.caused_by == incident.id]
     return build_review(view.config, incident, await view.timeline(incident.id),
                         await view.list_messages(incident_id=incident.id, limit=5000),
-                        view.clock(), language)
+                        view.clock(), language, dependents)
 
 
 async def as_json(request: Request) -> Response:
