@@ -165,7 +165,8 @@ class EmailNotifier(NotifierBase):
     username: str | None = None
     password: str | None = None
     from_: str = Field(alias="from")
-    to: list[str] = Field(min_length=1)
+    to: list[str] = Field(default_factory=list)
+    """Who a message not meant for a person goes to; none needed when only people use it."""
     verify: bool = True
     """Verify the server's certificate and name; turn off only for a known test relay."""
     ca_file: str | None = None
@@ -220,7 +221,11 @@ class EmailNotifier(NotifierBase):
     def addressees(self, message: OutgoingMessage) -> list[str]:
         """A message for a person goes to their own address, not to `to` (SPEC §13.1)."""
         email = message.person_address("email")
-        return [email] if email else list(self.to)
+        found = [email] if email else list(self.to)
+        if not found:
+            raise DeliveryError("email: no recipient (the message is for no person and the "
+                                "notifier has no `to`)", permanent=True)
+        return found
 
     def _transmit(self, mail: EmailMessage, deadline: float,
                   to: list[str] | None = None) -> str:

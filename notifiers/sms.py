@@ -119,7 +119,10 @@ class SmsNotifier(NotifierBase):
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
     """e.g. `{"mobile": {{ recipient|tojson }}, "content": {{ text|tojson }}}`."""
-    recipients: list[str] = Field(min_length=1)
+    recipients: list[str] = Field(default_factory=list)
+    """Who a message not meant for a person goes to; a gateway used only through `people`
+    needs none (each page goes to the person's own mobile, SPEC 13.1; validated in
+    monitor/people/validate.py)."""
     success_contains: str | None = None
 
     secret_fields = ("url", "headers")
@@ -195,6 +198,9 @@ class SmsNotifier(NotifierBase):
             self._delivered.popitem(last=False)
         mobile = message.person_address("mobile")
         addressees = [mobile] if mobile else self.recipients  # a person's own mobile (§13.1)
+        if not addressees:
+            raise DeliveryError("sms: no recipient (the message is for no person and the "
+                                "notifier has no `recipients`)", permanent=True)
         todo = [r for r in dict.fromkeys(addressees) if r not in done]
         results = await asyncio.gather(*(self._send_one(message, r, ctx) for r in todo),
                                        return_exceptions=True)

@@ -215,3 +215,18 @@ def test_get_has_no_body_and_post_needs_one() -> None:
         sms("http://gw/sms", method="GET")
     with pytest.raises(ValidationError, match="body is required"):
         sms("http://gw/sms", body=None)
+
+
+async def test_a_gateway_for_people_only_needs_no_recipients(ctx: NotifyContext) -> None:
+    """SPEC 13.1: a person's page goes to their own mobile; `recipients` may be left out,
+    and a message for nobody is a permanent failure (never "0 of 0 sent")."""
+    gateway = Gateway()
+    async with serve(gateway) as url:
+        notifier = sms(url, recipients=[])
+        person = message(extra={"person": {"id": "li", "name": "李娜",
+                                           "mobile": "+8613800000002"}})
+        assert (await notifier.send(person, ctx)) == "1 of 1 sent (HTTP 200)"
+        assert [r["json"]["mobile"] for r in gateway.requests] == ["+8613800000002"]
+        with pytest.raises(DeliveryError) as nobody:
+            await notifier.send(message(idempotency_key="inc-42:step-1:sms-it:0"), ctx)
+    assert nobody.value.permanent and "no recipient" in str(nobody.value)

@@ -197,14 +197,26 @@ def test_the_base_config_is_valid() -> None:
         ("{after: 20m, notify", "{after: 20m, times: 2, notify",
          "p.yaml:43: plans[0].steps[2]: `times` needs `every`"),
         ("every: 7d", "every: 0s", "p.yaml:20: schedules[0].every: `every` must be longer"),
+        ('    recipients: ["+8613900000000"]\n', "",
+         "valid"),
+        ('    recipients: ["+8613900000000"]\n'
+         '  - {id: wecom-it, type: wecom, webhook_url: "http://127.0.0.1:1/cgi-bin/webhook/'
+         'send?key=k"}\n', '  - {id: wecom-it, type: wecom, webhook_url: "http://127.0.0.1:1/'
+         'cgi-bin/webhook/send?key=k", fallback: sms}\n',
+         "p.yaml:29: notifiers[0].recipients: missing: notifiers[1].fallback sends to sms "
+         "directly"),
     ],
     ids=["unknown-member", "no-members", "override-unknown-person", "overlapping-overrides",
          "person-without-notify", "sms-without-mobile", "email-without-email",
          "person-unknown-notifier", "unknown-schedule-target", "unknown-person-target",
-         "times-without-every", "zero-period"],
+         "times-without-every", "zero-period", "sms-for-people-only",
+         "sms-without-recipients-used-directly"],
 )
 def test_broken_references_name_file_line_and_key(old: str, new: str, expected: str) -> None:
     assert old in BASE
+    if expected == "valid":  #: an sms gateway only people use
+        load_config_text(BASE.replace(old, new), "p.yaml", {})
+        return
     problems = problems_of(BASE.replace(old, new))
     assert any(p.startswith(expected) for p in problems), problems
 

@@ -22,7 +22,12 @@ from monitor.config.model import Config
 from monitor.config.sources import Sources, gather, read_file
 from monitor.core.collector import collector_paused
 from monitor.core.types import MESSAGE_KINDS
-from monitor.people.validate import check_people, is_people_target, target_problem
+from monitor.people.validate import (
+    check_addresses,
+    check_people,
+    is_people_target,
+    target_problem,
+)
 
 __all__ = ["ConfigError", "Problem", "format_path", "load_config", "load_config_text",
            "merged_data"]
@@ -155,6 +160,7 @@ def _check_references(source: Sources) -> None:
                     continue
                 _check_target(source, (*path, i), target, notifiers, set(roles), departments)
     check_people(data, source.report)
+    check_addresses(data, source.report)
     _check_cycles(source, data)
     _check_templates(source, data)
     _check_cluster(source, data)

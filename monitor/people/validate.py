@@ -100,6 +100,66 @@ def check_people(data: dict[str, Any], report: Report) -> None:
             spans.append((start, end, i))
 
 
+DIRECT_ADDRESS = {"sms": "recipients", "email": "to"}
+"""Channels whose own address list a message that is for no person goes to."""
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _direct_uses(data: dict[str, Any]) -> dict[str, str]:
+    """Notifier id -> one place that sends to it directly, not to a person through it."""
+    found: dict[str, str] = {}
+
+    def add(notifier: Any, where: str) -> None:
+        if isinstance(notifier, str):
+            found.setdefault(notifier, where)
+
+    roles = data.get("roles")
+    for role, members in roles.items() if isinstance(roles, dict) else []:
+        for member in _list(members):
+            add(member, f"role {role}")
+    for index, dept in _items(data, "departments"):
+        for notifier in _list(dept.get("notify")):
+            add(notifier, f"departments[{index}].notify")
+    for index, system in _items(data, "systems"):
+        vendor = system.get("vendor")
+        for notifier in _list(vendor.get("notify")) if isinstance(vendor, dict) else []:
+            add(notifier, f"systems[{index}].vendor.notify")
+    for index, notifier in _items(data, "notifiers"):
+        add(notifier.get("fallback"), f"notifiers[{index}].fallback")
+        if notifier.get("drill") is True:
+            add(notifier.get("id"), f"notifiers[{index}].drill")
+    for index, plan in _items(data, "plans"):
+        lists = [plan.get("early_warning"), plan.get("on_recovery")]
+        lists += [s.get("notify") for s in _list(plan.get("steps")) if isinstance(s, dict)]
+        for targets in lists:
+            for target in _list(targets):
+                if isinstance(target, str) and ":" not in target and target not in (
+                        "departments", "vendor"):
+                    add(target, f"plans[{index}]")
+    for target in _list(data.get("self_alerts")):
+        if isinstance(target, str) and ":" not in target:
+            add(target, "self_alerts")
+    return found
+
+
+def check_addresses(data: dict[str, Any], report: Report) -> None:
+    """An sms/email notifier without its own recipients may only carry messages for people
+    (each to their own mobile or address, SPEC 13.1): anything else would reach nobody."""
+    direct = _direct_uses(data)
+    for index, notifier in _items(data, "notifiers"):
+        key = DIRECT_ADDRESS.get(str(notifier.get("type")))
+        ident = notifier.get("id")
+        if key is None or notifier.get(key) or not isinstance(ident, str):
+            continue
+        if ident in direct:
+            report(("notifiers", index, key),
+                   f"missing: {direct[ident]} sends to {ident} directly (only messages "
+                   "for people go to their own address)")
+
+
 def target_problem(target: str, data: dict[str, Any]) -> str | None:
     """Why a notify target of the people kinds is wrong; None if fine or not ours."""
     people = {p.get("id") for _, p in _items(data, "people") if isinstance(p.get("id"), str)}
