@@ -39,6 +39,7 @@ plans:
       - {after: 0m, notify: [departments], message: department_outage}
       - {after: 10m, notify: ["departments:unconfirmed"], message: department_outage}
       - {after: 15m, notify: [role:leadership], message: leadership_report}
+      - {every: 30m, notify: [role:leadership], message: progress_update}
     on_recovery: [departments]
 """
 T0 = 1_800_000_000.0
@@ -91,6 +92,11 @@ async def test_confirmations_drive_targets_reports_and_the_backfill_reminder(wor
                   if m.kind == "leadership_report")
     assert "Departments on paper: Emergency" in report.payload["text"]
     assert "Departments that have not answered: Outpatient" in report.payload["text"]
+    await at(30)
+    update = next(m for m in await engine.store.list_messages()
+                  if m.kind == "progress_update" and m.notifier == "boss")
+    assert "Departments on paper: Emergency" in update.payload["text"]
+    assert "Departments that have not answered: Outpatient" in update.payload["text"]
 
     await feed(State.OK, 2)
     assert "his" not in engine.open

@@ -286,3 +286,27 @@ async def test_the_department_page_speaks_the_departments_language(tmp_path: Pat
         assert "我们已启用纸质流程" in (await client.get(dept + "?lang=zh")).text
         done = await client.post(dept, data={"what": "on_paper"})
         assert "Recorded: Emergency is on paper." in done.text
+
+
+async def test_a_department_link_works_until_7_days_after_recovery(app) -> None:
+    """SPEC 13.3: back-entry takes time; the link lives 7 days past the resolution, while
+    the acknowledgement link ends with the incident."""
+    daemon, client, clock = app
+    messages = await daemon.store.list_messages()
+    dept, ack = link(messages, "department"), link(messages, "ack")
+    clock.now = T0 + 60
+    for _ in range(2):
+        advance(daemon.engine.states["his-web"], Result(State.OK, "up"), clock.now, 3, 2)
+    daemon.engine.system_changed("his")
+    await daemon.engine.tick()
+    resolved = await daemon.store.get_incident(first(daemon))
+    assert resolved is not None and resolved.resolved_at is not None
+    assert (await client.get(ack)).status_code == 403
+    clock.now = resolved.resolved_at + 7 * 86400 - 1
+    page = await client.get(dept)
+    assert page.status_code == 200 and "补录已完成" in page.text
+    clock.now = resolved.resolved_at + 7 * 86400 + 1
+    late = await client.post(dept, data={"what": "backfill_done"})
+    assert late.status_code == 403
+    stored = await daemon.store.get_incident(first(daemon))
+    assert stored is not None and "er" not in stored.departments_confirmed
