@@ -310,3 +310,52 @@ async def test_a_department_link_works_until_7_days_after_recovery(app) -> None:
     assert late.status_code == 403
     stored = await daemon.store.get_incident(first(daemon))
     assert stored is not None and "er" not in stored.departments_confirmed
+
+
+async def test_a_gateway_that_echoes_the_body_puts_no_token_in_last_error(
+        tmp_path: Path) -> None:
+    """SPEC 13.2 (tokens never logged) and 10 (never in API answers): a channel that refuses
+    with an echo of what it got must not carry the signed link into `last_error`."""
+    import asyncio
+
+    from aiohttp import web
+
+    from monitor.core.models import OutboxMessage
+    from monitor.delivery.outbox import Outbox
+    from monitor.store.sqlite import SqliteStore
+    from tests.conftest import serve_route
+
+    async def echo(request: web.Request) -> web.Response:
+        # What a strict gateway says about a field it rejects: the field, verbatim.
+        links = (await request.json()).get("links")
+        return web.Response(status=400, text=f"bad request: unknown field links={links}")
+
+    token = sign(KEY, Claim("ack", "inc-1", "li", int(T0 + 3600)))
+    url = f"https://hismon.hospital.internal/a/{token}"
+    store = SqliteStore(f"sqlite:///{tmp_path}/o.db")
+    await store.open()
+    try:
+        async with serve_route("/hook", echo) as hook:
+            cfg = load_config_text(f"site: {{language: en}}\nnotifiers:\n"
+                                   f"  - {{id: hook, type: webhook, url: \"{hook}\"}}\n",
+                                   "o.yaml", {})
+            outbox = Outbox(cfg, store)
+            await store.enqueue([OutboxMessage(
+                idempotency_key="inc-1:step-0:hook:0", notifier="hook", kind="outage_it",
+                payload={"title": "HIS down", "text": f"details\n\nAcknowledge: {url}",
+                         "recipient": "hook", "links": {"ack": url}},
+                incident_id="inc-1", created_at=0.0, next_attempt_at=0.0)])
+            outbox.start()
+            try:
+                for _ in range(100):
+                    stored = (await store.list_messages())[0]
+                    if stored.last_error:
+                        break
+                    await asyncio.sleep(0.05)
+            finally:
+                await outbox.stop()
+    finally:
+        await store.close()
+    assert stored.last_error and "HTTP 400" in stored.last_error
+    assert "bad request" in stored.last_error, "the echo is kept, only the token is masked"
+    assert token not in stored.last_error and token[:40] not in stored.last_error

@@ -73,6 +73,18 @@ def fallback_keys(message: OutboxMessage, fallback: str) -> tuple[str | None, st
     return f"{prefix}:{direct}{suffix}", f"{prefix}:fallback:{fallback}:{recipient}{suffix}"
 
 
+def secrets_of(notifier: NotifierBase, messages: list[OutboxMessage]) -> list[str]:
+    """What an error text must not show: the channel's secrets and the signed link tokens
+    of the messages (a gateway that echoes the body it refused would put them in
+    `last_error`, which the API and the log show; SPEC 13.2: tokens never appear there)."""
+    found = list(notifier.secrets())
+    for message in messages:
+        links = message.payload.get("links")
+        for url in links.values() if isinstance(links, dict) else []:
+            found.append(str(url).rsplit("/", 1)[-1])
+    return found
+
+
 URGENT_KINDS = frozenset({"early_warning", "outage_it", "department_outage",
                           "leadership_report", "vendor_escalation"})
 """Kinds that fall back after `fallback_after` instead of after `max_age` (SPEC 6)."""
@@ -199,7 +211,7 @@ class Sender:
             async with asyncio.timeout(min(notifier.timeout + 1, lease_left)):
                 answer = await notifier.send(outgoing, outbox.notify_context)
         except DeliveryError as exc:
-            message.last_error = scrub(str(exc), notifier.secrets())[:500]
+            message.last_error = scrub(str(exc), secrets_of(notifier, [message]))[:500]
             await self._failed(message, exc.permanent, now)
             return
         except TimeoutError:
@@ -209,7 +221,8 @@ class Sender:
         except Exception as exc:
             # Not a failure the channel understood: a bug, which retrying for `max_age`
             # would only hide. Permanent, so the fallback has the message at once.
-            message.last_error = scrub(f"{type(exc).__name__}: {exc}", notifier.secrets())[:500]
+            message.last_error = scrub(f"{type(exc).__name__}: {exc}",
+                                       secrets_of(notifier, [message]))[:500]
             log.error("notifier_bug", notifier=notifier.id, kind=message.kind,
                       incident=message.incident_id, error=message.last_error)
             await self._failed(message, True, now)
@@ -279,11 +292,12 @@ class Sender:
             async with asyncio.timeout(min(notifier.timeout + 1, lease_left)):
                 answer = await notifier.send(outgoing, outbox.notify_context)
         except DeliveryError as exc:
-            error, permanent = scrub(str(exc), notifier.secrets())[:500], exc.permanent
+            error = scrub(str(exc), secrets_of(notifier, members))[:500]
+            permanent = exc.permanent
         except TimeoutError:
             error = f"timeout after {notifier.timeout:g}s"
         except Exception as exc:  # a bug: permanent, as for one message (see `deliver`)
-            error = scrub(f"{type(exc).__name__}: {exc}", notifier.secrets())[:500]
+            error = scrub(f"{type(exc).__name__}: {exc}", secrets_of(notifier, members))[:500]
             permanent = True
             log.error("notifier_bug", notifier=notifier.id, kind=members[0].kind,
                       key=batch.key, error=error)
