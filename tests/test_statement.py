@@ -83,7 +83,15 @@ def test_the_statement_rows_verdicts_and_totals() -> None:
     totals = found["totals"]
     assert (totals["incidents"], totals["sla_kept"], totals["sla_missed"]) == (3, 2, 1)
     assert totals["outage_minutes"] == 180
-    assert 99.0 < totals["availability_percent"] < 100.0
+    # Availability over monitored time only: the month less the 4-hour window, 180 min down.
+    month = 30 * 86400 - 4 * 3600
+    assert totals["monitored_seconds"] == month
+    assert totals["availability_percent"] == round(100 * (1 - 180 * 60 / month), 3)
+    # Monitoring began on day 1: the day before the first probe is not counted either.
+    late = statement(config, incidents(), "ACME software", "2026-11", now=DEC + 86400,
+                     monitored_since={"his": NOV + 86400})["totals"]
+    assert late["monitored_seconds"] == month - 86400
+    assert late["availability_percent"] == round(100 * (1 - 180 * 60 / (month - 86400)), 3)
     assert statement(config, incidents(), "某某软件", "2026-11", DEC)["totals"]["incidents"] == 3
     with pytest.raises(LookupError):
         statement(config, incidents(), "Nobody Ltd", "2026-11", DEC)
