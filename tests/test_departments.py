@@ -117,3 +117,23 @@ async def test_confirmations_drive_targets_reports_and_the_backfill_reminder(wor
     assert [k for k, _ in await sent()].count("backfill_reminder") == 1, "once"
     timeline = [e.kind for e in await engine.store.timeline(incident_id)]
     assert "department_on_paper" in timeline and "department_backfill_done" in timeline
+
+
+async def test_it_is_never_a_department_for_notes_and_acknowledgements(world) -> None:
+    """This plan has no `outage_it` step and starts with the departments: being asked for
+    IT's progress note or told of an acknowledgement is not a clinic's business (SPEC 5)."""
+    engine, clock, states = world
+    for _ in range(3):
+        advance(states["his-web"], Result(State.CRIT, "down"), clock.now, 3, 2)
+    engine.system_changed("his")
+    await engine.tick()
+    incident_id = engine.open["his"].id
+    clock.now = T0 + 30 * 60  # the progress update falls due with no note: IT is asked
+    await engine.tick()
+    await engine.acknowledge(incident_id, "Li Na", None)
+    await engine.tick()
+    sent = [(m.kind, m.notifier) for m in await engine.store.list_messages()]
+    assert ("progress_update", "boss") in sent and ("acknowledged", "boss") in sent
+    clinics = {"er-hook", "opd-hook", "lab-hook"}
+    assert not [s for s in sent if s[0] in ("progress_update", "acknowledged")
+                and s[1] in clinics], sent

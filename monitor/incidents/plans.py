@@ -149,9 +149,20 @@ def department_selection(target: str, incident: Incident) -> list[str]:
     return []
 
 
+def _not_departments(targets: list[str]) -> tuple[str, ...]:
+    return tuple(t for t in targets if t not in ("departments", "vendor")
+                 and not t.startswith(("department:", "departments:")))
+
+
 def it_targets(plan: Plan) -> tuple[str, ...]:
-    """Who is IT on-call for this plan: the first `outage_it` step's targets."""
-    for step in plan.steps:
-        if step.message == "outage_it":
-            return tuple(step.notify)
-    return tuple(plan.steps[0].notify) if plan.steps else tuple(plan.early_warning)
+    """Who is IT on-call for this plan (asked for a progress note, told of an
+    acknowledgement): the first `outage_it` step's targets, else the early warning's, else
+    the first step's that has any, never a department or the vendor (a clinic is not asked
+    for IT's progress note)."""
+    candidates = [s.notify for s in plan.steps if s.message == "outage_it"]
+    candidates += [plan.early_warning, *(s.notify for s in plan.steps)]
+    for targets in candidates:
+        found = _not_departments(targets)
+        if found:
+            return found
+    return ()
