@@ -133,9 +133,7 @@ SCHEMA: tuple[str, ...] = (
 )
 
 _INSERT_MESSAGE = (
-    "INSERT INTO outbox(idempotency_key, notifier, kind, incident_id, payload, created_at, "
-    "status, attempts, next_attempt_at, last_error, sent_at, answer) "
-    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+    f"INSERT INTO outbox({shared.INSERT_COLUMNS}) {shared.insert_values('%s')} "
     "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
 )
 
@@ -939,10 +937,9 @@ async def _insert_messages(
     """Insert the messages with new keys, inside the caller's transaction."""
     inserted = []
     for m in messages:
+        args = shared.insert_message_args(m, None)
         cur = await conn.execute(_INSERT_MESSAGE, (
-            m.idempotency_key, m.notifier, m.kind, m.incident_id, _json(m.payload),
-            m.created_at, m.status, m.attempts, m.next_attempt_at, _clean(m.last_error),
-            m.sent_at, _clean(m.answer)))
+            *[_clean(a) for a in args[:4]], _json(m.payload), *[_clean(a) for a in args[5:]]))
         row = await cur.fetchone()
         if row is not None:
             inserted.append((m, int(row[0])))

@@ -18,7 +18,25 @@ OUTBOX_COLUMNS = (
     "next_attempt_at, last_error, sent_at, answer"
 )
 
+INSERT_COLUMNS = (
+    "idempotency_key, notifier, kind, incident_id, payload, created_at, status, attempts, "
+    "next_attempt_at, last_error, sent_at, answer"
+)
+"""The columns a new outbox row is written with (`id` comes from the database)."""
+
 Query = tuple[str, list[Any]]
+
+
+def insert_values(mark: str) -> str:
+    """`VALUES (...)` for `INSERT_COLUMNS`, in the dialect's placeholder."""
+    return "VALUES (" + ",".join([mark] * INSERT_COLUMNS.count(",")) + f",{mark})"
+
+
+def insert_message_args(message: OutboxMessage, payload: Any) -> tuple[Any, ...]:
+    """The values of `INSERT_COLUMNS`; `payload` already encoded by the store's dialect."""
+    m = message
+    return (m.idempotency_key, m.notifier, m.kind, m.incident_id, payload, m.created_at,
+            m.status, m.attempts, m.next_attempt_at, m.last_error, m.sent_at, m.answer)
 
 
 def delivery_summary(since: float, mark: str) -> Query:

@@ -281,12 +281,9 @@ class SqliteStore(StoreIdentity, Store):
         new = 0
         for m in messages:
             cursor = await self.db.execute(
-                "INSERT OR IGNORE INTO outbox(idempotency_key, notifier, kind, incident_id, "
-                "payload, created_at, status, attempts, next_attempt_at, last_error, sent_at, "
-                "answer) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-                (m.idempotency_key, m.notifier, m.kind, m.incident_id,
-                 json.dumps(m.payload, ensure_ascii=False), m.created_at, m.status, m.attempts,
-                 m.next_attempt_at, m.last_error, m.sent_at, m.answer))
+                f"INSERT OR IGNORE INTO outbox({shared.INSERT_COLUMNS}) "
+                f"{shared.insert_values('?')}",
+                shared.insert_message_args(m, json.dumps(m.payload, ensure_ascii=False)))
             if cursor.rowcount:
                 m.id = cursor.lastrowid
                 new += 1
