@@ -359,3 +359,21 @@ async def test_a_gateway_that_echoes_the_body_puts_no_token_in_last_error(
     assert stored.last_error and "HTTP 400" in stored.last_error
     assert "bad request" in stored.last_error, "the echo is kept, only the token is masked"
     assert token not in stored.last_error and token[:40] not in stored.last_error
+
+
+async def test_the_incident_page_names_what_people_did(app) -> None:
+    """SPEC 13: confirmations, the vendor's response and the confirmed cause show on the
+    incident page in its language, not as raw timeline kinds."""
+    daemon, client, clock = app
+    inc = first(daemon)
+    clock.now = T0 + 60
+    await daemon.engine.confirm_department(inc, "er", "on_paper", "护士长 吴")
+    await daemon.engine.vendor_response(inc, "Engineer Wu", None)
+    await daemon.engine.patch(inc, "王主任", {"confirmed_cause": "hardware"})
+    page = (await client.get(f"/incidents/{inc}")).text
+    for label in ("科室已启用纸质流程", "厂商已响应", "确认原因"):
+        assert label in page, label
+    for raw in ("department_on_paper", "vendor_responded", "cause_confirmed"):
+        assert f">{raw}<" not in page, raw
+    english = (await client.get(f"/incidents/{inc}?lang=en")).text
+    assert "Department on paper" in english and "Vendor responding" in english

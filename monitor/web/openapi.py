@@ -104,7 +104,10 @@ SCHEMAS: dict[str, Any] = {
                      "description": "opened, escalated, check_failed, check_recovered, "
                                     "check_state, caused_by, caused_by_cleared, "
                                     "departments_added, hold, step_sent, step_skipped, "
-                                    "acknowledged, note, resolved"},
+                                    "acknowledged, note, resolved; SPEC 13: "
+                                    "department_on_paper, department_backfill_done, "
+                                    "vendor_escalated, vendor_responded, cause_confirmed, "
+                                    "root_cause, actions"},
             "text": {"type": "string"},
             "data": {"type": "object"},
         },

@@ -33,6 +33,7 @@ from monitor.core.models import Incident
 from monitor.delivery.context import maintenance_reason
 from monitor.history.query import empty_history
 from monitor.incidents.maintenance import Window
+from monitor.people.shape import TIMELINE_KINDS as PEOPLE_TIMELINE_KINDS
 from monitor.web import charts, whattodo
 from monitor.web.bodies import AckForm
 from monitor.web.guard import Refusal, side_of, write
@@ -308,11 +309,16 @@ TIMELINE_KINDS: dict[str, dict[str, str]] = {
     },
 }
 
+for _language, _kinds in PEOPLE_TIMELINE_KINDS.items():  # SPEC 13: what people did
+    TIMELINE_KINDS[_language].update(_kinds)
+
 CAUSES: dict[str, dict[str, str]] = {
     "en": {"network": "network", "database": "database", "application": "application",
-           "certificate": "certificate", "capacity": "capacity", "unknown": "not yet known"},
+           "certificate": "certificate", "capacity": "capacity", "hardware": "hardware",
+           "unknown": "not yet known"},
     "zh": {"network": "网络", "database": "数据库", "application": "应用程序",
-           "certificate": "证书", "capacity": "容量/资源", "unknown": "尚不明确"},
+           "certificate": "证书", "capacity": "容量/资源", "hardware": "硬件",
+           "unknown": "尚不明确"},
 }
 
 
