@@ -231,6 +231,20 @@ async def test_maintenance_holds_notifications_and_the_plan_starts_when_it_ends(
     assert ("department_outage", "opd-hook") in await world.sent()
 
 
+async def test_a_silence_added_or_removed_at_run_time_counts_at_once(world: World) -> None:
+    """The web's operations change silences through the engine (issue 9 item 2), which
+    drops its 10-second window cache, so a new window holds the very next step."""
+    assert not world.engine.in_maintenance("his", T0)  # the cache is now filled
+    world.engine.add_silence(Silence("s1", ["his"], T0 - 60, T0 + 600, "migration"))
+    assert world.engine.in_maintenance("his", T0)
+    await world.fail("his-web")
+    assert await world.sent() == [] and world.engine.open["his"].held == "maintenance"
+    world.engine.remove_silence("s1")
+    assert not world.engine.in_maintenance("his", world.clock.now)
+    await world.at(0.1)
+    assert await world.sent() == [("outage_it", "it")]
+
+
 async def test_a_restarted_engine_sends_nothing_twice_and_catches_up_due_steps(
     world: World,
 ) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import structlog
@@ -115,6 +115,15 @@ class Engine:
         """Called by the scheduler when a check changed hard state or flapping."""
         self._dirty_checks.add(state.check_id)
         self.system_changed(state.system)
+
+    def resave(self, check_ids: Iterable[str]) -> None:
+        """Save these check states again with the next `save_states` (a new store, a new
+        term, states the other members read)."""
+        self._dirty_checks.update(check_ids)
+
+    def unsaved(self) -> set[str]:
+        """The checks whose changed state is not saved yet (a copy)."""
+        return set(self._dirty_checks)
 
     async def save_states(self) -> None:
         """Persist changed check states *before* acting on them: after a crash, an incident
@@ -257,6 +266,18 @@ class Engine:
 
     def invalidate_windows(self) -> None:
         self._windows_at = float("-inf")
+
+    def add_silence(self, silence: Silence) -> None:
+        """A run-time silence the caller has stored: it counts from this tick on."""
+        self.silences[silence.id] = silence
+        self.invalidate_windows()
+        self.wake()
+
+    def remove_silence(self, silence_id: str) -> None:
+        """A run-time silence the caller has deleted from the store: it ends now."""
+        self.silences.pop(silence_id, None)
+        self.invalidate_windows()
+        self.wake()
 
     def in_maintenance(self, system_id: str, now: float) -> bool:
         return any(w.covers(system_id, now) for w in self.windows(now))

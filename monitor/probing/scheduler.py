@@ -12,7 +12,8 @@ import asyncio
 import math
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -166,6 +167,11 @@ class Scheduler:
             assert check.interval is not None
             self._ticker.add(check_id, check.interval,
                              spread_offset(check_id, check.interval, slot), now)
+
+    @property
+    def probing(self) -> Mapping[str, CheckBase]:
+        """The checks this instance probes now, by id (read-only)."""
+        return MappingProxyType(self._checks)
 
     def owns(self, check_id: str) -> bool:
         """Whether this instance probes `check_id` (its shard, or its cluster share)."""

@@ -163,7 +163,7 @@ class Daemon:
 
     async def _take_over(self, owned: set[str]) -> None:
         """Checks that moved here start from the hard state their last owner saved."""
-        moving_in = owned - set(self.scheduler._checks)
+        moving_in = owned - set(self.scheduler.probing)
         if moving_in:
             try:
                 saved = await asyncio.wait_for(self.store.load_check_states(), 5.0)
@@ -228,7 +228,7 @@ class Daemon:
         self.source.store_ok = self.store_error is None
         self.source.leader = self.leading
         self.source.leader_term = self.leadership.term
-        self.source.checks_owned = len(self.scheduler._checks)
+        self.source.checks_owned = len(self.scheduler.probing)
         self.source.probes_in_flight = self.scheduler.slots.in_flight
         self.source.probes_in_flight_limit = self.scheduler.slots.limit
         self.source.cluster_members = len(self.membership.members) if self.membership else 1
@@ -306,7 +306,7 @@ class Daemon:
             engine = Engine(self.config, self.store, self.states, self.clock, outbox.wake,
                             count_step=self.metrics.count_step,
                             on_incident_error=self.metrics.count_incident_error)
-            engine._dirty_checks |= self.engine._dirty_checks
+            engine.resave(self.engine.unsaved())
             engine.unconfirmed = set(self.engine.unconfirmed)
             engine.link_key = self.link_key
             try:  # every member state, not the changes since an earlier term's read
@@ -510,8 +510,8 @@ class Daemon:
         `max(interval, 5 s)`, well inside the staleness bound (SPEC 9)."""
         if self.shard is None and self.membership is None:
             return
-        dirty = self.engine._dirty_checks
-        for check_id, check in self.scheduler._checks.items():
+        dirty: set[str] = set()
+        for check_id, check in self.scheduler.probing.items():
             state = self.states.get(check_id)
             if state is None or state.last_run is None or check.interval is None:
                 continue
@@ -519,6 +519,7 @@ class Daemon:
                     >= max(check.interval, 5.0):
                 dirty.add(check_id)
                 self._shared_runs[check_id] = state.last_run
+        self.engine.resave(dirty)
 
     def _share_lag(self, check_id: str, interval: float) -> float:
         """How old another member's saved `last_run` may be while it probes on time (it saves

@@ -49,7 +49,7 @@ async def adopt_replaced_store(daemon: Daemon, problem: str) -> None:
               previous=old_id)
     daemon.link_key = await store.link_key()
     daemon.engine.link_key = daemon.link_key
-    daemon.engine._dirty_checks |= set(daemon.states)  # write every check state again
+    daemon.engine.resave(daemon.states)  # write every check state again
     if daemon.leading:  # a fresh engine and outbox on the new store
         await daemon._on_leadership(False)
         await daemon._on_leadership(True)

@@ -56,7 +56,7 @@ class DaemonWeb:
     def cluster(self) -> dict[str, Any]:
         d = self._daemon
         me = d.membership.me if d.membership is not None else d.selfwatch.instance
-        return cluster_view(d.membership, d.leadership, len(d.scheduler._checks), me)
+        return cluster_view(d.membership, d.leadership, len(d.scheduler.probing), me)
 
     def open_incidents(self) -> Sequence[Incident]:
         return list(self._daemon.engine.open.values())
@@ -143,19 +143,13 @@ class DaemonWeb:
 
     async def add_silence(self, silence: Silence) -> Silence:
         await self._daemon.store.save_silence(silence)
-        engine = self._daemon.engine
-        engine.silences[silence.id] = silence
-        engine.invalidate_windows()
-        engine.wake()
+        self._daemon.engine.add_silence(silence)
         return silence
 
     async def remove_silence(self, silence_id: str) -> bool:
         if not await self._daemon.store.delete_silence(silence_id):
             return False
-        engine = self._daemon.engine
-        engine.silences.pop(silence_id, None)
-        engine.invalidate_windows()
-        engine.wake()
+        self._daemon.engine.remove_silence(silence_id)
         return True
 
     async def record_heartbeat(self, check_id: str) -> float:
