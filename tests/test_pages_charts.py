@@ -46,3 +46,17 @@ def test_the_bar_has_48_cells_each_with_a_title_and_a_summary_for_screen_readers
     assert 'role="img"' in svg
     assert ('aria-label="HIS, Last 24 hours: 3 OK, 1 degraded, 3 down, 1 maintenance, '
             '40 no data"') in svg
+
+
+def test_the_response_time_chart_is_labelled_on_the_hospitals_clock() -> None:
+    """Ticks at 00/06/12/18 local time (not "14:58, 20:58"); the value labels in ms."""
+    from monitor.history.model import CheckBucket
+
+    now = dt.datetime(2026, 12, 2, 14, 58, tzinfo=TZ).timestamp()
+    series = [CheckBucket("his-web", "his", now - 86400 + 300 * i, OK, 10, 0.004, 0.05, 0.006)
+              for i in range(288)]
+    svg = str(charts.latency_chart(series, now, TZ, "Response time: his-web", "no data"))
+    hours = re.findall(r'font-size="12">(\d\d:\d\d)</text>', svg)
+    assert hours == ["18:00", "00:00", "06:00", "12:00"]
+    assert re.findall(r'fill="#333">([^<]+)</text>', svg) == ["5 ms", "10 ms"]
+    assert svg.count("<polyline") == 1 and 'aria-label="Response time: his-web: median' in svg

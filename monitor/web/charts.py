@@ -112,7 +112,10 @@ def percent(share: float | None, none: str) -> str:
 def latency_chart(series: Sequence[CheckBucket], now: float, tz: dt.tzinfo, title: str,
                   no_data: str, width: int = 720, height: int = 160) -> Markup:
     """24 hours of response time: the average as a line, min..max as a band (ms)."""
-    left, bottom, top = 48, 22, 8
+    # The value labels sit above their grid lines inside the plot, not in a left margin: on a
+    # phone the page's CSS makes the labels twice as large (in viewBox units) so that they
+    # stay readable once the 720-unit chart is shrunk to the screen, and they need no room.
+    left, bottom, top = 8, 30, 24
     plot_w, plot_h = width - left - 8, height - bottom - top
     start = now - 86400.0
     points = [b for b in series if b.start >= start - 300 and b.n]
@@ -140,14 +143,17 @@ def latency_chart(series: Sequence[CheckBucket], now: float, tz: dt.tzinfo, titl
         yy = top + plot_h - frac * plot_h
         parts.append(f'<line x1="{left}" y1="{yy:.1f}" x2="{left + plot_w}" y2="{yy:.1f}" '
                      f'stroke="#bbb" stroke-width="1"/>')
-        parts.append(f'<text x="{left - 4}" y="{yy + 4:.1f}" text-anchor="end" '
-                     f'font-size="11">{_ms(ceiling * frac)}</text>')
-    for hours in (0, 6, 12, 18, 24):
-        ts = start + hours * 3600
+        if frac:  # 0 ms needs no label: the bottom line is the axis
+            parts.append(f'<text x="{left}" y="{yy - 4:.1f}" font-size="12" '
+                         f'fill="#333">{_ms(ceiling * frac)}</text>')
+    for ts in hour_ticks(start, now, tz):
         xx = x(ts)
-        anchor = "start" if hours == 0 else "end" if hours == 24 else "middle"
-        parts.append(f'<text x="{xx:.1f}" y="{height - 6}" text-anchor="{anchor}" '
-                     f'font-size="11">{dt.datetime.fromtimestamp(ts, tz):%H:%M}</text>')
+        anchor = ("start" if xx < left + 40 else "end" if xx > left + plot_w - 40
+                  else "middle")
+        parts.append(f'<text x="{xx:.1f}" y="{height - 8}" text-anchor="{anchor}" '
+                     f'font-size="12">{dt.datetime.fromtimestamp(ts, tz):%H:%M}</text>')
+        parts.append(f'<line x1="{xx:.1f}" y1="{top + plot_h:.1f}" x2="{xx:.1f}" '
+                     f'y2="{top + plot_h + 4:.1f}" stroke="#333" stroke-width="1"/>')
     parts.append(f'<polygon points="{" ".join(band)}" fill="#9ab7e6" stroke="none"/>')
     parts.append(f'<polyline points="{avg}" fill="none" stroke="#0033aa" stroke-width="2"/>')
     if len(points) <= 12:  # too few for a visible line: a dot per bucket as well
@@ -161,6 +167,19 @@ def latency_chart(series: Sequence[CheckBucket], now: float, tz: dt.tzinfo, titl
                          'stroke="#b00020" stroke-width="2"/>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def hour_ticks(start: float, end: float, tz: dt.tzinfo, every: int = 6) -> list[float]:
+    """Times in [start, end] at 00:00, 06:00, 12:00, 18:00 on the hospital's clock: labels a
+    reader knows, not "14:58, 20:58"."""
+    local = dt.datetime.fromtimestamp(start, tz).replace(minute=0, second=0, microsecond=0)
+    found = []
+    for hours in range(26):
+        at = (local + dt.timedelta(hours=hours)).timestamp()
+        when = dt.datetime.fromtimestamp(at, tz)
+        if start <= at <= end and when.hour % every == 0 and when.minute == 0:
+            found.append(at)
+    return found
 
 
 def _nice(peak: float) -> float:
