@@ -82,6 +82,19 @@ async def test_the_review_as_json_and_html(app) -> None:  # noqa: F811
                  "磁盘容量告警阈值改为 80%"):
         assert text in page.text, text
     assert (await client.get("/api/v1/incidents/nope/review")).status_code == 404
+    # Human text in the reader's language; the JSON keeps its tokens (SPEC 7, 13.6).
+    zh = (await client.get(f"/incidents/{first(daemon)}/review?lang=zh")).text
+    for leftover in ("critical (", ">kept<", ">database<", ">outage_it<",
+                     ">department_outage<", ">vendor_escalation<", ">acknowledged<",
+                     ">department_on_paper<", ">opened<"):
+        assert leftover not in zh, leftover
+    for word in ("故障 (自动检测)", "达标", "数据库", "故障（信息科）", "厂商升级",
+                 "科室已启用纸质流程"):
+        assert word in zh, word
+    en = (await client.get(f"/incidents/{first(daemon)}/review?lang=en")).text
+    for word in ("outage (checks)", ">kept<", ">database<", "vendor escalation",
+                 "Department on paper"):
+        assert word in en, word
 
 
 @pytest.mark.skipif(importlib.util.find_spec("playwright") is None or not CHROMIUM.exists(),

@@ -14,10 +14,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from monitor.config.i18n import text
 from monitor.core.timefmt import local_time
 from monitor.people.review import build_review
+from monitor.web import whattodo
 from monitor.web.guard import side_of
 from monitor.web.interfaces import ReadView
+from monitor.web.pages import CAUSES, STRINGS, TIMELINE_KINDS
 
 PAGE = (Path(__file__).parent / "templates" / "people" / "review.j2").read_text("utf-8")
 
@@ -46,6 +49,72 @@ TEXT = {
            "messages": "消息", "kind": "类型", "recipient": "接收方", "due": "应发时间",
            "delivered": "送达 / 未送达原因", "timeline": "时间线"},
 }
+MESSAGE_KINDS = {
+    "en": {"early_warning": "early warning", "outage_it": "outage (IT)",
+           "department_outage": "outage (department)", "leadership_report": "leadership report",
+           "vendor_escalation": "vendor escalation", "progress_update": "progress update",
+           "recovery": "recovery", "acknowledged": "acknowledged",
+           "maintenance_notice": "maintenance notice", "maintenance_over": "maintenance over",
+           "backfill_reminder": "back-entry reminder", "monitor_degraded": "monitor degraded",
+           "monitor_ok": "monitor ok"},
+    "zh": {"early_warning": "预警", "outage_it": "故障（信息科）",
+           "department_outage": "故障（科室）", "leadership_report": "领导报告",
+           "vendor_escalation": "厂商升级", "progress_update": "进展通报",
+           "recovery": "恢复通知", "acknowledged": "已确认接手",
+           "maintenance_notice": "维护通知", "maintenance_over": "维护结束",
+           "backfill_reminder": "补录提醒", "monitor_degraded": "监控自身异常",
+           "monitor_ok": "监控恢复正常"},
+}
+"""The review's names for message kinds (the JSON keeps the kind)."""
+
+WORDS = {
+    "en": {"critical": "outage", "warning": "early warning", "checks": "checks",
+           "manual": "declared by hand", "kept": "kept", "missed": "missed",
+           "pending": "pending"},
+    "zh": {"critical": "故障", "warning": "预警", "checks": "自动检测", "manual": "人工申报",
+           "kept": "达标", "missed": "超时", "pending": "待定"},
+}
+"""Severity, source and vendor SLA verdicts as the reader says them."""
+
+
+def labels(config: Any, language: str) -> dict[str, Any]:
+    """How the page names the review's machine values in the reader's language: the JSON
+    keeps ids and tokens, the printed page shows names (SPEC 7: never an id where a name
+    exists). Reuses the incident page's cause, timeline and delivery words."""
+    site = config.site.language
+    words = WORDS[language]
+    strings = STRINGS.get(language, STRINGS["en"])
+
+    def person(who: str | None) -> str:
+        if not who:
+            return ""
+        pid = who.removeprefix("person:").split("/", 1)[0]
+        if who.startswith("person:") or pid in {p.id for p in config.people}:
+            try:
+                return str(text(config.person(pid), "name", language, site))
+            except KeyError:
+                return who
+        return who
+
+    def why_not(status: str, reason: str | None) -> str:
+        word = strings.get(f"delivery_{status}")
+        return word if word and (not reason or reason == status) else \
+            f"{word or status}: {reason}" if reason else (word or status)
+
+    return {
+        "word": lambda token: words.get(token, token) if token else "—",
+        "cause": lambda code: CAUSES[language].get(code, code) if code else "—",
+        "event": lambda kind: TIMELINE_KINDS[language].get(kind, kind),
+        "message": lambda kind: MESSAGE_KINDS[language].get(kind, kind),
+        "person": person,
+        "recipient": lambda who: person(who) if str(who).startswith("person:") else (
+            whattodo.department_name(config, who.removeprefix("department:"), language)
+            if str(who).startswith("department:") else who),
+        "dept": lambda dept_id: whattodo.department_name(config, dept_id, language),
+        "why_not": why_not,
+    }
+
+
 _TEMPLATE = Environment(autoescape=True).from_string(PAGE)
 
 
@@ -79,6 +148,7 @@ async def as_html(request: Request) -> Response:
                             status_code=404)
     printed = local_time(view.clock(), view.config.site.tz)
     return HTMLResponse(_TEMPLATE.render(r=found, t=TEXT[lang], lang=lang,
+                                         h=labels(view.config, lang),
                                          site=view.config.site.name, printed=printed))
 
 
