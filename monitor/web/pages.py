@@ -68,6 +68,8 @@ STRINGS: dict[str, dict[str, str]] = {
                                  "to be written); IT has been told."),
         "summary_problems": "{n} systems with problems",
         "summary_problems_one": "1 system with problems",
+        "summary_maintenance": "Planned maintenance in progress: {systems}. Follow the "
+                               "announced procedure below.",
         "campus": "Campus",
         "no_campus": "Shared systems (no campus)",
         "state_ok": "OK",
@@ -183,6 +185,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "cannot_record_detail": "事件与消息暂存内存继续处理（{n} 项变更待写入），已通知信息科。",
         "summary_problems": "{n} 个系统存在问题",
         "summary_problems_one": "1 个系统存在问题",
+        "summary_maintenance": "正在进行计划维护：{systems}。请按下方公布的应急流程执行。",
         "campus": "院区",
         "no_campus": "共用系统（不分院区）",
         "state_ok": "正常",
@@ -567,8 +570,11 @@ async def status_page(request: Request) -> Response:
         status="resolved", since=now - RECOVERY_WINDOW, limit=50)
     windows = sorted((w for w in view.windows(now) if w.end > now),
                      key=lambda w: w.start)
+    # A system in its announced window is expected to be down: it gets the blue planned
+    # banner, never the red alarm, unless something else is wrong at the same time.
     problems = [v for v in views.values()
-                if v.state not in ("ok", "unknown") or v.stale_since is not None]
+                if v.state not in ("ok", "unknown", "maintenance") or v.stale_since is not None]
+    in_maintenance = [v for v in views.values() if v.state == "maintenance"]
     return render(
         request, "status.j2", language, refresh=REFRESH_SECONDS, groups=group_by_campus(
             views, view.config), views=views, cards=cards,
@@ -577,6 +583,7 @@ async def status_page(request: Request) -> Response:
             if v.stale_since is not None}),
         history=overview, bars=bars, words=words,
         recent=[i for i in recent if not i.drill], windows=windows, problems=problems,
+        in_maintenance=in_maintenance,
         departments=view.config.departments, **fmt(view, language))
 
 
