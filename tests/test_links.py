@@ -259,6 +259,28 @@ async def test_department_and_vendor_links_record_their_answers(app) -> None:
     assert stored.vendor_responded_by == "Engineer Wu" and stored.vendor_eta == "30m"
 
 
+async def test_link_forms_that_are_too_large_or_not_utf8_change_nothing(app) -> None:
+    """The signed link skips the API's write gate, not its body rules (SPEC 10)."""
+    daemon, client, _ = app
+    messages = await daemon.store.list_messages()
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    dept, vendor, ack = (link(messages, k) for k in ("department", "vendor", "ack"))
+    latin1 = await client.post(dept, content=b"what=on_paper&by=Schwester+J\xfcrgen",
+                               headers=form)
+    assert latin1.status_code == 422 and "未做任何更改" in latin1.text
+    huge = await client.post(vendor, content=b"by=" + b"x" * 20_000, headers=form)
+    assert huge.status_code == 413
+    big_ack = await client.post(ack, content=b"by=" + b"y" * 20_000, headers=form)
+    assert big_ack.status_code == 413
+    stored = await daemon.store.get_incident(first(daemon))
+    assert stored is not None and stored.departments_confirmed == {}
+    assert stored.vendor_responded_at is None and stored.acknowledged_by is None
+    fine = await client.post(dept, content=b"what=on_paper&by=J%C3%BCrgen", headers=form)
+    assert fine.status_code == 200
+    stored = await daemon.store.get_incident(first(daemon))
+    assert stored is not None and stored.departments_confirmed["er"]["on_paper_by"] == "Jürgen"
+
+
 async def test_a_standby_records_the_post_for_the_leader(app) -> None:
     daemon, client, _ = app
     path = link(await daemon.store.list_messages(), "ack")

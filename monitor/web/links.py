@@ -11,7 +11,6 @@ incident and the recipient. The pages need no JavaScript and work on a phone.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs
 
 import structlog
 from jinja2 import Environment
@@ -23,16 +22,18 @@ from monitor.config.i18n import text
 from monitor.core.models import Incident
 from monitor.core.timefmt import local_time
 from monitor.links.tokens import BadToken, Claim, verify
-from monitor.web.guard import side_of
+from monitor.web.guard import Refusal, parse_form, read_body, side_of
 from monitor.web.interfaces import ReadView
 
 log = structlog.get_logger("hismon.links")
+LINK_FORM_LIMIT = 8 * 1024
 DEPARTMENT_GRACE = 7 * 86400.0
 """A department link works until 7 days after the incident resolved (back-entry takes time)."""
 
 TEXT = {
     "zh": {
         "invalid_title": "链接已失效", "invalid": "此链接已过期、无效或事件已结束，未做任何更改。",
+        "bad_form": "提交的内容无法识别（过长或不是 UTF-8 文本），未做任何更改。",
         "ack_button": "以 {name} 身份确认接手", "acked": "已由 {by} 于 {at} 确认接手。",
         "ack_done": "已确认接手：{by}。后续提醒已停止。",
         "since": "开始时间", "severity": "级别", "checks": "异常检查", "system": "系统",
@@ -48,6 +49,8 @@ TEXT = {
         "invalid_title": "Link no longer valid",
         "invalid": "This link has expired, is not valid, or its incident is over. "
                    "Nothing was changed.",
+        "bad_form": "What was sent could not be read (too long, or not UTF-8 text). "
+                    "Nothing was changed.",
         "ack_button": "Acknowledge as {name}", "acked": "Already acknowledged by {by} at {at}.",
         "ack_done": "Acknowledged by {by}. The reminders stop.",
         "since": "Since", "severity": "Severity", "checks": "Failing checks", "system": "System",
@@ -108,9 +111,26 @@ def _department_language(view: ReadView, department: str) -> str | None:
         return None
 
 
-def _form(raw: bytes) -> dict[str, str]:
-    fields = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=False)
-    return {k: v[0].strip()[:200] for k, v in fields.items() if v and v[0].strip()}
+async def _posted(request: Request) -> dict[str, str] | Refusal:
+    """The link form's fields, read as strictly as every other form (guard.parse_form).
+
+    The link is the credential, so these POSTs skip the API's write gate; they still must
+    not buffer a large body or store text that is not UTF-8. The forms have at most two
+    short fields (`by`, `eta`), hence the small limit.
+    """
+    try:
+        fields = parse_form(await read_body(request, LINK_FORM_LIMIT))
+    except Refusal as refusal:
+        log.info("link_form_refused", status=refusal.status, reason=refusal.detail)
+        return refusal
+    return {k: v.strip()[:200] for k, v in fields.items() if v.strip()}
+
+
+def _refused(request: Request, title: str, incident: Incident, refusal: Refusal,
+             reader: str | None = None) -> HTMLResponse:
+    t = TEXT[_language(request, side_of(request), reader)]
+    return page(request, title, incident=incident, status=refusal.status, bad=True,
+                message=t["bad_form"], reader=reader)
 
 
 def page(request: Request, title: str, *, message: str = "", bad: bool = False,
@@ -214,7 +234,10 @@ async def ack_link(request: Request) -> Response:
         return page(request, title, incident=incident, forms=[{
             "what": "ack", "label": t["ack_button"].format(name=name),
             "fields": [] if person else ["by"]}])
-    by = ack_name(side_of(request), claim, _form(await request.body()))
+    form = await _posted(request)
+    if isinstance(form, Refusal):
+        return _refused(request, title, incident, form)
+    by = ack_name(side_of(request), claim, form)
     log.info("link_used", kind="ack", incident=incident.id, recipient=claim.recipient)
     done = await act(request, {"kind": "ack", "incident": incident.id, "by": by,
                       "recipient": claim.recipient})
@@ -250,7 +273,9 @@ async def department_link(request: Request) -> Response:
             {"what": what, "label": t[what], "fields": ["by"]}]
         return page(request, title, incident=incident, forms=forms, reader=reader,
                     message=t["already"] if confirmed.get(f"{what}_at") else "")
-    form = _form(await request.body())
+    form = await _posted(request)
+    if isinstance(form, Refusal):
+        return _refused(request, title, incident, form, reader)
     asked = form.get("what", what)
     if asked not in ("on_paper", "backfill_done") or (
             asked == "on_paper" and not incident.is_open):
@@ -280,7 +305,9 @@ async def vendor_link(request: Request) -> Response:
     if request.method == "GET":
         return page(request, title, incident=incident, forms=[
             {"what": "respond", "label": t["vendor_button"], "fields": ["by", "eta"]}])
-    form = _form(await request.body())
+    form = await _posted(request)
+    if isinstance(form, Refusal):
+        return _refused(request, title, incident, form)
     log.info("link_used", kind="vendor", incident=incident.id, recipient=claim.recipient)
     done = await act(request, {"kind": "vendor", "incident": incident.id, "by": form.get("by"),
                       "eta": form.get("eta"), "recipient": claim.recipient})
