@@ -195,6 +195,29 @@ async def receiver() -> AsyncIterator[Receiver]:
     await rec.stop()
 
 
+@asynccontextmanager
+async def pages_of(config_text: str, clock: Clock) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+    """The real daemon (engine, rules, SQLite store) on a virtual clock, without probing, and
+    its real Starlette app behind an httpx client: page tests feed results to the state
+    machine themselves and read the HTML."""
+    from monitor.config.loader import load_config_text
+    from monitor.probing.state import CheckState
+    from monitor.runtime.daemon import Daemon
+    from monitor.runtime.webside import DaemonWeb
+    from monitor.web.app import build_app
+
+    daemon = Daemon(load_config_text(config_text, "h.yaml"), clock=clock, serve_http=False)
+    await daemon.store.open()
+    for check in daemon.config.checks:
+        daemon.states[check.id] = CheckState(check.id, check.system, check.type)
+    transport = httpx.ASGITransport(app=build_app(DaemonWeb(daemon)))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://h") as client:
+            yield client, daemon
+    finally:
+        await daemon.store.close()
+
+
 class DaemonProcess:
     """`hismon run` in a subprocess, as an operator would start it."""
 

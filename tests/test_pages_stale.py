@@ -17,13 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from monitor.config.loader import load_config_text
 from monitor.core.result import Result, State
-from monitor.probing.state import CheckState, advance
+from monitor.probing.state import advance
 from monitor.runtime.daemon import Daemon
-from monitor.runtime.webside import DaemonWeb
-from monitor.web.app import build_app
-from tests.conftest import Clock
+from tests.conftest import Clock, pages_of
 
 T0 = 1_800_000_000.0  # 2027-01-15 16:00 in Shanghai
 CONFIG = """
@@ -60,14 +57,8 @@ World = tuple[httpx.AsyncClient, Daemon, Clock]
 async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
     text = CONFIG.replace("STATE", str(tmp_path / "s.db")).replace("LANG", request.param)
     clock = Clock(T0)
-    daemon = Daemon(load_config_text(text, "h.yaml"), clock=clock, serve_http=False)
-    await daemon.store.open()
-    for check in daemon.config.checks:
-        daemon.states[check.id] = CheckState(check.id, check.system, check.type)
-    transport = httpx.ASGITransport(app=build_app(DaemonWeb(daemon)))
-    async with httpx.AsyncClient(transport=transport, base_url="http://h") as client:
+    async with pages_of(text, clock) as (client, daemon):
         yield client, daemon, clock
-    await daemon.store.close()
 
 
 async def probe(daemon: Daemon, clock: Clock, check_id: str, state: State, message: str,
