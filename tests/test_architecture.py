@@ -312,3 +312,29 @@ def test_each_shared_helper_has_one_home() -> None:
         if module not in COMPARE_DIGEST_HOMES and "compare_digest" in source:
             problems.append(f"{module} compares a secret itself: use guard.token_valid")
     assert not problems, "\n".join(problems)
+
+
+def test_every_set_of_message_kinds_holds_only_declared_kinds() -> None:
+    """A module-level `*_KINDS` set or tuple is made of `MessageKind` members, so a misspelt
+    kind is a mypy error and an unknown one fails here (issue 9 item 5). Sets of link or
+    confirmation kinds that are not message kinds live under other names."""
+    import importlib
+
+    from monitor.core.types import MessageKind
+
+    found: dict[str, int] = {}
+    for module in modules():
+        if not module.startswith("monitor."):
+            continue
+        loaded = importlib.import_module(module)
+        for name, value in vars(loaded).items():
+            if not name.endswith("KINDS") or not isinstance(value, (tuple, frozenset, set)):
+                continue
+            if not value:
+                continue
+            strays = [k for k in value if not isinstance(k, MessageKind)]
+            assert not strays, f"{module}.{name} holds {strays}, not MessageKind members"
+            found[f"{module}.{name}"] = len(value)
+    for expected in ("monitor.delivery.outbox.URGENT_KINDS", "monitor.links.make.ACK_KINDS",
+                     "monitor.runtime.selfwatch.SELF_KINDS", "monitor.people.review.IT_KINDS"):
+        assert expected in found, f"{expected} not seen: {sorted(found)}"

@@ -14,13 +14,15 @@ from typing import Any
 
 from monitor.config.model import Config
 from monitor.core.models import OutboxMessage
+from monitor.core.types import MessageKind
 from monitor.delivery.context import site_context
 from monitor.delivery.grouping import GROUP_ITEM, Batch
 from monitor.delivery.messages import MessageRenderer
 from monitor.people.addressing import addresses_person
 from notifiers.base import NotifierBase, OutgoingMessage
 
-OWN_TEMPLATES = frozenset({"outage_it", "department_outage", "recovery"})
+OWN_TEMPLATES: frozenset[MessageKind] = frozenset({
+    MessageKind.OUTAGE_IT, MessageKind.DEPARTMENT_OUTAGE, MessageKind.RECOVERY})
 """Kinds with a group template of their own; the others list their members' texts."""
 
 

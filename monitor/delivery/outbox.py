@@ -20,7 +20,7 @@ import structlog
 from monitor.config.model import Config
 from monitor.core.models import OutboxMessage
 from monitor.core.text import scrub
-from monitor.core.types import DeliveryResult, MessageStatus
+from monitor.core.types import DeliveryResult, MessageKind, MessageStatus
 from monitor.delivery import grouping
 from monitor.delivery.grouped import grouped_outgoing
 from monitor.delivery.messages import MessageRenderer
@@ -85,8 +85,9 @@ def secrets_of(notifier: NotifierBase, messages: list[OutboxMessage]) -> list[st
     return found
 
 
-URGENT_KINDS = frozenset({"early_warning", "outage_it", "department_outage",
-                          "leadership_report", "vendor_escalation"})
+URGENT_KINDS: frozenset[MessageKind] = frozenset({
+    MessageKind.EARLY_WARNING, MessageKind.OUTAGE_IT, MessageKind.DEPARTMENT_OUTAGE,
+    MessageKind.LEADERSHIP_REPORT, MessageKind.VENDOR_ESCALATION})
 """Kinds that fall back after `fallback_after` instead of after `max_age` (SPEC 6)."""
 FELL_BACK = "fell_back"
 """Payload flag: this message has already been handed to its fallback (once is enough)."""

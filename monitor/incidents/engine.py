@@ -20,6 +20,7 @@ import structlog
 
 from monitor.config.model import Config, Plan
 from monitor.core.models import Incident, OutboxMessage, Silence
+from monitor.core.types import Severity
 from monitor.delivery.messages import MessageRenderer
 from monitor.incidents import maintenance, rules
 from monitor.incidents.applier import Applier, StepCounter
@@ -384,7 +385,7 @@ class Engine:
 
     # ---- people in the loop (SPEC §13): rules in monitor/people/actions.py ------------
 
-    async def declare(self, system_id: str, severity: str, title: str, by: str,
+    async def declare(self, system_id: str, severity: Severity, title: str, by: str,
                       started_at: float | None = None) -> Incident:
         """Raises `actions.Refused` (409 with the open incident, 422)."""
         now = self.clock()

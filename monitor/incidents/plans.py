@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from monitor.config.model import Config, Plan
 from monitor.core.models import Incident
+from monitor.core.types import HoldReason, MessageKind
 from monitor.people.targets import person_of_target, recipient_key
 
 
@@ -19,9 +20,9 @@ from monitor.people.targets import person_of_target, recipient_key
 class DueStep:
     key: str
     occurrence: int
-    kind: str
+    kind: MessageKind
     targets: tuple[str, ...]
-    skip_reason: str | None = None
+    skip_reason: HoldReason | None = None
     """Set when the step is due but must not send (e.g. `unless: acknowledged`)."""
 
 
@@ -47,7 +48,7 @@ def due_steps(
     due: list[DueStep] = []
     if incident.severity == "warning":
         if plan.early_warning and ("early", 0) not in recorded:
-            due.append(DueStep("early", 0, "early_warning", tuple(plan.early_warning)))
+            due.append(DueStep("early", 0, MessageKind.EARLY_WARNING, tuple(plan.early_warning)))
         return due
     base = incident.plan_started_at if incident.plan_started_at is not None else incident.started_at
     elapsed = now - base
@@ -57,7 +58,7 @@ def due_steps(
         if occurrence is None or (key, occurrence) in recorded:
             continue
         acked = step.unless == "acknowledged" and incident.acknowledged_by is not None
-        skip = "acknowledged" if acked else None
+        skip = HoldReason.ACKNOWLEDGED if acked else None
         due.append(DueStep(key, occurrence, step.message, tuple(step.notify), skip))
     return due
 

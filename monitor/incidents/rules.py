@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from monitor.core.models import Incident
 from monitor.core.result import State
-from monitor.core.types import Cause, HoldReason, IncidentStatus, Severity
+from monitor.core.types import Cause, HoldReason, IncidentStatus, MessageKind, Severity
 from monitor.incidents import maintenance, plans
 from monitor.incidents.cause import suspect_system
 from monitor.incidents.compose import maintenance_messages, step_messages
@@ -177,7 +177,7 @@ def recovery(facts: Facts, incident: Incident, recorded: Recorded, told: Collect
         return []
     if incident.caused_by:
         return []
-    due = plans.DueStep("recovery", 0, "recovery", tuple(plan.on_recovery))
+    due = plans.DueStep("recovery", 0, MessageKind.RECOVERY, tuple(plan.on_recovery))
     return [SendStep(incident.id, due, tuple(step_messages(facts, incident, due, now, told)))]
 
 
@@ -354,7 +354,7 @@ def run_plan(facts: Facts, incident: Incident, recorded: Recorded, now: float) -
     if hold is HoldReason.FLAPPING and plan.early_warning and ("early", 0) not in recorded:
         # IT hears of a flapping or unstable system at once, as an early warning (SPEC 4).
         effects.append(step(facts, incident, plans.DueStep(
-            "early", 0, "early_warning", tuple(plan.early_warning)), now))
+            "early", 0, MessageKind.EARLY_WARNING, tuple(plan.early_warning)), now))
     for due in plans.due_steps(incident, plan, dict(recorded), now):
         if due.key == "early" and hold is HoldReason.FLAPPING:
             continue  # sent just above
@@ -424,7 +424,7 @@ def acknowledge(facts: Facts, incident: Incident, by: str, note: str | None,
              {"by": by, "note": note, "via": via}),))]
     plan = facts.plan_of(acked)
     if plan is not None and plans.anything_sent(dict(recorded)) and not acked.held:
-        effects.append(step(facts, acked, plans.DueStep("ack", 0, "acknowledged",
+        effects.append(step(facts, acked, plans.DueStep("ack", 0, MessageKind.ACKNOWLEDGED,
                                                         plans.it_targets(plan)), now))
     return effects
 

@@ -16,11 +16,16 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.core.models import Incident
+from monitor.core.types import MessageKind
 from monitor.links.tokens import Claim, sign
 
-ACK_KINDS = ("early_warning", "outage_it", "progress_update")
-DEPARTMENT_KINDS = ("early_warning", "department_outage", "progress_update", "recovery",
-                    "backfill_reminder")
+ACK_KINDS: tuple[MessageKind, ...] = (
+    MessageKind.EARLY_WARNING, MessageKind.OUTAGE_IT, MessageKind.PROGRESS_UPDATE)
+DEPARTMENT_KINDS: tuple[MessageKind, ...] = (
+    MessageKind.EARLY_WARNING, MessageKind.DEPARTMENT_OUTAGE, MessageKind.PROGRESS_UPDATE,
+    MessageKind.RECOVERY, MessageKind.BACKFILL_REMINDER)
+ASKING_KINDS: tuple[MessageKind, ...] = (MessageKind.EARLY_WARNING, MessageKind.OUTAGE_IT)
+"""Kinds that always ask IT to take the incident (a progress update asks only for a note)."""
 LABELS = {
     "zh": {"ack": "一键确认接手", "department": "科室确认（已启用纸质流程 / 补录完成）",
            "vendor": "厂商工程师响应"},
@@ -48,7 +53,7 @@ def links_for(config: Any, key: bytes | None, incident: Incident, kind: str, *,
             return {"vendor": f"{base}/v/" + sign(key, Claim("vendor", incident.id, notifier,
                                                              ttl))}
         return {}
-    asks = kind in ("early_warning", "outage_it") or (kind == "progress_update" and note_missing)
+    asks = kind in ASKING_KINDS or (kind == MessageKind.PROGRESS_UPDATE and note_missing)
     if asks and incident.is_open and incident.acknowledged_by is None:
         return {"ack": f"{base}/a/" + sign(key, Claim("ack", incident.id, person or notifier,
                                                       ttl))}

@@ -40,7 +40,7 @@ def _copy(incident: Incident) -> Incident:
     return copy.deepcopy(incident)
 
 
-def declare(facts: Facts, system_id: str, severity: str, title: str, by: str,
+def declare(facts: Facts, system_id: str, severity: Severity, title: str, by: str,
             started_at: float, now: float) -> OpenIncident:
     """IT declares an incident no check sees (a help-desk call): the plan runs as usual."""
     if not facts.config.has_system(system_id):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from monitor.core.models import Incident
+from monitor.core.types import MessageKind
 from monitor.incidents import plans
 from monitor.incidents.compose import step_messages
 from monitor.incidents.effects import Effect, SendStep
@@ -23,7 +24,7 @@ def reminder(facts: Facts, incident: Incident, recorded: Mapping[tuple[str, int]
         return []
     if now < incident.resolved_at + plan.backfill_reminder or not told:
         return []
-    due = plans.DueStep(STEP, 0, "backfill_reminder", ("departments:backfill_pending",))
+    due = plans.DueStep(STEP, 0, MessageKind.BACKFILL_REMINDER, ("departments:backfill_pending",))
     return [SendStep(incident.id, due, tuple(step_messages(facts, incident, due, now, told)))]
 
 

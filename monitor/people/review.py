@@ -15,9 +15,10 @@ from typing import Any
 from monitor.config.i18n import text
 from monitor.core.durations import format_duration
 from monitor.core.models import Incident, OutboxMessage, TimelineEntry, iso
+from monitor.core.types import MessageKind
 from monitor.delivery.context import vendor_sla_status
 
-IT_KINDS = ("early_warning", "outage_it")
+IT_KINDS: tuple[MessageKind, ...] = (MessageKind.EARLY_WARNING, MessageKind.OUTAGE_IT)
 
 
 def _campus_name(config: Any, campus: str | None, language: str) -> str:

@@ -41,7 +41,8 @@ UNRECORDED_GRACE = 30.0
 Shorter than STORE_GRACE: a refused write has already waited out SQLite's busy timeout, and
 until the store is back the record exists only in memory (lost on a restart)."""
 
-SELF_KINDS = frozenset({"monitor_degraded", "monitor_ok"})
+SELF_KINDS: frozenset[MessageKind] = frozenset({MessageKind.MONITOR_DEGRADED,
+                                               MessageKind.MONITOR_OK})
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,19 +155,19 @@ class Episode:
     seen: dict[str, Problem] = field(default_factory=dict)
 
 
-def transition(episode: Episode, problems: list[Problem], now: float) -> str | None:
+def transition(episode: Episode, problems: list[Problem], now: float) -> MessageKind | None:
     """Advance the episode (pure but for `episode`): 'monitor_degraded', 'monitor_ok' or None."""
     if problems and episode.started_at is None:
         episode.number += 1
         episode.started_at = now
         episode.seen = {p.key: p for p in problems}
-        return "monitor_degraded"
+        return MessageKind.MONITOR_DEGRADED
     if problems:
         for p in problems:
             episode.seen.setdefault(p.key, p)
         return None
     if episode.started_at is not None:
-        return "monitor_ok"
+        return MessageKind.MONITOR_OK
     return None
 
 
@@ -174,7 +175,7 @@ def transition(episode: Episode, problems: list[Problem], now: float) -> str | N
 class Alert:
     """One decided self-alert: its kind, whether it bypasses the store, what it names."""
 
-    kind: str
+    kind: MessageKind
     direct: bool
     problems: tuple[Problem, ...]
     episode: int

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from monitor.cluster.view import cluster_view
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
+from monitor.core.types import Severity
 from monitor.incidents.maintenance import Window
 from monitor.probing.state import CheckState
 from monitor.runtime import memtrim
@@ -158,7 +159,7 @@ class DaemonWeb:
         await self._daemon.store.save_heartbeat(check_id, now)
         return now
 
-    async def declare(self, system_id: str, severity: str, title: str, by: str,
+    async def declare(self, system_id: str, severity: Severity, title: str, by: str,
                       started_at: float | None) -> Incident:
         return await self._daemon.engine.declare(system_id, severity, title, by, started_at)
 

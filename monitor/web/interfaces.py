@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from monitor.config.model import Config
     from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
     from monitor.core.result import Result
+    from monitor.core.types import Severity
     from monitor.history.query import HistoryReader, SystemHistory
     from monitor.incidents.maintenance import Window
     from monitor.probing.pushed import AmAlert, Applied
@@ -121,7 +122,7 @@ class Operations(Protocol):
     # SPEC §13: each raises `monitor.people.actions.Refused` when the incident's state does
     # not allow it (its status is the HTTP answer).
 
-    async def declare(self, system_id: str, severity: str, title: str, by: str,
+    async def declare(self, system_id: str, severity: Severity, title: str, by: str,
                       started_at: float | None) -> Incident:
         """An incident declared by hand; its system's plan runs."""
 

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from monitor.core.models import Incident, iso
+from monitor.core.types import Severity
 from monitor.delivery.context import incident_payload
 from monitor.people.actions import Refused
 from monitor.people.oncall import oncall
@@ -128,8 +129,8 @@ async def declare(request: Request, side: WebSide, body: DeclareBody) -> Respons
             started_at = parse_time(body.started_at, side.clock())
         except ValueError as exc:
             return _error(422, f"started_at: {exc}")
-    return await answer(side, side.declare(body.system, body.severity, body.title, body.by,
-                                           started_at), status=201)
+    return await answer(side, side.declare(body.system, Severity(body.severity), body.title,
+                                           body.by, started_at), status=201)
 
 
 @write(ResolveBody)
