@@ -189,6 +189,7 @@ def test_every_body_within_its_field_limits_fits_the_body_limit() -> None:
                              "title": astral * bodies.MAX_TEXT, "by": astral * 200,
                              "started_at": astral * 500},
         people.PatchBody: {"by": astral * 200, "confirmed_cause": astral * 200,
+                           "suspected_cause": astral * 200,
                            "root_cause": astral * bodies.MAX_TEXT,
                            "actions": [astral * bodies.MAX_ACTION] * bodies.MAX_ACTIONS},
     }
