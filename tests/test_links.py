@@ -111,23 +111,23 @@ def test_which_messages_carry_which_links() -> None:
     cfg = config()
     common = {"person": None, "notifier": "it", "vendor": False, "note_missing": False,
               "now": T0}
-    ack = links_for(cfg, KEY, incident(), "outage_it", department=None, **common)
+    ack = links_for(cfg, KEY, incident(), "outage_it", departments=(), **common)
     assert list(ack) == ["ack"] and ack["ack"].startswith("https://hismon.hospital.internal/a/")
-    assert links_for(cfg, KEY, incident(acknowledged_by="x"), "outage_it", department=None,
+    assert links_for(cfg, KEY, incident(acknowledged_by="x"), "outage_it", departments=(),
                      **common) == {}, "acknowledged: no ack link"
-    assert links_for(cfg, KEY, incident(drill=True), "outage_it", department=None,
+    assert links_for(cfg, KEY, incident(drill=True), "outage_it", departments=(),
                      **common) == {}, "drill messages carry no links"
-    assert links_for(cfg, KEY, incident(), "leadership_report", department=None,
+    assert links_for(cfg, KEY, incident(), "leadership_report", departments=(),
                      **common) == {}
-    assert links_for(cfg, KEY, incident(), "progress_update", department=None,
+    assert links_for(cfg, KEY, incident(), "progress_update", departments=(),
                      **{**common, "note_missing": True}).keys() == {"ack"}
-    dept = links_for(cfg, KEY, incident(), "department_outage", department="er", **common)
+    dept = links_for(cfg, KEY, incident(), "department_outage", departments=("er",), **common)
     assert verify(KEY, dept["department"].rsplit("/", 1)[1], "department").recipient == "er"
-    vendor = links_for(cfg, KEY, incident(), "vendor_escalation", department=None,
+    vendor = links_for(cfg, KEY, incident(), "vendor_escalation", departments=(),
                        **{**common, "vendor": True})
     assert vendor.keys() == {"vendor"}
     no_url = config(**{'public_url: "https://hismon.hospital.internal", ': ""})
-    assert links_for(no_url, KEY, incident(), "outage_it", department=None, **common) == {}, \
+    assert links_for(no_url, KEY, incident(), "outage_it", departments=(), **common) == {}, \
         "no links from the listen address"
 
 

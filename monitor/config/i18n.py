@@ -77,3 +77,10 @@ def text(item: Any, field: str, language: str | None, site_language: str | None 
     if texts:
         return pick(texts, language, site_language)
     return getattr(item, field)
+
+
+def join_names(names: list[str], language: str) -> str:
+    """"急诊科、门诊部" / "Emergency and Outpatient": names as one phrase of a sentence."""
+    if language == "zh":
+        return "、".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from monitor.config.i18n import text
+from monitor.config.i18n import join_names, text
 from monitor.config.model import Config
 from monitor.core.durations import format_duration
 from monitor.core.models import Incident
@@ -72,7 +72,10 @@ def message_context(
     note: dict[str, Any] | None = None,
     note_missing: bool = False,
     affected_systems: list[str] | None = None,
+    also_departments: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """`also_departments`: other departments one post to a shared notifier speaks for; the
+    greeting names them all and `department_systems` holds the systems any of them uses."""
     tz = config.site.tz
     site_language = config.site.language
 
@@ -107,7 +110,11 @@ def message_context(
             "sla_status": sla_status(incident, system.vendor.response_sla, now),
         }
     base_url = config.server.base_url
-    dept = config.department(department_id) if department_id else None
+    spoken_for = [department_context(config, config.department(d), language)
+                  for d in (department_id, *also_departments) if d]
+    own = spoken_for[0] if spoken_for else None
+    if own is not None and also_departments:
+        own = {**own, "name": join_names([d["name"] for d in spoken_for], language)}
     return {
         "kind": kind,
         "drill": incident.drill,
@@ -117,7 +124,8 @@ def message_context(
         "next_update_local": local(next_update_at(incident, config, now), tz),
         "incident_url": f"{base_url}/incidents/{incident.id}",
         "department_url": f"{base_url}/departments/{department_id}" if department_id else None,
-        "department": department_context(config, dept, language) if dept else None,
+        "department": own,
+        "departments_spoken_for": spoken_for,
         "incident": payload,
         "system": {
             "id": system.id, "name": tr(system, "name"), "criticality": system.criticality,
@@ -129,8 +137,8 @@ def message_context(
             for s in (affected_systems or [incident.system])
         ],
         "department_systems": department_systems(
-            config, affected_systems or [incident.system], department_id, incident.system,
-            language),
+            config, affected_systems or [incident.system], [d["id"] for d in spoken_for],
+            incident.system, language),
         "departments": [department_context(config, d, language) for d in departments],
         "departments_by_campus": dict(by_campus),
         "cause": {"code": incident.suspected_cause, "evidence": list(incident.cause_evidence)},
@@ -153,20 +161,21 @@ def campus_name(config: Config, campus_id: str | None, language: str) -> str | N
     return text(found, "name", language, config.site.language) if found else campus_id
 
 
-def department_systems(config: Config, affected: list[str], department_id: str | None,
+def department_systems(config: Config, affected: list[str], department_ids: list[str],
                        root: str, language: str) -> list[dict[str, Any]]:
     """The down systems a department itself uses, each with its own downtime procedure.
 
     When the core network (with no procedure of its own, as recommended) takes the doctor
     station and the LIS down, Outpatient reads "Doctor station and LIS", each with its
     procedure, not "Core network" and the generic text. A department that uses none of them
-    directly (named in a step by id) reads the incident's own system.
+    directly (named in a step by id) reads the incident's own system. Several departments
+    (one post to the notifier they share) read the systems any of them uses.
     """
-    if department_id is None:
+    if not department_ids:
         return []
     site_language = config.site.language
-    used = [s for s in dict.fromkeys(affected)
-            if config.has_system(s) and department_id in config.system(s).departments]
+    used = [s for s in dict.fromkeys(affected) if config.has_system(s)
+            and any(d in config.system(s).departments for d in department_ids)]
     found = []
     for system_id in used or [root]:
         if not config.has_system(system_id):

@@ -69,7 +69,7 @@ def step_messages(facts: Facts, incident: Incident, due: plans.DueStep, now: flo
         context = message_context(
             due.kind, incident, config, now, department_id=department,
             language=language, note=public_note(note, config), note_missing=note_missing,
-            affected_systems=affected)
+            affected_systems=affected, also_departments=recipient.also)
         title, text = facts.renderer.render(due.kind, language, context)
         payload: dict[str, Any] = {
             "title": title, "text": text, "incident": context["incident"],
@@ -77,18 +77,22 @@ def step_messages(facts: Facts, incident: Incident, due: plans.DueStep, now: flo
         if department:
             # For the review (SPEC 13.6), a fallback copy (per department) and grouping (6).
             payload["department"] = department
+            if recipient.also:
+                payload["departments"] = list(recipient.departments)
         elif recipient.vendor or notifier in vendor_notifiers:
             # Its delivery starts the vendor's response clock (SPEC 13.4).
             payload["vendor"] = True
         payload[GROUP_ITEM] = group_item(context)
         if recipient.person:
             for_person(payload, person_card(config, recipient.person), config.notifier(notifier))
-        links = links_for(config, facts.link_key, incident, due.kind, department=department,
-                          person=recipient.person, notifier=notifier, vendor=recipient.vendor,
+        links = links_for(config, facts.link_key, incident, due.kind,
+                          departments=recipient.departments, person=recipient.person,
+                          notifier=notifier, vendor=recipient.vendor,
                           note_missing=recipient.key in asked, now=now)
         if links:
             payload["links"] = links
-            payload["links_text"] = link_lines(links, language)
+            payload["links_text"] = link_lines(
+                links, language, {d["id"]: d["name"] for d in context["departments_spoken_for"]})
             payload["text"] += payload["links_text"]
         messages.append(OutboxMessage(
             idempotency_key=f"{incident.id}:{due.key}:{recipient.key}:{due.occurrence}",

@@ -8,7 +8,7 @@ the store's record of sent steps makes each occurrence happen once.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from monitor.config.model import Config, Plan
 from monitor.core.models import Incident
@@ -34,6 +34,14 @@ class Recipient:
     """Set for `person:`/`schedule:` targets: the notifier sends to this person's address."""
     vendor: bool = False
     """Reached through the `vendor` target: the message carries the vendor link."""
+    also: tuple[str, ...] = ()
+    """Other departments this one post speaks for: they share the notifier (one ward-group
+    chat for two departments), so the post greets each and carries each one's link."""
+
+    @property
+    def departments(self) -> tuple[str, ...]:
+        """Every department this post speaks for, the first (`department`) first."""
+        return (self.department, *self.also) if self.department else ()
 
     @property
     def key(self) -> str:
@@ -90,21 +98,26 @@ def anything_sent(recorded: dict[tuple[str, int], str]) -> bool:
 
 def resolve_targets(targets: tuple[str, ...] | list[str], config: Config,
                     incident: Incident, now: float | None = None) -> list[Recipient]:
-    """Expand notify targets to notifiers, each at most once; departments keep their id.
+    """Expand notify targets to notifiers, each at most once; departments keep their id
+    (several, when they share a notifier: the one post speaks for each).
 
     A person (`person:`, `schedule:` at `now`) is reached through each notifier of their
     `notify`, addressed to them; a role's post to a notifier that also carries a person's
     post of the same message is that one post (the person's, which names them).
     """
     recipients: list[Recipient] = []
-    seen: set[str] = set()
+    index: dict[str, int] = {}
     people: list[Recipient] = []
     at = incident.started_at if now is None else now
 
     def add(notifier: str, department: str | None = None, vendor: bool = False) -> None:
-        if notifier not in seen:
-            seen.add(notifier)
+        if notifier not in index:
+            index[notifier] = len(recipients)
             recipients.append(Recipient(notifier, department, vendor=vendor))
+            return
+        found = recipients[index[notifier]]
+        if department and found.department and department not in found.departments:
+            recipients[index[notifier]] = replace(found, also=(*found.also, department))
 
     system = config.system(incident.system)
     for target in targets:
