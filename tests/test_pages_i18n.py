@@ -129,7 +129,7 @@ def test_the_review_names_campuses_and_departments_in_the_readers_language() -> 
         ("Emergency", "main", "Main campus"), ("检验科", "north", "north")]
     assert english["systems"][0]["name"] == "Outpatient doctor station"
     assert english["vendor"]["name"] == "Vendor A"
-    assert "- Emergency (Main campus): on paper" in review_markdown(english)
+    assert "| Emergency | Main campus | never answered | pending |" in review_markdown(english)
     site = build_review(c, incident, [], [], 1.9e9 + 600)  # the API: the site's language
     assert [d["campus_name"] for d in site["departments"]] == ["本部院区", "north"]
     assert site["systems"][0]["name"] == "门诊医生站"

@@ -97,6 +97,57 @@ async def test_the_review_as_json_and_html(app) -> None:  # noqa: F811
         assert word in en, word
 
 
+async def test_the_review_and_the_incident_page_say_the_record_in_the_readers_language(
+        app) -> None:  # noqa: F811
+    """The timeline is stored in English with machine data ("outage_it → it", "急诊科: on
+    paper (…)"); the review (JSON, HTML, `--format md`) and the incident page say each entry
+    again in the reader's language, with names for kinds, causes and departments."""
+    from monitor.people.review import review_markdown
+
+    daemon, client, clock = app
+    await _incident_with_everything(daemon, clock)
+    inc = first(daemon)
+    zh = (await client.get(f"/api/v1/incidents/{inc}/review?lang=zh")).json()
+    en = (await client.get(f"/api/v1/incidents/{inc}/review?lang=en")).json()
+    assert (zh["language"], en["language"]) == ("zh", "en")
+    assert (await client.get(f"/api/v1/incidents/{inc}/review")).json()["language"] == "zh", \
+        "without ?lang= the site's language"
+    zh_lines, en_lines = [e["text"] for e in zh["timeline"]], [e["text"] for e in en["timeline"]]
+    for said in ("急诊科：已启用纸质流程（护士长 吴）", "急诊科：补录完成（护士长 吴）",
+                 "李娜 已确认接手：on it", "王主任 确认原因：数据库", "王主任 填写根本原因",
+                 "王主任 记录整改措施 1 项", "厂商已响应：Engineer Wu，预计 30m",
+                 "全部检测恢复正常", "故障事件开始"):
+        assert said in zh_lines, (said, zh_lines)
+    assert any(t.startswith("故障（信息科） → ") for t in zh_lines), zh_lines
+    assert not [t for t in zh_lines if "acknowledged by" in t or "on paper" in t
+                or "outage_it" in t], zh_lines
+    for said in ("急诊科: on paper (护士长 吴)", "acknowledged by 李娜: on it",
+                 "cause confirmed by 王主任: database", "vendor responding: Engineer Wu, ETA 30m",
+                 "Outage opened"):
+        assert said in en_lines, (said, en_lines)
+    assert any(t.startswith("outage (IT) → ") for t in en_lines), en_lines
+    recipients = {m["recipient_name"] for m in zh["messages"]}
+    assert {"李娜", "急诊科"} <= recipients, recipients
+
+    md_zh, md_en = review_markdown(zh), review_markdown(en)
+    for said in (f"# 故障复盘报告：{inc}", "## 科室", "## 时间线", "| 急诊科 |",
+                 "| 故障（信息科） | 李娜 |", "故障 (自动检测)", "达标",
+                 "科室已启用纸质流程：急诊科：已启用纸质流程（护士长 吴）"):
+        assert said in md_zh, (said, md_zh)
+    for leftover in ("Post-incident review", "## Timeline", "on paper", "| outage_it |",
+                     "acknowledged by", "critical"):
+        assert leftover not in md_zh, (leftover, md_zh)
+    for said in (f"# Post-incident review: {inc}", "## Timeline", "| outage (IT) | 李娜 |",
+                 "outage (checks)", "Department on paper: 急诊科: on paper (护士长 吴)"):
+        assert said in md_en, (said, md_en)
+    assert "时间线" not in md_en and "已确认接手" not in md_en
+
+    page_zh = (await client.get(f"/incidents/{inc}?lang=zh")).text
+    page_en = (await client.get(f"/incidents/{inc}?lang=en")).text
+    assert "急诊科：已启用纸质流程（护士长 吴）" in page_zh and "on paper (" not in page_zh
+    assert "急诊科: on paper (护士长 吴)" in page_en
+
+
 @pytest.mark.skipif(importlib.util.find_spec("playwright") is None or not CHROMIUM.exists(),
                     reason="needs playwright and the Debian chromium package")
 async def test_the_review_prints_to_pdf(app) -> None:  # noqa: F811

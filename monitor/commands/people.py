@@ -68,10 +68,12 @@ def cmd_review(args: argparse.Namespace) -> int:
     from monitor.commands.common import api_client, call_api, refused
     from monitor.people.review import review_markdown
 
+    lang = {"lang": args.lang} if args.lang else {}
     if args.format == "html":
         try:
             with api_client(args) as client:
-                response = client.get(f"/incidents/{args.incident}/review")
+                response = client.get(f"/incidents/{args.incident}/review",
+                                      params=lang)
         except httpx.HTTPError as exc:
             print(f"cannot reach hismon at {args.url}: {exc}", file=sys.stderr)
             return 1
@@ -79,7 +81,8 @@ def cmd_review(args: argparse.Namespace) -> int:
             return refused(response.status_code, {"error": f"no incident {args.incident}"})
         sys.stdout.write(response.text)
         return 0
-    status, data = call_api(args, "GET", f"/api/v1/incidents/{args.incident}/review")
+    status, data = call_api(args, "GET", f"/api/v1/incidents/{args.incident}/review"
+                            + (f"?lang={args.lang}" if args.lang else ""))
     if status != 200:
         return refused(status, data)
     if args.format == "json":
@@ -107,5 +110,7 @@ def register(add: Add) -> None:
     p = add("review", cmd_review, "the post-incident review of an incident", url=True)
     p.add_argument("incident")
     p.add_argument("--format", choices=["md", "html", "json"], default="md")
+    p.add_argument("--lang", choices=["zh", "en"],
+                   help="the review's language (default: the site's, `site.language`)")
 
 

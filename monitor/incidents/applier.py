@@ -94,7 +94,7 @@ class Applier:
                 self._count(effect.incident_id, due.key, due.occurrence, due.kind, effect.reason)
                 await self._notes(effect.incident_id, now, (Note(
                     "step_skipped", f"{due.kind} not sent: {effect.reason}",
-                    {"step": due.key, "reason": str(effect.reason)}),))
+                    {"step": due.key, "kind": str(due.kind), "reason": str(effect.reason)}),))
                 log.info("step_skipped", incident=effect.incident_id, step=due.key,
                          kind=due.kind, reason=str(effect.reason))
             return None

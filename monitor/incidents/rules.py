@@ -211,7 +211,8 @@ def link_dependencies(facts: Facts, now: float) -> list[Effect]:
                 incident = work[system] = _copy(incident)
                 incident.caused_by, incident.caused_by_system = root.id, root.system
                 effects.append(UpdateIncident(_copy(incident), Change.LINK, (
-                    Note("caused_by", f"caused by {root.id} ({root.system})"),)))
+                    Note("caused_by", f"caused by {root.id} ({root.system})",
+                         {"root": root.id, "system": root.system}),)))
                 # Absorbed: the dependent was still waiting for its roots (nothing sent), or
                 # it was running its own plan and told people, who will now hear of the
                 # recovery only from the root: the root's window must start at theirs. Not
@@ -242,14 +243,16 @@ def link_dependencies(facts: Facts, now: float) -> list[Effect]:
                 root.affected_departments.extend(added)
                 effects.append(UpdateIncident(_copy(root), Change.DEPARTMENTS, (
                     Note("departments_added", f"{system} depends on {root.system}: "
-                         f"{', '.join(added)} affected", {"system": system}),)))
+                         f"{', '.join(added)} affected",
+                         {"system": system, "departments": list(added)}),)))
         elif previous is not None:
             incident = work[system] = _copy(incident)
             incident.caused_by = incident.caused_by_system = None
             incident.plan_started_at = now
             effects.append(UpdateIncident(_copy(incident), Change.UNLINK, (
                 Note("caused_by_cleared",
-                     f"{previous} resolved; this system still fails on its own"),)))
+                     f"{previous} resolved; this system still fails on its own",
+                     {"root": previous}),)))
     return effects
 
 

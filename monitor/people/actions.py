@@ -61,7 +61,7 @@ def declare(facts: Facts, system_id: str, severity: Severity, title: str, by: st
         source="manual", title=title, declared_by=by)
     return OpenIncident(incident, "drill" if facts.drill else "inc", (
         Note("opened", f"{severity} incident declared by {by}: {title}",
-             {"severity": severity, "by": by, "source": "manual"}),))
+             {"severity": severity, "by": by, "source": "manual", "title": title}),))
 
 
 def resolve_by_hand(facts: Facts, incident: Incident, by: str, note: str | None,

@@ -17,6 +17,14 @@ from monitor.core.durations import format_duration
 from monitor.core.models import Incident, OutboxMessage, TimelineEntry, iso
 from monitor.core.types import MessageKind
 from monitor.delivery.context import vendor_sla_status
+from monitor.people.words import (
+    CAUSES,
+    MESSAGE_KINDS,
+    REVIEW_TEXT,
+    TIMELINE_KINDS,
+    WORDS,
+    entry_text,
+)
 
 IT_KINDS: tuple[MessageKind, ...] = (MessageKind.EARLY_WARNING, MessageKind.OUTAGE_IT)
 
@@ -44,6 +52,30 @@ def _dependent_systems(config: Any, root: Incident, dependents: Sequence[Inciden
         found.append({"id": dependent.system, "name": name, "incident": dependent.id,
                       "caused_by": root.id})
     return found
+
+
+def _recipient_name(config: Any, message: OutboxMessage, language: str) -> str:
+    """Who a message went to, as people call them: the person, the department(s) (one post
+    to a notifier departments share speaks for each), else the notifier."""
+    payload = message.payload
+    person = payload.get("person")
+    if isinstance(person, dict) and person.get("id"):
+        try:
+            return str(text(config.person(str(person["id"])), "name", language,
+                            config.site.language))
+        except KeyError:
+            return str(person.get("name") or person["id"])
+    departments = payload.get("departments") or (
+        [payload["department"]] if payload.get("department") else [])
+    names = []
+    for dept_id in departments:
+        try:
+            names.append(str(text(config.department(dept_id), "name", language,
+                                  config.site.language)))
+        except KeyError:
+            names.append(str(dept_id))
+    return "、".join(names) if names and language == "zh" else ", ".join(names) or \
+        str(payload.get("recipient") or message.notifier)
 
 
 def build_review(config: Any, incident: Incident, timeline: list[TimelineEntry],
@@ -86,6 +118,7 @@ def build_review(config: Any, incident: Incident, timeline: list[TimelineEntry],
     notes = [{"at": iso(e.at, tz), "by": e.data.get("by"), "text": e.text}
              for e in timeline if e.kind == "note"]
     return {
+        "language": language,
         "incident": {"id": incident.id, "title": incident.title, "source": incident.source,
                      "severity": incident.severity, "status": incident.status,
                      "drill": incident.drill},
@@ -110,6 +143,7 @@ def build_review(config: Any, incident: Incident, timeline: list[TimelineEntry],
         "messages": [{"kind": m.kind, "notifier": m.notifier,
                       "recipient": m.payload.get("recipient", m.notifier),
                       "department": m.payload.get("department"),
+                      "recipient_name": _recipient_name(config, m, language),
                       "due": iso(m.created_at, tz), "delivered": iso(m.sent_at, tz),
                       "status": m.status, "attempts": m.attempts,
                       "why_not": None if m.status == "sent" else (
@@ -133,51 +167,74 @@ def build_review(config: Any, incident: Incident, timeline: list[TimelineEntry],
         "progress_notes": notes,
         "root_cause": incident.root_cause,
         "actions": list(incident.actions),
-        "timeline": [{"at": iso(e.at, tz), "kind": e.kind, "text": e.text} for e in timeline],
+        "timeline": [{"at": iso(e.at, tz), "kind": e.kind,
+                      "text": entry_text(e, config, language)} for e in timeline],
     }
 
 
 def review_markdown(review: dict[str, Any]) -> str:
-    """The review as Markdown, for `hismon review --format md` and a meeting's minutes."""
-    inc, window = review["incident"], review["window"]
-    lines = [f"# Post-incident review: {inc['id']}"
+    """The review as Markdown, for `hismon review --format md` and a meeting's minutes, in
+    the review's language (its JSON `language`: the site's, or the one asked for)."""
+    language = str(review.get("language"))
+    language = language if language in REVIEW_TEXT else "en"
+    t, words = REVIEW_TEXT[language], WORDS[language]
+    colon = "：" if language == "zh" else ": "
+
+    def word(token: str | None) -> str:
+        return words.get(token, token) if token else "—"
+
+    def cause(code: str | None) -> str:
+        return CAUSES[language].get(code, code) if code else "—"
+
+    inc, window, ack = review["incident"], review["window"], review["acknowledgement"]
+    detection = review["detection"]
+    lines = [f"# {t['title']}{colon}{inc['id']}"
              + (f" — {inc['title']}" if inc.get("title") else ""), ""]
-    lines += [f"- System: {', '.join(s['name'] for s in review['systems'])}",
-              f"- Severity: {inc['severity']}, source: {inc['source']}",
-              f"- Outage window: {window['start']} to {window['end'] or 'ongoing'} "
+    lines += [f"- {t['systems']}{colon}{', '.join(s['name'] for s in review['systems'])}",
+              f"- {t['severity']}{colon}{word(inc['severity'])} ({word(inc['source'])})",
+              f"- {t['window']}{colon}{window['start']} → {window['end'] or t['ongoing']} "
               f"({window['duration']})",
-              f"- Detection: first failed probe {review['detection']['first_failed_probe']}, "
-              f"first IT message delivered {review['detection']['first_it_message_delivered']}",
-              f"- Acknowledged: {review['acknowledgement']['by'] or 'never'}"
-              + (f" at {review['acknowledgement']['at']}" if review['acknowledgement']['at']
-                 else ""), ""]
-    lines += ["## Departments", ""]
+              f"- {t['detection']}{colon}{detection['first_failed_probe']} → "
+              f"{detection['first_it_message_delivered'] or t['never']}"
+              + (f" ({detection['seconds']} s)" if detection.get("seconds") is not None
+                 else ""),
+              f"- {t['ack']}{colon}" + (f"{ack['by']}, {ack['at']}" if ack["by"]
+                                        else t["never"]), ""]
+    lines += [f"## {t['departments']}", "",
+              f"| {t['department']} | {t['campus']} | {t['on_paper']} | {t['backfill']} |",
+              "|---|---|---|---|"]
     for d in review["departments"]:
-        lines.append(f"- {d['name']} ({d['campus_name']}): on paper {d['on_paper_at'] or '—'}"
-                     f"{' by ' + d['on_paper_by'] if d['on_paper_by'] else ''}; back-entry "
-                     f"{d['backfill_done_at'] or '—'}")
-    if review["departments_unanswered"]:
-        lines.append(f"- Never answered: {', '.join(review['departments_unanswered'])}")
+        paper = (d["on_paper_at"] + (f" ({d['on_paper_by']})" if d["on_paper_by"] else "")
+                 ) if d["on_paper_at"] else t["no_answer"]
+        back = (d["backfill_done_at"] + (f" ({d['backfill_done_by']})"
+                                         if d["backfill_done_by"] else "")
+                ) if d["backfill_done_at"] else t["pending"]
+        lines.append(f"| {d['name']} | {d['campus_name']} | {paper} | {back} |")
     vendor = review["vendor"]
     if vendor:
-        lines += ["", "## Vendor", "",
-                  f"- {vendor['name']}: escalated {vendor['escalated_at'] or '—'}, responded "
-                  f"{vendor['responded_at'] or '—'}, SLA {vendor['response_sla'] or '—'}: "
-                  f"{vendor['sla'] or 'not judged'}"]
-    cause = review["cause"]
-    lines += ["", "## Cause", "", f"- Suspected: {cause['suspected']}",
-              *[f"  - {e}" for e in cause["evidence"]],
-              f"- Confirmed: {cause['confirmed'] or '—'}",
-              f"- Root cause: {review['root_cause'] or '—'}", "", "## Actions", ""]
+        lines += ["", f"## {t['vendor']}", "",
+                  f"- {vendor['name']}{colon}{t['escalated']} {vendor['escalated_at'] or '—'}; "
+                  f"{t['responded']} {vendor['responded_at'] or '—'}"
+                  + (f" ({vendor['responded_by']})" if vendor.get("responded_by") else "")
+                  + f"; SLA {vendor['response_sla'] or '—'}{colon}{word(vendor['sla'])}"]
+    found = review["cause"]
+    lines += ["", f"## {t['cause']}", "", f"- {t['suspected']}{colon}{cause(found['suspected'])}",
+              *[f"  - {e}" for e in found["evidence"]],
+              f"- {t['confirmed']}{colon}{cause(found['confirmed'])}",
+              f"- {t['root']}{colon}{review['root_cause'] or '—'}", "",
+              f"## {t['actions']}", ""]
     lines += [f"- {a}" for a in review["actions"]] or ["- —"]
-    lines += ["", "## Progress notes", ""]
-    lines += [f"- {n['at']} {n['by'] or ''}: {n['text']}" for n in review["progress_notes"]] \
-        or ["- —"]
-    lines += ["", "## Messages", "", "| kind | recipient | due | delivered / why not |",
+    lines += ["", f"## {t['notes']}", ""]
+    lines += [f"- {n['at']} {n['by'] or ''}{colon}{n['text']}"
+              for n in review["progress_notes"]] or ["- —"]
+    lines += ["", f"## {t['messages']}", "",
+              f"| {t['kind']} | {t['recipient']} | {t['due']} | {t['delivered']} |",
               "|---|---|---|---|"]
     for m in review["messages"]:
-        lines.append(f"| {m['kind']} | {m['recipient']} | {m['due']} | "
+        lines.append(f"| {MESSAGE_KINDS[language].get(m['kind'], m['kind'])} | "
+                     f"{m.get('recipient_name') or m['recipient']} | {m['due']} | "
                      f"{m['delivered'] or m['why_not']} |")
-    lines += ["", "## Timeline", ""]
-    lines += [f"- {e['at']} {e['kind']}: {e['text']}" for e in review["timeline"]]
+    lines += ["", f"## {t['timeline']}", ""]
+    lines += [f"- {e['at']} {TIMELINE_KINDS[language].get(e['kind'], e['kind'])}{colon}"
+              f"{e['text']}" for e in review["timeline"]]
     return "\n".join(lines) + "\n"

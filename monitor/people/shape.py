@@ -40,17 +40,3 @@ def confirmation_context(incident: Incident, names: dict[str, str]) -> dict[str,
         found["backfill_done" if entry.get("backfill_done_at") else "backfill_pending"].append(
             name)
     return found
-
-
-TIMELINE_KINDS: dict[str, dict[str, str]] = {
-    "en": {"department_on_paper": "Department on paper",
-           "department_backfill_done": "Back-entry done",
-           "vendor_escalated": "Vendor escalation delivered",
-           "vendor_responded": "Vendor responding", "cause_confirmed": "Cause confirmed",
-           "root_cause": "Root cause written", "actions": "Actions recorded"},
-    "zh": {"department_on_paper": "科室已启用纸质流程", "department_backfill_done": "科室补录完成",
-           "vendor_escalated": "厂商升级通知已送达", "vendor_responded": "厂商已响应",
-           "cause_confirmed": "确认原因", "root_cause": "填写根本原因",
-           "actions": "记录整改措施"},
-}
-"""The incident page's names for the timeline entries of SPEC 13, in both languages."""

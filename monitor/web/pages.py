@@ -33,7 +33,7 @@ from monitor.core.models import Incident
 from monitor.delivery.context import maintenance_reason
 from monitor.history.query import empty_history
 from monitor.incidents.maintenance import Window
-from monitor.people.shape import TIMELINE_KINDS as PEOPLE_TIMELINE_KINDS
+from monitor.people.words import CAUSES, TIMELINE_KINDS, entry_text
 from monitor.web import charts, whattodo
 from monitor.web.bodies import AckForm
 from monitor.web.guard import Refusal, side_of, write
@@ -293,38 +293,6 @@ STRINGS: dict[str, dict[str, str]] = {
 for _language, _extra in whattodo.STRINGS.items():  # the history and what-to-do strings
     STRINGS[_language].update(_extra)
 
-TIMELINE_KINDS: dict[str, dict[str, str]] = {
-    "en": {
-        "opened": "Incident opened", "escalated": "Escalated", "check_failed": "Check failed",
-        "check_recovered": "Check recovered", "check_state": "Check changed",
-        "resolved": "Resolved", "caused_by": "Caused by another system",
-        "caused_by_cleared": "Cause cleared", "departments_added": "Departments added",
-        "hold": "Notifications", "step_sent": "Notification sent",
-        "step_skipped": "Notification skipped", "acknowledged": "Acknowledged",
-        "note": "Progress note",
-    },
-    "zh": {
-        "opened": "事件开始", "escalated": "升级为故障", "check_failed": "检测异常",
-        "check_recovered": "检测恢复", "check_state": "检测状态变化", "resolved": "已恢复",
-        "caused_by": "由其他系统引起", "caused_by_cleared": "上游故障已解除",
-        "departments_added": "新增受影响科室", "hold": "通知", "step_sent": "已发送通知",
-        "step_skipped": "未发送通知", "acknowledged": "已确认", "note": "进展说明",
-    },
-}
-
-for _language, _kinds in PEOPLE_TIMELINE_KINDS.items():  # SPEC 13: what people did
-    TIMELINE_KINDS[_language].update(_kinds)
-
-CAUSES: dict[str, dict[str, str]] = {
-    "en": {"network": "network", "database": "database", "application": "application",
-           "certificate": "certificate", "capacity": "capacity", "hardware": "hardware",
-           "unknown": "not yet known"},
-    "zh": {"network": "网络", "database": "数据库", "application": "应用程序",
-           "certificate": "证书", "capacity": "容量/资源", "hardware": "硬件",
-           "unknown": "尚不明确"},
-}
-
-
 def strings(language: str) -> dict[str, str]:
     return STRINGS.get(language, STRINGS["en"])
 
@@ -529,6 +497,7 @@ def fmt(view: ReadView, language: str) -> dict[str, Any]:
         "cause": lambda code: CAUSES.get(language, CAUSES["en"]).get(code, code),
         "event": lambda kind: TIMELINE_KINDS.get(language, TIMELINE_KINDS["en"]).get(
             kind, kind),
+        "entry": lambda entry: entry_text(entry, config, language),
         "dept_name": lambda dept_id: whattodo.department_name(config, dept_id, language),
         "system_name": lambda system_id: whattodo.system_name(config, system_id, language),
         "campus_name": lambda campus_id: whattodo.campus_name(config, campus_id, language),

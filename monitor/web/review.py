@@ -17,64 +17,13 @@ from starlette.routing import Route
 from monitor.config.i18n import text
 from monitor.core.timefmt import local_time
 from monitor.people.review import build_review
+from monitor.people.words import CAUSES, MESSAGE_KINDS, REVIEW_TEXT, TIMELINE_KINDS, WORDS
 from monitor.web import whattodo
 from monitor.web.guard import side_of
 from monitor.web.interfaces import ReadView
-from monitor.web.pages import CAUSES, STRINGS, TIMELINE_KINDS
+from monitor.web.pages import STRINGS
 
 PAGE = (Path(__file__).parent / "templates" / "people" / "review.j2").read_text("utf-8")
-
-
-TEXT = {
-    "en": {"title": "Post-incident review", "printed": "printed", "summary": "Summary",
-           "systems": "Systems", "severity": "Severity", "window": "Outage window",
-           "ongoing": "ongoing", "detection": "Detection (first failed probe → first IT "
-           "message delivered)", "never": "never", "ack": "Acknowledged",
-           "suspected": "Suspected cause", "confirmed": "Confirmed cause",
-           "root": "Root cause", "departments": "Departments", "department": "Department",
-           "campus": "Campus", "on_paper": "On paper", "backfill": "Back-entry done",
-           "no_answer": "never answered", "pending": "pending", "vendor": "Vendor",
-           "escalated": "escalated", "responded": "responded", "actions": "Actions",
-           "notes": "Progress notes", "messages": "Messages", "kind": "Kind",
-           "recipient": "Recipient", "due": "Due", "delivered": "Delivered / why not",
-           "timeline": "Timeline"},
-    "zh": {"title": "故障复盘报告", "printed": "打印于", "summary": "概要", "systems": "系统",
-           "severity": "级别", "window": "故障时段", "ongoing": "尚未恢复",
-           "detection": "发现（首次探测失败 → 首条信息科消息送达）", "never": "从未",
-           "ack": "确认接手", "suspected": "初步原因", "confirmed": "确认原因",
-           "root": "根本原因", "departments": "科室", "department": "科室", "campus": "院区",
-           "on_paper": "启用纸质流程", "backfill": "补录完成", "no_answer": "未回复",
-           "pending": "未完成", "vendor": "厂商", "escalated": "升级于",
-           "responded": "响应于", "actions": "整改措施", "notes": "进展记录",
-           "messages": "消息", "kind": "类型", "recipient": "接收方", "due": "应发时间",
-           "delivered": "送达 / 未送达原因", "timeline": "时间线"},
-}
-MESSAGE_KINDS = {
-    "en": {"early_warning": "early warning", "outage_it": "outage (IT)",
-           "department_outage": "outage (department)", "leadership_report": "leadership report",
-           "vendor_escalation": "vendor escalation", "progress_update": "progress update",
-           "recovery": "recovery", "acknowledged": "acknowledged",
-           "maintenance_notice": "maintenance notice", "maintenance_over": "maintenance over",
-           "backfill_reminder": "back-entry reminder", "monitor_degraded": "monitor degraded",
-           "monitor_ok": "monitor ok"},
-    "zh": {"early_warning": "预警", "outage_it": "故障（信息科）",
-           "department_outage": "故障（科室）", "leadership_report": "领导报告",
-           "vendor_escalation": "厂商升级", "progress_update": "进展通报",
-           "recovery": "恢复通知", "acknowledged": "已确认接手",
-           "maintenance_notice": "维护通知", "maintenance_over": "维护结束",
-           "backfill_reminder": "补录提醒", "monitor_degraded": "监控自身异常",
-           "monitor_ok": "监控恢复正常"},
-}
-"""The review's names for message kinds (the JSON keeps the kind)."""
-
-WORDS = {
-    "en": {"critical": "outage", "warning": "early warning", "checks": "checks",
-           "manual": "declared by hand", "kept": "kept", "missed": "missed",
-           "pending": "pending"},
-    "zh": {"critical": "故障", "warning": "预警", "checks": "自动检测", "manual": "人工申报",
-           "kept": "达标", "missed": "超时", "pending": "待定"},
-}
-"""Severity, source and vendor SLA verdicts as the reader says them."""
 
 
 def labels(config: Any, language: str) -> dict[str, Any]:
@@ -130,8 +79,15 @@ async def review_of(view: ReadView, incident_id: str,
                         view.clock(), language, dependents)
 
 
+def _language(request: Request, view: ReadView) -> str:
+    """`?lang=zh|en`, else the site's language (SPEC 7)."""
+    lang = request.query_params.get("lang") or view.config.site.language
+    return lang if lang in REVIEW_TEXT else "en"
+
+
 async def as_json(request: Request) -> Response:
-    found = await review_of(side_of(request), request.path_params["id"])
+    view = side_of(request)
+    found = await review_of(view, request.path_params["id"], _language(request, view))
     if found is None:
         return JSONResponse({"error": f"no incident {request.path_params['id']}",
                              "status": 404}, status_code=404)
@@ -140,14 +96,13 @@ async def as_json(request: Request) -> Response:
 
 async def as_html(request: Request) -> Response:
     view = side_of(request)
-    lang = request.query_params.get("lang") or view.config.site.language
-    lang = lang if lang in TEXT else "en"
+    lang = _language(request, view)
     found = await review_of(view, request.path_params["id"], lang)
     if found is None:
         return HTMLResponse("<!doctype html><title>404</title><p>no such incident</p>",
                             status_code=404)
     printed = local_time(view.clock(), view.config.site.tz)
-    return HTMLResponse(_TEMPLATE.render(r=found, t=TEXT[lang], lang=lang,
+    return HTMLResponse(_TEMPLATE.render(r=found, t=REVIEW_TEXT[lang], lang=lang,
                                          h=labels(view.config, lang),
                                          site=view.config.site.name, printed=printed))
 
