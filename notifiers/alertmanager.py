@@ -107,6 +107,7 @@ class AlertmanagerNotifier(NotifierBase):
 
     secret_fields = ("url",)
     default_max_length = DESCRIPTION_LIMIT
+    groups_messages = False  # one alert per incident: Alertmanager groups them itself
 
     def build_request(self, message: OutgoingMessage, *, now: float | None = None) -> HttpRequest:
         return build_request(message, url=self.url, now=time.time() if now is None else now,

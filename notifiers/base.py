@@ -70,6 +70,9 @@ class NotifierBase(Strict):
     """Longest text sent by default; longer messages are trimmed with a status-page link."""
     api_limit: ClassVar[int | None] = None
     """The most the channel's API accepts: `max_length` may not exceed it."""
+    groups_messages: ClassVar[bool] = True
+    """Whether `alerting.group_window` may join this channel's messages into one (SPEC 6): a
+    channel that keeps one record per incident (an Alertmanager alert) says no."""
     channel_limits: ClassVar[tuple[tuple[int, float], ...]] = ()
     """The channel API's own send limits, (count, seconds) each (SPEC 6): always applied by
     the outbox; a configured `rate_limit` may only lower them."""

@@ -146,9 +146,12 @@ def test_the_group_key_depends_only_on_the_members() -> None:
 
 
 def test_alertmanager_and_window_zero_are_not_groupable() -> None:
-    assert grouping.groupable("webhook", 10.0)
-    assert not grouping.groupable("alertmanager", 10.0)
-    assert not grouping.groupable("webhook", 0.0)
+    from notifiers.alertmanager import AlertmanagerNotifier
+    from notifiers.webhook import WebhookNotifier
+
+    assert grouping.groupable(WebhookNotifier.groups_messages, 10.0)
+    assert not grouping.groupable(AlertmanagerNotifier.groups_messages, 10.0)
+    assert not grouping.groupable(WebhookNotifier.groups_messages, 0.0)
 
 
 def test_group_window_is_validated() -> None:

@@ -63,9 +63,10 @@ def group_key(member_keys: Iterable[str]) -> str:
     return "group:" + hashlib.sha256(joined).hexdigest()[:32]
 
 
-def groupable(notifier_type: str, window: float) -> bool:
-    """Alertmanager notifiers are never grouped; a window of 0 is off."""
-    return window > 0 and notifier_type != "alertmanager"
+def groupable(groups_messages: bool, window: float) -> bool:
+    """A channel that keeps one record per incident (Alertmanager) is never grouped; a
+    window of 0 is off."""
+    return window > 0 and groups_messages
 
 
 def group_of(message: OutboxMessage) -> GroupOf | None:

@@ -155,7 +155,7 @@ class Sender:
         messages = await store.pending_messages(self.notifier.id)
         self.pending = len(messages)
         window = self.outbox.config.alerting.group_window
-        if not grouping.groupable(self.notifier.type, window):
+        if not grouping.groupable(self.notifier.groups_messages, window):
             window = 0.0
         batches, next_due = grouping.plan(messages, clock(), window)
         for batch in batches:

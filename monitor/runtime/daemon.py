@@ -295,6 +295,12 @@ class Daemon:
                  probes_in_flight_limit=self.scheduler.slots.limit,
                  loop=event_loop.name())
 
+    async def restart_term(self) -> None:
+        """End this leader's term and begin a new one: a fresh engine and outbox loaded from
+        the store (storewatch: the store was replaced under a leading daemon)."""
+        await self._on_leadership(False)
+        await self._on_leadership(True)
+
     async def _on_leadership(self, lead: bool) -> None:
         """Start the engine and outbox when this instance becomes leader; stop them when not.
 

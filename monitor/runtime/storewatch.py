@@ -51,8 +51,7 @@ async def adopt_replaced_store(daemon: Daemon, problem: str) -> None:
     daemon.engine.link_key = daemon.link_key
     daemon.engine.resave(daemon.states)  # write every check state again
     if daemon.leading:  # a fresh engine and outbox on the new store
-        await daemon._on_leadership(False)
-        await daemon._on_leadership(True)
+        await daemon.restart_term()
         for state in daemon.states.values():
             if state.troubled:
                 daemon.engine.system_changed(state.system)
