@@ -220,6 +220,21 @@ async def test_front_page_during_a_live_outage_says_what_to_do(
     overflow = await phone.evaluate(
         "document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"system page scrolls sideways by {overflow}px on a phone"
+    # 90 days in one row are 3 px a day on a phone: there they are three rows of 30.
+    assert await page.locator("svg.days").is_visible()
+    assert not await page.locator("svg.days-grid").is_visible()
+    assert not await phone.locator("svg.days").is_visible()
+    grid = phone.locator("svg.days-grid")
+    assert await grid.is_visible() and await grid.locator("g.cell").count() == 90
+    assert "down" in (await grid.locator("g.cell").last.get_attribute("class") or "")
+    today = await grid.locator("g.cell").last.bounding_box()
+    assert today is not None and today["width"] >= 7 and today["height"] >= 20, today
+    # The incident table is one block per incident on a phone: every column in view.
+    row = phone.locator("table.incidents tr").nth(1)
+    row_box, table_box = await row.bounding_box(), await phone.locator(
+        "div.scroll:has(table.incidents)").bounding_box()
+    assert row_box and table_box and row_box["width"] <= table_box["width"] + 1
+    assert "OPEN" in (await row.inner_text()).upper()
     await phone.screenshot(path=str(ARTIFACTS / "history-system-phone.png"), full_page=True)
 
     # The incident page links to its system page.

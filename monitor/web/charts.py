@@ -64,6 +64,23 @@ def _cells(cells: Sequence[tuple[str, str]], label: str, css: str, width: int = 
     return Markup("".join(parts))
 
 
+def _grid(cells: Sequence[tuple[str, str]], label: str, css: str, columns: int = 30,
+          width: int = 8, gap: int = 2, height: int = 18) -> Markup:
+    """The same cells in rows of `columns`, oldest top left: 90 days in one row are 3 px
+    each on a phone, in three rows of 30 they are big enough to see and to tap."""
+    rows = -(-len(cells) // columns)
+    total_w = columns * (width + gap) - gap
+    total_h = rows * (height + gap) - gap
+    parts = [f'<svg class="{css}" viewBox="0 0 {total_w} {total_h}" preserveAspectRatio="none" '
+             f'role="img" aria-label="{escape(label)}" width="100%" height="{total_h * 2}">']
+    for i, (state, title) in enumerate(cells):
+        row, col = divmod(i, columns)
+        parts.append(f'<g transform="translate(0 {row * (height + gap)})">'
+                     f'{cell(state, col * (width + gap), width, height, title)}</g>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
 def legend_key(state: str) -> Markup:
     return Markup(f'<svg width="16" height="16" viewBox="0 0 16 16" aria-hidden="true" '
                   f'focusable="false">{cell(state, 1, 14, 16)}</svg>')
@@ -97,7 +114,9 @@ def strip_days(days: Sequence[tuple[dt.date, int | None, float | None]],
         names.append(name)
         extra = f", {share * 100:.2f}%" if share is not None else ""
         cells.append((name, f"{date.isoformat()}: {words[name]}{extra}"))
-    return _cells(cells, f"{title}: {summary(names, words)}", "days", width=5)
+    label = f"{title}: {summary(names, words)}"
+    # One row on a wide screen, rows of 30 days on a phone (CSS shows one of the two).
+    return Markup(_cells(cells, label, "days", width=5) + _grid(cells, label, "days-grid"))
 
 
 def percent(share: float | None, none: str) -> str:
