@@ -17,6 +17,7 @@ from monitor.core.models import Incident
 from monitor.incidents import plans
 from monitor.links.make import link_lines, links_for
 from notifiers.base import OutgoingMessage
+from notifiers.sms import sms_text
 from tests.conftest import HttpTarget, Receiver, free_port
 
 SHARED = """
@@ -81,6 +82,8 @@ def test_each_department_has_its_labelled_line_and_a_length_limit_cuts_neither(
                               title="t", text="x" * 2000 + tail, extra={"links_text": tail})
     trimmed = message.trimmed_text(300)
     assert "https://h/d/AAA" in trimmed and "https://h/d/BBB" in trimmed
+    sms = sms_text(message, 200)
+    assert len(sms) <= 200 and sms.endswith(f"{opd}https://h/d/BBB") and er in sms
 
 
 @pytest.mark.slow
