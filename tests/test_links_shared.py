@@ -116,3 +116,32 @@ async def test_both_departments_confirm_on_paper_from_the_one_shared_post(
         confirmed = (await client.get(api)).json()["departments_confirmed"]
     assert confirmed["er"]["on_paper_by"] == "Nurse Wu"
     assert confirmed["opd"]["on_paper_by"] == "Dr Li"
+
+
+def test_a_maintenance_notice_to_a_shared_chat_names_both_departments_and_their_systems(
+        ) -> None:
+    """Before, the one notice per notifier was the first department's: Outpatient, in the
+    same chat, was not greeted and its own system in the window was not named."""
+    from monitor.delivery.messages import MessageRenderer
+    from monitor.incidents.compose import maintenance_messages
+    from monitor.incidents.maintenance import Window
+
+    text = SHARED.format(language="en", port=8080, url="http://127.0.0.1:1/",
+                         hook="http://127.0.0.1:1/h").replace(
+        "checks:", "  - {id: pacs, name: {zh: 影像系统, en: PACS}, departments: [opd],\n"
+        "      downtime_procedure: {zh: 胶片, en: Print films}}\nchecks:")
+    config = load_config_text(text, "s.yaml", {})
+    window = Window("config-0@1", ("pacs",), 1.9e9, 1.9e9 + 3600, "upgrade")
+    messages = maintenance_messages(config, MessageRenderer(), "maintenance_notice", window,
+                                    "k", 1.9e9 - 86400)
+    assert [m.notifier for m in messages] == ["ward-chat"], "one notice per notifier"
+    notice = messages[0].payload
+    assert "To all staff of Emergency and Outpatient:" not in notice["text"], \
+        "only the department that uses the system is spoken for"
+    assert "To all staff of Outpatient:" in notice["text"] and "PACS" in notice["text"]
+    both = Window("config-0@1", ("his", "pacs"), 1.9e9, 1.9e9 + 3600, "upgrade")
+    notice = maintenance_messages(config, MessageRenderer(), "maintenance_notice", both, "k",
+                                  1.9e9 - 86400)[0].payload
+    assert "To all staff of Emergency and Outpatient:" in notice["text"]
+    assert "PACS" in notice["text"] and "Doctor station" in notice["text"]
+    assert notice["departments"] == ["er", "opd"]

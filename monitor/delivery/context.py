@@ -110,11 +110,7 @@ def message_context(
             "sla_status": sla_status(incident, system.vendor.response_sla, now),
         }
     base_url = config.server.base_url
-    spoken_for = [department_context(config, config.department(d), language)
-                  for d in (department_id, *also_departments) if d]
-    own = spoken_for[0] if spoken_for else None
-    if own is not None and also_departments:
-        own = {**own, "name": join_names([d["name"] for d in spoken_for], language)}
+    own, spoken_for = speaking_for(config, department_id, also_departments, language)
     return {
         "kind": kind,
         "drill": incident.drill,
@@ -191,6 +187,18 @@ def department_systems(config: Config, affected: list[str], department_ids: list
     return found
 
 
+def speaking_for(config: Config, department_id: str | None, also: tuple[str, ...],
+                 language: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """(`department`, `departments_spoken_for`) of a message: one post to a notifier several
+    departments share greets them all ("急诊科、门诊部" / "Emergency and Outpatient")."""
+    spoken_for = [department_context(config, config.department(d), language)
+                  for d in (department_id, *also) if d]
+    own = spoken_for[0] if spoken_for else None
+    if own is not None and also:
+        own = {**own, "name": join_names([d["name"] for d in spoken_for], language)}
+    return own, spoken_for
+
+
 def department_context(config: Config, dept: Any, language: str) -> dict[str, Any]:
     return {"id": dept.id, "name": text(dept, "name", language, config.site.language),
             "campus": dept.campus, "campus_name": campus_name(config, dept.campus, language)}
@@ -225,6 +233,7 @@ def maintenance_context(
     language: str,
     window_key: str | None = None,
     back: float | None = None,
+    also_departments: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """What `maintenance_notice` and `maintenance_over` templates see (no incident).
 
@@ -233,7 +242,7 @@ def maintenance_context(
     site_language = config.site.language
     tz = config.site.tz
     base_url = config.server.base_url
-    dept = config.department(department_id) if department_id else None
+    own, spoken_for = speaking_for(config, department_id, also_departments, language)
     return {
         "kind": kind,
         "drill": False,
@@ -241,7 +250,8 @@ def maintenance_context(
         "site": site_context(config),
         "status_url": f"{base_url}/",
         "department_url": f"{base_url}/departments/{department_id}" if department_id else None,
-        "department": department_context(config, dept, language) if dept else None,
+        "department": own,
+        "departments_spoken_for": spoken_for,
         "incident": None,
         "maintenance": {
             "reason": maintenance_reason(config, window_key, reason, language),

@@ -114,30 +114,34 @@ def maintenance_messages(config: Config, renderer: MessageRenderer, kind: str,
         for dept_id in config.system(system_id).departments:
             if dept_id not in departments:
                 departments.append(dept_id)
-    messages: list[OutboxMessage] = []
-    seen: set[str] = set()
+    # One notice per notifier; departments that share one (a ward-group chat) read one
+    # notice that greets each of them and names the systems any of them uses.
+    speaks_for: dict[str, list[str]] = {}
     for dept_id in departments:
-        dept = config.department(dept_id)
-        language = dept.language or config.site.language
-        affected = [s for s in window.systems
-                    if config.has_system(s) and dept_id in config.system(s).departments]
+        for notifier in config.department(dept_id).notify:
+            speaks_for.setdefault(notifier, []).append(dept_id)
+    messages: list[OutboxMessage] = []
+    for notifier, depts in speaks_for.items():
+        first = depts[0]
+        language = config.department(first).language or config.site.language
+        affected = [s for s in window.systems if config.has_system(s)
+                    and any(d in config.system(s).departments for d in depts)]
         context = maintenance_context(kind, config, affected, window.start, window.end,
-                                      window.reason, department_id=dept_id, language=language,
-                                      window_key=window.key, back=back)
+                                      window.reason, department_id=first, language=language,
+                                      window_key=window.key, back=back,
+                                      also_departments=tuple(depts[1:]))
         title, text = renderer.render(kind, language, context)
-        for notifier in dept.notify:
-            if notifier in seen:
-                continue
-            seen.add(notifier)
-            messages.append(OutboxMessage(
-                idempotency_key=f"maint:{key}:{notifier}", notifier=notifier,
-                kind=MessageKind(kind),
-                created_at=now, next_attempt_at=now,
-                # `department`: a fallback copy is per department (SPEC 6), so two wards
-                # whose channels share a fallback each get their own notice.
-                payload={"title": title, "text": text, "incident": None,
-                         "maintenance": context["maintenance"], "department": dept_id,
-                         "status_url": context["status_url"], "recipient": notifier}))
+        payload: dict[str, Any] = {
+            "title": title, "text": text, "incident": None,
+            "maintenance": context["maintenance"],
+            # `department`: a fallback copy is per department (SPEC 6), so two wards whose
+            # channels share a fallback each get their own notice.
+            "department": first, "status_url": context["status_url"], "recipient": notifier}
+        if len(depts) > 1:
+            payload["departments"] = list(depts)
+        messages.append(OutboxMessage(
+            idempotency_key=f"maint:{key}:{notifier}", notifier=notifier,
+            kind=MessageKind(kind), created_at=now, next_attempt_at=now, payload=payload))
     return messages
 
 
