@@ -218,6 +218,35 @@ async def pages_of(config_text: str, clock: Clock) -> AsyncIterator[tuple[httpx.
         await daemon.store.close()
 
 
+@asynccontextmanager
+async def engine_of(config_text: str, tmp_path: Path, t0: float) -> AsyncIterator[Any]:
+    """The real engine on a real SQLite store and a virtual clock, every check probed (no
+    probing: a test feeds results to the state machine): (engine, clock, states)."""
+    from monitor.config.loader import load_config_text
+    from monitor.incidents.engine import Engine
+    from monitor.probing.state import CheckState
+
+    store = SqliteStore(f"sqlite:///{tmp_path}/state.db")
+    await store.open()
+    config = load_config_text(config_text, "d.yaml", {})
+    clock = Clock(t0)
+    states = {c.id: CheckState(c.id, c.system, c.type, probed=True) for c in config.checks}
+    try:
+        yield Engine(config, store, states, clock), clock, states
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
+async def pages_in(config_text: str, language: str, tmp_path: Path,
+                   t0: float) -> AsyncIterator[tuple[httpx.AsyncClient, Any, Clock]]:
+    """`pages_of` for a config with `STATE` (the store's path) and `LANG` placeholders."""
+    text = config_text.replace("STATE", str(tmp_path / "s.db")).replace("LANG", language)
+    clock = Clock(t0)
+    async with pages_of(text, clock) as (client, daemon):
+        yield client, daemon, clock
+
+
 class DaemonProcess:
     """`hismon run` in a subprocess, as an operator would start it."""
 

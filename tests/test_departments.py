@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config.loader import load_config_text
 from monitor.core.result import Result, State
 from monitor.incidents.engine import Engine
 from monitor.people.actions import Refused
 from monitor.probing.state import CheckState, advance
-from monitor.store.sqlite import SqliteStore
-from tests.conftest import Clock
+from tests.conftest import Clock, engine_of
 
 CONFIG = """\
 site: {name: H, timezone: Asia/Shanghai, language: en}
@@ -49,13 +47,8 @@ T0 = 1_800_000_000.0
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[tuple[Engine, Clock, dict[str, CheckState]]]:
-    store = SqliteStore(f"sqlite:///{tmp_path}/state.db")
-    await store.open()
-    config = load_config_text(CONFIG, "d.yaml", {})
-    clock = Clock(T0)
-    states = {c.id: CheckState(c.id, c.system, c.type, probed=True) for c in config.checks}
-    yield Engine(config, store, states, clock), clock, states
-    await store.close()
+    async with engine_of(CONFIG, tmp_path, T0) as world:
+        yield world
 
 
 async def test_confirmations_drive_targets_reports_and_the_backfill_reminder(world) -> None:

@@ -18,7 +18,7 @@ import pytest
 from monitor.core.result import Result, State
 from monitor.probing.state import advance
 from monitor.runtime.daemon import Daemon
-from tests.conftest import Clock, pages_of
+from tests.conftest import Clock, pages_in
 
 T0 = 1_800_000_000.0  # 2027-01-15 16:00 in Shanghai, inside the window below
 CONFIG = """
@@ -46,10 +46,8 @@ World = tuple[httpx.AsyncClient, Daemon, Clock]
 
 @pytest.fixture(params=["en", "zh"])
 async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
-    text = CONFIG.replace("STATE", str(tmp_path / "s.db")).replace("LANG", request.param)
-    clock = Clock(T0)
-    async with pages_of(text, clock) as (client, daemon):
-        yield client, daemon, clock
+    async with pages_in(CONFIG, request.param, tmp_path, T0) as world:
+        yield world
 
 
 async def probe(daemon: Daemon, clock: Clock, check_id: str, state: State) -> None:
