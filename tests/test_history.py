@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.config.loader import load_config_text
 from monitor.core.result import State
@@ -79,6 +81,48 @@ def test_recorder_keeps_worst_and_latency_per_bucket_and_hands_over_finished_one
     # A failed write gives the rows back; they merge and come out again.
     rec.give_back(finished)
     assert len(rec.take_finished(start + 900)) == 3
+
+
+def test_seconds_in_each_state_are_measured_between_probes() -> None:
+    """A 30-second outage inside a bucket is 30 s down, not the bucket's 300."""
+    rec = HistoryRecorder()
+    start = NOW - NOW % 300
+    for i in range(30):  # a probe every 10 s: down from 100 s to 130 s, degraded 200-220 s
+        at = start + i * 10
+        hard = State.CRIT if 100 <= i * 10 < 130 else State.WARN if 200 <= i * 10 < 220 \
+            else State.OK
+        rec.observe(state("web", hard), 0.1, at)
+    (web,) = rec.unsaved("his")
+    assert (web.worst, web.down_s, web.bad_s, web.seen_s) == (DOWN, 30.0, 50.0, 290.0)
+    assert web.shares() == (30 / 290, 50 / 290)
+    (row,) = [r for r in system_rows([web], [], SHANGHAI) if r.resolution == "slot"]
+    assert (round(row.down_s, 6), round(row.degraded_s, 6)) == (
+        round(300 * 30 / 290, 6), round(300 * 20 / 290, 6))
+    assert row.worst == DOWN, "the cell still shows the worst state"
+    # The next bucket's first probe counts the part of the time since this bucket's last
+    # probe that lies in its own bucket, in the state that last probe found.
+    rec.observe(state("web", State.CRIT), 0.1, start + 305)
+    rec.observe(state("web", State.CRIT), 0.1, start + 315)
+    nxt = next(b for b in rec.unsaved("his") if b.start == start + 300)
+    assert (nxt.down_s, nxt.seen_s) == (10.0, 15.0), "300-305 OK (as at 290), then down"
+    # A gap longer than a bucket (hismon was stopped) is not measured.
+    rec.observe(state("web"), 0.1, start + 1300)
+    late = next(b for b in rec.unsaved("his") if b.start == start + 1200)
+    assert late.seen_s == 0.0 and late.shares() == (0.0, 0.0)
+
+
+def test_an_unmeasured_bucket_counts_whole_as_before() -> None:
+    """A single probe (no earlier one within a bucket) or a row from an older store."""
+    start = NOW - NOW % 300
+    old = CheckBucket("web", "his", start, DOWN, 1, 0.1, 0.1, 0.1)
+    assert old.shares() == (1.0, 1.0)
+    assert CheckBucket("web", "his", start, DEGRADED, 1, 0.1, 0.1, 0.1).shares() == (0.0, 1.0)
+    # Two checks: the system is down as long as the longest down one (their outages overlap).
+    rows = system_rows([CheckBucket("web", "his", start, DOWN, 30, 1, 1, 1, 60.0, 60.0, 300.0),
+                        CheckBucket("api", "his", start, DOWN, 30, 1, 1, 1, 30.0, 90.0, 300.0)],
+                       [], SHANGHAI)
+    (slot,) = [r for r in rows if r.resolution == "slot"]
+    assert [round(x, 6) for x in (slot.down_s, slot.degraded_s, slot.ok_s)] == [60, 30, 210]
 
 
 # ---- roll-up -------------------------------------------------------------------------------
@@ -173,7 +217,8 @@ async def test_a_real_outage_shows_as_down_in_its_slot_and_its_day(store: Store)
     assert codes["06:30"] is None  # before the first probe: no data
     assert [d.worst for d in history.days] == [None, None, DOWN]
     avail = history.days[-1].availability
-    assert avail is not None and 0.85 < avail < 0.92  # 25 of ~3 h down (5-minute resolution)
+    # 20 minutes of 3 h down, measured between probes (whole 5-minute buckets gave 25).
+    assert avail is not None and abs(avail - (1 - 1200 / 10800)) < 0.005, avail
     assert history.availability_24h == avail
     # The same after a restart: a fresh recorder and reader over the same store.
     await service.flush_all()
@@ -257,3 +302,27 @@ async def test_history_of_an_unknown_system_is_404(
     client, _ = api
     assert (await client.get("/api/v1/systems/nope/history")).status_code == 404
     assert (await client.get("/api/v1/systems/his/history?days=400")).status_code == 200
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.5, 400.0), st.sampled_from([State.OK, State.WARN,
+                                                                  State.CRIT])),
+                min_size=1, max_size=80))
+def test_measured_seconds_are_bounded_by_the_bucket_and_each_other(
+        probes: list[tuple[float, State]]) -> None:
+    """Whatever the probe times and states: 0 <= down <= bad <= seen <= bucket, the shares
+    lie in [0, 1], and the whole measured time of all buckets is at most the time spanned."""
+    rec = HistoryRecorder()
+    at = NOW - NOW % 300
+    first = at
+    for gap, hard in probes:
+        at += gap
+        rec.observe(state("web", hard), 0.1, at)
+    rows = rec.unsaved()
+    for b in rows:
+        assert 0 <= b.down_s <= b.bad_s <= b.seen_s <= 300 + 1e-9, b
+        down, bad = b.shares()
+        assert 0 <= down <= bad <= 1
+        if b.worst == OK:
+            assert (down, bad) == (0.0, 0.0), "a green bucket is never counted down"
+    assert sum(b.seen_s for b in rows) <= at - first + 1e-6

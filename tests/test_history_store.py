@@ -6,6 +6,7 @@ Same fixtures as tests/test_store_contract.py: a temp SQLite file, a fresh Postg
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from monitor.history.model import CheckBucket, SystemBucket
 from monitor.store import Store
@@ -30,6 +31,30 @@ async def test_check_buckets_merge_on_the_same_check_and_start(store: Store) -> 
     assert (web.worst, web.n, web.lat_min, web.lat_max) == (2, 4, 0.05, 0.9)
     assert abs(web.lat_sum - (0.4 + 0.05 + 0.9)) < 1e-9
     assert rows[("db", 300.0)].n == 1
+
+
+async def test_seconds_in_state_add_up_and_system_worst_gives_each_systems_shares(
+        store: Store) -> None:
+    """Two writers of one bucket add their seconds; `system_worst` reduces in SQL the way
+    `check_shares` does in Python; a row without seconds (older store) counts whole."""
+    await store.save_check_buckets([
+        CheckBucket("web", "his", 300.0, 2, 10, 0.1, 1.0, 0.1, 20.0, 30.0, 100.0),
+        CheckBucket("api", "his", 300.0, 1, 10, 0.1, 1.0, 0.1, 0.0, 50.0, 250.0),
+        CheckBucket("pacs-web", "pacs", 300.0, 2, 1, 0.1, 0.1, 0.1)])
+    await store.save_check_buckets([
+        CheckBucket("web", "his", 300.0, 0, 10, 0.1, 1.0, 0.1, 10.0, 10.0, 100.0)])
+    (web,) = [r for r in await store.load_check_buckets(0.0) if r.check_id == "web"]
+    assert (web.n, web.down_s, web.bad_s, web.seen_s) == (20, 30.0, 40.0, 200.0)
+    found = {r[0]: r for r in await store.system_worst(0.0, 600.0)}
+    his = found["his"]
+    assert his[:3] == ("his", 300.0, 2)
+    assert abs(his[3] - 30 / 200) < 1e-9 and abs(his[4] - 0.2) < 1e-9  # api: 50 of 250
+    assert found["pacs"][2:] == (2, 1.0, 1.0), "unmeasured: the whole bucket, as before"
+    expected = {c: CheckBucket(c, "his", 300.0, w, 1, 0, 0, 0, d, b, n).shares()
+                for c, w, d, b, n in (("web", 2, 30.0, 40.0, 200.0),
+                                      ("api", 1, 0.0, 50.0, 250.0))}
+    assert abs(his[3] - max(e[0] for e in expected.values())) < 1e-9
+    assert abs(his[4] - max(e[1] for e in expected.values())) < 1e-9
 
 
 async def test_check_buckets_filter_by_range_and_system_ordered_by_start(store: Store) -> None:
@@ -111,3 +136,31 @@ async def test_history_survives_a_restart(make_store: StoreFactory) -> None:
     assert [r.worst for r in await again.load_check_buckets(0.0)] == [2]
     assert await again.history_marker() == 600.0
     assert (await again.load_system_buckets("day", 0.0))[0].down_s == 300.0
+
+
+async def test_a_store_written_before_the_seconds_columns_opens_and_reads_as_before(
+        tmp_path: Path) -> None:
+    """An older SQLite state file: its history rows gain the seconds at 0 (read whole)."""
+    import sqlite3
+
+    from monitor.store.sqlite import SqliteStore
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE history_checks (check_id TEXT NOT NULL, start REAL NOT NULL, "
+                   "system TEXT NOT NULL, worst INTEGER NOT NULL, n INTEGER NOT NULL, "
+                   "lat_min REAL NOT NULL, lat_sum REAL NOT NULL, lat_max REAL NOT NULL, "
+                   "PRIMARY KEY (system, start, check_id)) WITHOUT ROWID")
+        db.execute("INSERT INTO history_checks VALUES ('web', 300.0, 'his', 2, 3, .1, .3, .1)")
+    old = SqliteStore(f"sqlite:///{path}")
+    await old.open()
+    try:
+        (web,) = await old.load_check_buckets(0.0)
+        assert (web.worst, web.down_s, web.seen_s) == (2, 0.0, 0.0)
+        assert await old.system_worst(0.0, 600.0) == [("his", 300.0, 2, 1.0, 1.0)]
+        await old.save_check_buckets([CheckBucket("web", "his", 300.0, 2, 1, .1, .1, .1,
+                                                  5.0, 5.0, 10.0)])
+        (web,) = await old.load_check_buckets(0.0)
+        assert (web.n, web.down_s, web.seen_s) == (4, 5.0, 10.0)
+    finally:
+        await old.close()

@@ -49,6 +49,13 @@ class CheckBucket:
     lat_min: float
     lat_sum: float
     lat_max: float
+    down_s: float = 0.0
+    """Seconds between probes the check spent down (a hard CRIT) in this bucket."""
+    bad_s: float = 0.0
+    """Seconds it spent down or degraded."""
+    seen_s: float = 0.0
+    """Seconds between probes measured at all: 0 for a bucket with a single probe and no
+    earlier one within a bucket's length, and for rows written before these columns."""
 
     @property
     def lat_avg(self) -> float:
@@ -61,6 +68,30 @@ class CheckBucket:
         self.lat_max = max(self.lat_max, other.lat_max)
         self.lat_sum += other.lat_sum
         self.n += other.n
+        self.down_s += other.down_s
+        self.bad_s += other.bad_s
+        self.seen_s += other.seen_s
+
+    def shares(self) -> tuple[float, float]:
+        """(down, down or degraded) as shares of the bucket: `check_shares`."""
+        return check_shares(self.worst, self.down_s, self.bad_s, self.seen_s)
+
+
+def check_shares(worst: int, down_s: float, bad_s: float, seen_s: float) -> tuple[float, float]:
+    """The share of a bucket a check was down, and down or degraded, from the seconds seen
+    between its probes. A 30-second outage is a tenth of its 5-minute bucket, not all of it
+    (availability counted whole buckets before). A bucket never reads better than its worst
+    state allows nor worse: unmeasured (`seen_s` 0, or an old row) it counts whole, as
+    before. The same rule as `monitor/store/sql.py`'s `system_worst`, which computes it in
+    SQL so that a roll-up reads one row per system."""
+    down = 0.0 if worst < DOWN else min(down_s / seen_s, 1.0) if seen_s > 0 else 1.0
+    bad = 0.0 if worst < DEGRADED else min(bad_s / seen_s, 1.0) if seen_s > 0 else 1.0
+    return down, max(bad, down)
+
+
+SystemWorst = tuple[str, float, int, float, float]
+"""(system, bucket start, worst code, down share, down-or-degraded share) of one 5-minute
+bucket, reduced over the system's checks (`Store.system_worst`)."""
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ from monitor.history.model import (
     SLOT_SECONDS,
     CheckBucket,
     SystemBucket,
+    SystemWorst,
     availability,
     worst_name,
 )
@@ -78,7 +79,7 @@ class HistoryReader(HistoryWiring):
         since = max(marker if marker is not None else 0.0, now - RETENTION["check"])
         since -= since % self.bucket
         if system is None:  # every system: one row per system and bucket, reduced in SQL
-            checks: list[CheckBucket | tuple[str, float, int]] = [
+            checks: list[CheckBucket | SystemWorst] = [
                 *await self.store.system_worst(since, now + self.bucket)]
         else:
             checks = [*await self.store.load_check_buckets(since, system=system)]

@@ -15,10 +15,14 @@ from typing import Protocol
 
 from monitor.history.model import (
     BUCKET_SECONDS,
+    DEGRADED,
+    DOWN,
     MAINTENANCE,
+    OK,
     RESOLUTIONS,
     CheckBucket,
     SystemBucket,
+    SystemWorst,
 )
 
 
@@ -63,7 +67,7 @@ def maintenance_seconds(windows: Sequence[WindowLike], system: str, start: float
 
 
 def system_rows(
-    buckets: Iterable[CheckBucket | tuple[str, float, int]],
+    buckets: Iterable[CheckBucket | SystemWorst],
     windows: Sequence[WindowLike],
     tz: dt.tzinfo,
     extra: Iterable[tuple[str, float]] = (),
@@ -72,21 +76,27 @@ def system_rows(
 ) -> list[SystemBucket]:
     """Slot, hour and day rows for the systems seen in `buckets`.
 
-    `buckets` are check buckets, or (system, start, worst) triples already reduced per
-    system (what `Store.system_worst` answers, so a roll-up reads one row per system).
+    `buckets` are check buckets, or `SystemWorst` rows already reduced per system (what
+    `Store.system_worst` answers, so a roll-up reads one row per system). A system's seconds
+    down in a bucket are the largest share any of its checks was down (their outages
+    overlap when the system is down), likewise down or degraded; the rest is OK.
 
     `extra` adds (system, bucket start) pairs without check data that a maintenance window
     may cover: a system in maintenance with its checks switched off still shows maintenance.
     `now`, for a bucket still going: only its elapsed seconds count towards availability.
     """
     worst: dict[tuple[str, float], int] = {}
+    shares: dict[tuple[str, float], tuple[float, float]] = {}
     for b in buckets:
         if isinstance(b, CheckBucket):
-            key, code = (b.system, b.start), b.worst
+            key, code, share = (b.system, b.start), b.worst, b.shares()
         else:
-            key, code = (b[0], b[1]), b[2]
+            key, code, share = (b[0], b[1]), b[2], (b[3], b[4])
         if worst.get(key, -1) < code:
             worst[key] = code
+        seen = shares.get(key)
+        shares[key] = share if seen is None else (max(seen[0], share[0]),
+                                                  max(seen[1], share[1]))
     for key in extra:
         worst.setdefault(key, -1)
     rows: dict[tuple[str, str, float], SystemBucket] = {}
@@ -99,7 +109,11 @@ def system_rows(
         five = SystemBucket(system, "slot", start, MAINTENANCE if maint > 0 else code,
                             maint_s=maint)
         if code >= 0:
-            five.add_seconds(code, length - maint)
+            known = length - maint
+            down, bad = shares[(system, start)]
+            five.add_seconds(DOWN, known * down)
+            five.add_seconds(DEGRADED, known * (bad - down))
+            five.add_seconds(OK, known * (1.0 - bad))
         at = edges.get(start)
         if at is None:
             at = edges[start] = (local_slot(start, tz), local_hour(start, tz),

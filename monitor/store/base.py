@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
-from monitor.history.model import CheckBucket, SystemBucket
+from monitor.history.model import CheckBucket, SystemBucket, SystemWorst
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +228,9 @@ class Store(ABC):
         """Check buckets with since <= start (< until), ordered by start."""
 
     @abstractmethod
-    async def system_worst(self, since: float, until: float) -> list[tuple[str, float, int]]:
-        """(system, start, worst of its check buckets) for buckets with since <= start < until."""
+    async def system_worst(self, since: float, until: float) -> list[SystemWorst]:
+        """`SystemWorst` rows (system, start, worst of its check buckets, largest down and
+        down-or-degraded shares) for buckets with since <= start < until."""
 
     @abstractmethod
     async def history_marker(self) -> float | None:

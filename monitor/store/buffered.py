@@ -44,7 +44,7 @@ import structlog
 
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
 from monitor.core.types import MessageStatus
-from monitor.history.model import CheckBucket, SystemBucket
+from monitor.history.model import CheckBucket, SystemBucket, SystemWorst
 from monitor.store.base import Fenced, StatesMark, Store
 
 log = structlog.get_logger("hismon.store")
@@ -657,7 +657,7 @@ class BufferedStore(Store):
     ) -> list[CheckBucket]:
         return await self.inner.load_check_buckets(since, until, system)
 
-    async def system_worst(self, since: float, until: float) -> list[tuple[str, float, int]]:
+    async def system_worst(self, since: float, until: float) -> list[SystemWorst]:
         return await self.inner.system_worst(since, until)
 
     async def history_marker(self) -> float | None:

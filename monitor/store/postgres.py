@@ -47,7 +47,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
-from monitor.history.model import CheckBucket, SystemBucket
+from monitor.history.model import CheckBucket, SystemBucket, SystemWorst
 from monitor.store import sql as shared
 from monitor.store.base import Fenced, StatesMark, Store, StoreIdentity
 
@@ -106,6 +106,10 @@ SCHEMA: tuple[str, ...] = (
         worst SMALLINT NOT NULL, n INTEGER NOT NULL, lat_min DOUBLE PRECISION NOT NULL,
         lat_sum DOUBLE PRECISION NOT NULL, lat_max DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (system, start, check_id))""",
+    # Seconds in state between probes (availability that is not whole buckets); older
+    # stores gain them at 0, which reads as before (monitor.history.model.check_shares).
+    *(f"ALTER TABLE history_checks ADD COLUMN IF NOT EXISTS {column} DOUBLE PRECISION "
+      "NOT NULL DEFAULT 0" for column in ("down_s", "bad_s", "seen_s")),
     "CREATE INDEX IF NOT EXISTS history_checks_start ON history_checks(start)",
     """CREATE TABLE IF NOT EXISTS history_systems (
         resolution TEXT NOT NULL, system TEXT NOT NULL, start DOUBLE PRECISION NOT NULL,
@@ -665,18 +669,21 @@ class PostgresStore(StoreIdentity, Store):
         if not rows:
             return
         values = [(_clean(r.check_id), r.start, _clean(r.system), r.worst, r.n, r.lat_min,
-                   r.lat_sum, r.lat_max) for r in rows]
+                   r.lat_sum, r.lat_max, r.down_s, r.bad_s, r.seen_s) for r in rows]
 
         async def op(conn: Conn) -> None:
             async with conn.transaction(), conn.cursor() as cur:
                 await cur.executemany(
                     "INSERT INTO history_checks AS h (check_id, start, system, worst, n, "
-                    "lat_min, lat_sum, lat_max) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) "
+                    "lat_min, lat_sum, lat_max, down_s, bad_s, seen_s) "
+                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
                     "ON CONFLICT (system, start, check_id) DO UPDATE SET "
                     "worst = GREATEST(h.worst, excluded.worst), n = h.n + excluded.n, "
                     "lat_min = LEAST(h.lat_min, excluded.lat_min), "
                     "lat_sum = h.lat_sum + excluded.lat_sum, "
-                    "lat_max = GREATEST(h.lat_max, excluded.lat_max)",
+                    "lat_max = GREATEST(h.lat_max, excluded.lat_max), "
+                    "down_s = h.down_s + excluded.down_s, bad_s = h.bad_s + excluded.bad_s, "
+                    "seen_s = h.seen_s + excluded.seen_s",
                     values)
 
         # Not repeatable: a retry after a lost commit would count the probes twice.
@@ -693,10 +700,11 @@ class PostgresStore(StoreIdentity, Store):
 
         return await self._run(op)
 
-    async def system_worst(self, since: float, until: float) -> list[tuple[str, float, int]]:
-        async def op(conn: Conn) -> list[tuple[str, float, int]]:
-            cur = await conn.execute(*shared.system_worst(since, until, "%s"))
-            return [(r[0], float(r[1]), int(r[2])) for r in await cur.fetchall()]
+    async def system_worst(self, since: float, until: float) -> list[SystemWorst]:
+        async def op(conn: Conn) -> list[SystemWorst]:
+            cur = await conn.execute(*shared.system_worst(since, until, "%s", "LEAST"))
+            return [(r[0], float(r[1]), int(r[2]), float(r[3]), float(r[4]))
+                    for r in await cur.fetchall()]
 
         return await self._run(op)
 

@@ -66,14 +66,23 @@ def _in_range(sql: str, args: list[Any], until: float | None, system: str | None
 
 
 def check_buckets(since: float, until: float | None, system: str | None, mark: str) -> Query:
-    sql, args = _in_range("SELECT check_id, system, start, worst, n, lat_min, lat_sum, lat_max "
-                          f"FROM history_checks WHERE start >= {mark}", [since], until,
+    sql, args = _in_range("SELECT check_id, system, start, worst, n, lat_min, lat_sum, lat_max, "
+                          f"down_s, bad_s, seen_s FROM history_checks WHERE start >= {mark}",
+                          [since], until,
                           system, mark)
     return sql + " ORDER BY start", args
 
 
-def system_worst(since: float, until: float, mark: str) -> Query:
-    return ("SELECT system, start, max(worst) FROM history_checks "
+def system_worst(since: float, until: float, mark: str, least: str) -> Query:
+    """Per system and bucket: the worst code and the largest down and down-or-degraded
+    shares of its checks (`monitor.history.model.check_shares`, here in SQL: a roll-up reads
+    one row per system). `least`: SQLite's two-argument `min`, PostgreSQL's `LEAST`."""
+    def share(seconds: str, floor: int) -> str:
+        return (f"CASE WHEN worst < {floor} THEN 0.0 WHEN seen_s > 0 "
+                f"THEN {least}({seconds} / seen_s, 1.0) ELSE 1.0 END")
+
+    down, bad = share("down_s", 2), share("bad_s", 1)
+    return (f"SELECT system, start, max(worst), max({down}), max({bad}) FROM history_checks "
             f"WHERE start >= {mark} AND start < {mark} GROUP BY system, start", [since, until])
 
 

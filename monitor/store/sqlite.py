@@ -18,7 +18,7 @@ from typing import Any, ParamSpec, TypeVar
 import aiosqlite
 
 from monitor.core.models import Incident, OutboxMessage, Silence, TimelineEntry
-from monitor.history.model import CheckBucket, SystemBucket
+from monitor.history.model import CheckBucket, SystemBucket, SystemWorst
 from monitor.store import sql as shared
 from monitor.store.base import StatesMark, Store, StoreIdentity
 
@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS vantage (
 CREATE TABLE IF NOT EXISTS history_checks (
     check_id TEXT NOT NULL, start REAL NOT NULL, system TEXT NOT NULL, worst INTEGER NOT NULL,
     n INTEGER NOT NULL, lat_min REAL NOT NULL, lat_sum REAL NOT NULL, lat_max REAL NOT NULL,
+    down_s REAL NOT NULL DEFAULT 0, bad_s REAL NOT NULL DEFAULT 0, seen_s REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (system, start, check_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS history_checks_start ON history_checks(start);
 CREATE TABLE IF NOT EXISTS history_systems (
@@ -76,6 +77,9 @@ rows can never make it go back."""
 MIGRATIONS: tuple[tuple[str, str, str], ...] = (
     # (table, column, what adds it): columns added after a store was first made.
     ("check_states", "seq", "ALTER TABLE check_states ADD COLUMN seq INTEGER NOT NULL DEFAULT 0"),
+    *(("history_checks", column,
+        f"ALTER TABLE history_checks ADD COLUMN {column} REAL NOT NULL DEFAULT 0")
+       for column in ("down_s", "bad_s", "seen_s")),
 )
 AFTER_MIGRATIONS = "CREATE INDEX IF NOT EXISTS check_states_seq ON check_states(seq);"
 
@@ -483,12 +487,14 @@ class SqliteStore(StoreIdentity, Store):
     async def _upsert_buckets(self, rows: list[CheckBucket]) -> None:
         await self.db.executemany(
             "INSERT INTO history_checks(check_id, start, system, worst, n, lat_min, lat_sum, "
-            "lat_max) VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(system, start, check_id) DO UPDATE SET "
+            "lat_max, down_s, bad_s, seen_s) VALUES(?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(system, start, check_id) DO UPDATE SET "
             "worst=max(worst, excluded.worst), n=n+excluded.n, "
             "lat_min=min(lat_min, excluded.lat_min), lat_sum=lat_sum+excluded.lat_sum, "
-            "lat_max=max(lat_max, excluded.lat_max)",
-            [(r.check_id, r.start, r.system, r.worst, r.n, r.lat_min, r.lat_sum, r.lat_max)
-             for r in rows])
+            "lat_max=max(lat_max, excluded.lat_max), down_s=down_s+excluded.down_s, "
+            "bad_s=bad_s+excluded.bad_s, seen_s=seen_s+excluded.seen_s",
+            [(r.check_id, r.start, r.system, r.worst, r.n, r.lat_min, r.lat_sum, r.lat_max,
+              r.down_s, r.bad_s, r.seen_s) for r in rows])
 
     async def load_check_buckets(
         self, since: float, until: float | None = None, system: str | None = None
@@ -497,10 +503,10 @@ class SqliteStore(StoreIdentity, Store):
             rows = await cursor.fetchall()
         return [CheckBucket(*r) for r in rows]
 
-    async def system_worst(self, since: float, until: float) -> list[tuple[str, float, int]]:
-        async with self.db.execute(*shared.system_worst(since, until, "?")) as cursor:
+    async def system_worst(self, since: float, until: float) -> list[SystemWorst]:
+        async with self.db.execute(*shared.system_worst(since, until, "?", "min")) as cursor:
             rows = await cursor.fetchall()
-        return [(r[0], float(r[1]), int(r[2])) for r in rows]
+        return [(r[0], float(r[1]), int(r[2]), float(r[3]), float(r[4])) for r in rows]
 
     async def history_marker(self) -> float | None:
         async with self.db.execute(shared.HISTORY_MARKER) as cursor:
