@@ -1,8 +1,9 @@
 """The vocabulary of history (SPEC §7): bucket codes, resolutions, retention, the two row types.
 
-A check's 5-minute bucket keeps the worst hard state seen in it and min/avg/max latency; a
-system's row (one per half-hour slot, hour or day) keeps its worst state and how many seconds it
-spent in each state, which is what availability is computed from.
+A check's 5-minute bucket keeps the worst hard state seen in it, min/avg/max latency and the
+seconds between its probes spent down and degraded; a system's row (one per half-hour slot,
+hour or day) keeps its worst state and how many seconds it spent in each state, which is
+what availability is computed from.
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ class CheckBucket:
     bad_s: float = 0.0
     """Seconds it spent down or degraded."""
     seen_s: float = 0.0
-    """Seconds between probes measured at all: 0 for a bucket with a single probe and no
-    earlier one within a bucket's length, and for rows written before these columns."""
+    """Seconds of the bucket measured at all (from one probe to the next, the first probe's
+    state counting; the stretch from the bucket's start to its first probe in the state of
+    the probe before, if that came less than a bucket earlier). 0 for rows written before
+    these columns."""
 
     @property
     def lat_avg(self) -> float:
