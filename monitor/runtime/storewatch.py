@@ -37,10 +37,13 @@ async def adopt_replaced_store(daemon: Daemon, problem: str) -> None:
     old_id, old_tag = daemon.store.store_id, daemon.store.tag
     lost = sorted(i.id for i in daemon.engine.open.values())
     log.error("store_replaced", problem=problem, store=old_id, open_incidents=lost)
+    noticed = iso(daemon.clock(), daemon.config.site.tz)
+    # Said before the store closes: a /readyz while it re-opens names the cause, not only
+    # "store unreachable".
+    daemon.store_identity_error = f"{problem} (noticed {noticed}); hismon is re-opening it"
     await daemon.store.close()
     await daemon.store.open()
     store = daemon.store
-    noticed = iso(daemon.clock(), daemon.config.site.tz)
     gone = f"; incidents open before ({', '.join(lost[:10])}) are not in it" if lost else ""
     daemon.store_identity_error = (
         f"{problem} (noticed {noticed}); hismon now writes to store {store.tag or '?'} "
