@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from monitor.config.i18n import text
+from monitor.config.i18n import join_names, text
 from monitor.core.durations import format_duration
 from monitor.core.models import Incident, OutboxMessage, TimelineEntry, iso
 from monitor.core.types import MessageKind
@@ -24,6 +24,7 @@ from monitor.people.words import (
     TIMELINE_KINDS,
     WORDS,
     entry_text,
+    name_of,
 )
 
 IT_KINDS: tuple[MessageKind, ...] = (MessageKind.EARLY_WARNING, MessageKind.OUTAGE_IT)
@@ -46,9 +47,7 @@ def _dependent_systems(config: Any, root: Incident, dependents: Sequence[Inciden
         if dependent.caused_by != root.id or dependent.system in seen:
             continue
         seen.add(dependent.system)
-        name = str(text(config.system(dependent.system), "name", language,
-                        config.site.language)) if config.has_system(dependent.system) \
-            else dependent.system
+        name = name_of(config, "system", dependent.system, language)
         found.append({"id": dependent.system, "name": name, "incident": dependent.id,
                       "caused_by": root.id})
     return found
@@ -60,22 +59,13 @@ def _recipient_name(config: Any, message: OutboxMessage, language: str) -> str:
     payload = message.payload
     person = payload.get("person")
     if isinstance(person, dict) and person.get("id"):
-        try:
-            return str(text(config.person(str(person["id"])), "name", language,
-                            config.site.language))
-        except KeyError:
-            return str(person.get("name") or person["id"])
+        return name_of(config, "person", str(person["id"]), language)
     departments = payload.get("departments") or (
         [payload["department"]] if payload.get("department") else [])
-    names = []
-    for dept_id in departments:
-        try:
-            names.append(str(text(config.department(dept_id), "name", language,
-                                  config.site.language)))
-        except KeyError:
-            names.append(str(dept_id))
-    return "、".join(names) if names and language == "zh" else ", ".join(names) or \
-        str(payload.get("recipient") or message.notifier)
+    if departments:
+        return join_names([name_of(config, "department", str(d), language)
+                           for d in departments], language)
+    return str(payload.get("recipient") or message.notifier)
 
 
 def build_review(config: Any, incident: Incident, timeline: list[TimelineEntry],

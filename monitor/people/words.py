@@ -164,10 +164,13 @@ SENTENCES: dict[str, dict[str, str]] = {
 }
 
 
-def _named(config: Any, kind: str, item_id: str, language: str) -> str:
-    """A department's or system's name in `language`; its id when the config lacks it."""
+def name_of(config: Any, kind: str, item_id: str, language: str) -> str:
+    """A department's, system's or person's name in `language`; its id when the config
+    lacks it (renamed since, or an older record)."""
+    look = {"department": config.department, "system": config.system,
+            "person": config.person}[kind]
     try:
-        item = config.department(item_id) if kind == "department" else config.system(item_id)
+        item = look(item_id)
     except KeyError:
         return item_id
     return str(text(item, "name", language, config.site.language))
@@ -230,7 +233,7 @@ def _step_skipped(s: dict[str, str], data: dict[str, Any], config: Any, language
 
 def _department(s: dict[str, str], data: dict[str, Any], config: Any, language: str,
                 kind: str) -> str:
-    return s[kind].format(department=_named(config, "department", data["department"], language),
+    return s[kind].format(department=name_of(config, "department", data["department"], language),
                           by=_opt(s, "who", data.get("by")))
 
 
@@ -246,13 +249,13 @@ _RENDER: dict[str, Render] = {
     "escalated": lambda s, d, c, lang: s["escalated"],
     "resolved": _resolved,
     "caused_by": lambda s, d, c, lang: s["caused_by"].format(
-        system=_named(c, "system", d["system"], lang), root=d["root"]),
+        system=name_of(c, "system", d["system"], lang), root=d["root"]),
     "caused_by_cleared": lambda s, d, c, lang: s["caused_by_cleared"].format(root=d["root"]),
     "departments_added": lambda s, d, c, lang: s["departments_added"].format(
-        system=_named(c, "system", d["system"], lang), departments=join_names(
-            [_named(c, "department", x, lang) for x in d["departments"]], lang)),
+        system=name_of(c, "system", d["system"], lang), departments=join_names(
+            [name_of(c, "department", x, lang) for x in d["departments"]], lang)),
     "window_extended": lambda s, d, c, lang: s["window_extended"].format(
-        system=_named(c, "system", d["system"], lang)),
+        system=name_of(c, "system", d["system"], lang)),
     "hold": _hold,
     "step_sent": _step_sent,
     "step_skipped": _step_skipped,
